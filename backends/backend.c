@@ -1,0 +1,209 @@
+/*
+ * backend.c - helpers shared by every user of the backend interface:
+ * key validation, the two standard save sources, whole-object copies in
+ * bounded pieces, and the copy fallback.
+ */
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Size of the pieces used to move whole objects without holding them. */
+#define PIECE_SIZE (4u << 20)
+
+int backend_key_valid(const char *key)
+{
+	const char *seg = key;
+
+	if (key == NULL || *key == '\0' || *key == '/')
+		return 0;
+	for (;;) {
+		const char *end = strchr(seg, '/');
+		size_t len = end ? (size_t)(end - seg) : strlen(seg);
+
+		if (end == NULL && len == 0)
+			return 1; /* trailing '/': a directory marker */
+		if (len == 0)
+			return 0; /* "a//b" */
+		if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+			return 0;
+		if (end == NULL)
+			return 1;
+		seg = end + 1;
+	}
+}
+
+static int buffer_read(const struct backend_source *src, uint64_t off, void *dst, size_t len)
+{
+	if (off > src->size || len > src->size - off)
+		return -EINVAL;
+	memcpy(dst, (const char *)src->buf + off, len);
+	return 0;
+}
+
+struct backend_source backend_source_buffer(const void *buf, size_t len)
+{
+	struct backend_source s = { .size = len, .read = buffer_read, .buf = buf, .fd = -1 };
+	return s;
+}
+
+static int fd_read(const struct backend_source *src, uint64_t off, void *dst, size_t len)
+{
+	char *p = dst;
+
+	if (off > src->size || len > src->size - off)
+		return -EINVAL;
+	while (len > 0) {
+		ssize_t n = pread(src->fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+struct backend_source backend_source_fd(int fd, uint64_t size)
+{
+	struct backend_source s = { .size = size, .read = fd_read, .fd = fd };
+	return s;
+}
+
+int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,
+			struct backend_stat *st)
+{
+	struct backend_source src = backend_source_buffer(buf, len);
+	return b->ops->save(b, key, &src, NULL, st);
+}
+
+int backend_save_fd(struct backend *b, const char *key, int fd, uint64_t size,
+		    struct backend_stat *st)
+{
+	struct backend_source src = backend_source_fd(fd, size);
+	return b->ops->save(b, key, &src, NULL, st);
+}
+
+ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void *dst,
+			  size_t len, const char *etag)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = b->ops->read(b, key, off + done, (char *)dst + done, len - done, etag,
+					 NULL);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int write_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st)
+{
+	struct backend_stat first;
+	uint64_t off = 0;
+	char *buf;
+	int ret;
+
+	ret = b->ops->stat(b, key, &first);
+	if (ret < 0)
+		return ret;
+	buf = malloc(PIECE_SIZE);
+	if (buf == NULL)
+		return -ENOMEM;
+	/* Pin every piece to the etag seen first, so a concurrent overwrite
+	 * gives -ESTALE instead of a file made of two versions. */
+	for (;;) {
+		ssize_t n = b->ops->read(b, key, off, buf, PIECE_SIZE, first.etag, NULL);
+		if (n < 0) {
+			ret = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		ret = write_all(fd, buf, (size_t)n, (off_t)off);
+		if (ret < 0)
+			goto out;
+		off += (uint64_t)n;
+	}
+	if (ftruncate(fd, (off_t)off) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	first.size = off;
+	if (st != NULL)
+		*st = first;
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+{
+	char path[] = "/tmp/chunkfs-copy.XXXXXX";
+	struct backend_stat sst;
+	int fd, ret;
+
+	if (b->ops->copy != NULL) {
+		ret = b->ops->copy(b, src, dst, st);
+		if (ret != -ENOTSUP)
+			return ret;
+	}
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	ret = backend_read_to_fd(b, src, fd, &sst);
+	if (ret == 0)
+		ret = backend_save_fd(b, dst, fd, sst.size, st);
+	close(fd);
+	return ret;
+}
+
+void backend_list_free(struct backend_list *l)
+{
+	for (size_t i = 0; i < l->n_entries; i++)
+		free(l->entries[i].key);
+	free(l->entries);
+	for (size_t i = 0; i < l->n_prefixes; i++)
+		free(l->prefixes[i]);
+	free(l->prefixes);
+	free(l->next_token);
+	memset(l, 0, sizeof(*l));
+}
+
+void backend_destroy(struct backend *b)
+{
+	if (b != NULL)
+		b->ops->destroy(b);
+}

@@ -1,0 +1,246 @@
+/*
+ * backend.h - the one interface every chunk store and every layer speaks.
+ *
+ * A backend maps keys (UTF-8 strings such as "models/bert/layer_0.pt") to
+ * byte strings.  The filesystem backend, the S3 backend and the in-memory
+ * test backend implement it; so do the layers stacked on top of them (block
+ * cache, prefetcher, fault injector), each of which owns an inner backend.
+ * The FUSE driver only ever talks to the top of the stack.
+ *
+ * Keys
+ *   A key is a non-empty string with no leading '/', no empty segment
+ *   ("a//b"), no "." or ".." segment and no NUL.  A key ending in '/' is a
+ *   directory marker ("dir/"): a zero-length object whose only meaning is
+ *   "this directory exists even when nothing is under it".  Keys are
+ *   compared as byte strings (memcmp order), as S3 does.  Use
+ *   backend_key_valid() to check one; backends reject others with -EINVAL.
+ *
+ * Contract shared by every op
+ *   - Every op returns 0 (or a byte count where stated) on success and a
+ *     negative errno on failure, never -1 with errno set.  Common codes:
+ *     -ENOENT no such key, -EACCES permission refused by the store,
+ *     -EINVAL bad key or argument, -EIO the store failed after retries,
+ *     -ENOSPC the store is full, -ESTALE the object changed (etag mismatch),
+ *     -EPERM the key would reach outside the store (filesystem backend),
+ *     -ENOTSUP the optional op is not available.
+ *   - Every op may be called concurrently from many threads (FUSE worker
+ *     threads, prefetch workers).  A backend does its own locking.
+ *   - The caller owns every buffer it passes in; an op never keeps a pointer
+ *     to an argument after it returns.  What an op hands back is described
+ *     in its comment, with the function that frees it.
+ *   - Ops marked "optional" may be NULL.  Call them through the backend_*()
+ *     wrappers below, which supply the documented fallback.
+ */
+#ifndef CHUNKFS_BACKEND_H
+#define CHUNKFS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define BACKEND_ABI_VERSION 1
+
+/* Longest etag a backend may report, including the terminating NUL. */
+#define BACKEND_ETAG_MAX 80
+
+/* Which optional metadata fields of struct backend_stat are set. */
+enum {
+	BACKEND_META_MODE = 1 << 0,
+	BACKEND_META_UID = 1 << 1,
+	BACKEND_META_GID = 1 << 2,
+};
+
+/* What the store knows of one object. */
+struct backend_stat {
+	uint64_t size;
+	struct timespec mtime;       /* last modification, {0,0} if unknown */
+	char etag[BACKEND_ETAG_MAX]; /* opaque version tag; changes whenever the
+	                              * bytes change; "" if the store has none */
+	unsigned meta;               /* BACKEND_META_* bits valid below */
+	uint32_t mode;               /* permission bits (07777) */
+	uint32_t uid, gid;
+};
+
+/*
+ * A readable source of bytes for save(): a random-access reader over a
+ * known size, so a backend can upload parts in parallel and re-read a part
+ * to retry it.  read() fills dst with exactly len bytes from offset off
+ * (off + len <= size) and returns 0 or -errno; it may be called from
+ * several threads at once.  backend_source_buffer() and
+ * backend_source_fd() make the two usual kinds.
+ */
+struct backend_source {
+	uint64_t size;
+	int (*read)(const struct backend_source *src, uint64_t off, void *dst,
+		    size_t len);
+	const void *buf; /* for backend_source_buffer() */
+	int fd;          /* for backend_source_fd() */
+	void *opaque;    /* for sources of the caller's own */
+};
+
+/* Optional attributes to store with a saved object (NULL: none). */
+struct backend_save_attrs {
+	unsigned meta; /* BACKEND_META_* bits valid below */
+	uint32_t mode, uid, gid;
+	struct timespec mtime; /* {0,0}: let the store set it */
+};
+
+/* One object found by list(). */
+struct backend_entry {
+	char *key; /* full key, including the listed prefix */
+	struct backend_stat st;
+};
+
+/*
+ * One page of a listing.  Entries and common prefixes each come in key
+ * order.  Free with backend_list_free().
+ */
+struct backend_list {
+	struct backend_entry *entries;
+	size_t n_entries;
+	char **prefixes; /* "common prefixes": full prefix up to and including
+	                  * the delimiter, e.g. "models/bert/" */
+	size_t n_prefixes;
+	char *next_token; /* NULL on the last page; else pass it back as
+	                   * 'token' to get the next page */
+};
+
+struct backend;
+
+struct backend_ops {
+	int abi_version; /* BACKEND_ABI_VERSION */
+	const char *name; /* "fs", "s3", "mem", "cache", ... */
+
+	/*
+	 * stat: fill *st for an existing key.  For a directory marker key
+	 * ("d/") it succeeds when the marker exists; a backend whose
+	 * directories are real (the filesystem backend) reports every existing
+	 * directory as having a marker.  -ENOENT when absent.
+	 */
+	int (*stat)(struct backend *b, const char *key, struct backend_stat *st);
+
+	/*
+	 * read: copy up to len bytes of key starting at off into dst.
+	 * Returns the number of bytes copied, which is less than len only when
+	 * the object ends first (0 at or past the end).  When etag is not NULL
+	 * and not "", the read fails with -ESTALE if the object's etag differs,
+	 * so a caller never mixes bytes of two versions.  When st is not NULL
+	 * it receives the object's stat as of this read (a backend that cannot
+	 * tell leaves st->etag "" and st->size 0).
+	 */
+	ssize_t (*read)(struct backend *b, const char *key, uint64_t off,
+			void *dst, size_t len, const char *etag,
+			struct backend_stat *st);
+
+	/*
+	 * save: store src->size bytes read from src under key, replacing any
+	 * object of that name.  A save is atomic: readers see the old object
+	 * or the new one, never a mix or a partial object, and a failed save
+	 * leaves the old object in place.  Parent "directories" are created as
+	 * needed.  attrs may be NULL.  When st is not NULL it receives the new
+	 * object's stat (its etag at least).  A key ending in '/' creates a
+	 * directory marker; src->size must then be 0.
+	 */
+	int (*save)(struct backend *b, const char *key,
+		    const struct backend_source *src,
+		    const struct backend_save_attrs *attrs,
+		    struct backend_stat *st);
+
+	/*
+	 * remove: delete key.  -ENOENT when absent.  Removing a directory
+	 * marker whose prefix still has keys under it succeeds and the
+	 * directory stays visible through those keys; a backend with real
+	 * directories may keep the directory in that case.
+	 */
+	int (*remove)(struct backend *b, const char *key);
+
+	/*
+	 * list: one page of the keys that start with prefix (may be "") and
+	 * sort after start_after (may be NULL), at most max_keys items
+	 * (entries plus prefixes; 0 means the backend's default, 1000 for S3).
+	 * With delimiter '/', keys with a '/' after the prefix are rolled up
+	 * into common prefixes; with delimiter 0 every key is listed.  token
+	 * is NULL for the first page, else the previous page's next_token.
+	 * On success *out holds the page (the caller frees it with
+	 * backend_list_free()); on failure *out is left empty.
+	 */
+	int (*list)(struct backend *b, const char *prefix, char delimiter,
+		    const char *start_after, const char *token,
+		    size_t max_keys, struct backend_list *out);
+
+	/*
+	 * copy (optional): store a copy of src under dst, as save() would.
+	 * NULL or -ENOTSUP: backend_copy() reads and saves through a temporary
+	 * file.
+	 */
+	int (*copy)(struct backend *b, const char *src, const char *dst,
+		    struct backend_stat *st);
+
+	/*
+	 * rename (optional): move src to dst atomically, replacing dst.  When
+	 * src and dst end in '/', moves the whole prefix.  NULL or -ENOTSUP:
+	 * the caller copies and removes instead (not atomic).
+	 */
+	int (*rename)(struct backend *b, const char *src, const char *dst);
+
+	/*
+	 * space (optional): total and free bytes of the store, for statfs.
+	 * NULL: the FUSE layer reports a large fixed size.
+	 */
+	int (*space)(struct backend *b, uint64_t *total, uint64_t *avail);
+
+	/* destroy: free the backend and, for a layer, its inner backend. */
+	void (*destroy)(struct backend *b);
+};
+
+/*
+ * Every backend struct starts with this header, so a pointer to the
+ * backend's private struct is also a struct backend *.
+ */
+struct backend {
+	const struct backend_ops *ops;
+};
+
+/* --- helpers every caller uses (backend.c) ---------------------------- */
+
+/* 1 if key is a valid key as described above, else 0.  A lone "/" is not. */
+int backend_key_valid(const char *key);
+
+/* A source over len bytes at buf; buf must outlive the save. */
+struct backend_source backend_source_buffer(const void *buf, size_t len);
+
+/* A source over the first size bytes of fd, read with pread(). */
+struct backend_source backend_source_fd(int fd, uint64_t size);
+
+/* save() of a buffer / an open file: shorthands over the sources above. */
+int backend_save_buffer(struct backend *b, const char *key, const void *buf,
+			size_t len, struct backend_stat *st);
+int backend_save_fd(struct backend *b, const char *key, int fd,
+		    uint64_t size, struct backend_stat *st);
+
+/*
+ * Read exactly len bytes (or until the end of the object) by calling
+ * read() until done.  Same return as the read op.
+ */
+ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off,
+			  void *dst, size_t len, const char *etag);
+
+/*
+ * Copy the whole object to fd at offset 0 in pieces (never all in memory).
+ * Returns 0 or -errno.  On success *st (if not NULL) is the object's stat.
+ */
+int backend_read_to_fd(struct backend *b, const char *key, int fd,
+		       struct backend_stat *st);
+
+/* copy() with the fallback described at the op. */
+int backend_copy(struct backend *b, const char *src, const char *dst,
+		 struct backend_stat *st);
+
+/* Free what list() put in *l and zero it.  Safe on an empty list. */
+void backend_list_free(struct backend_list *l);
+
+/* Call b->ops->destroy(b) if b is not NULL. */
+void backend_destroy(struct backend *b);
+
+#endif /* CHUNKFS_BACKEND_H */
