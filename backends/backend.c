@@ -46,7 +46,7 @@ static int buffer_read(const struct backend_source *src, uint64_t off, void *dst
 
 struct backend_source backend_source_buffer(const void *buf, size_t len)
 {
-	struct backend_source s = { .size = len, .read = buffer_read, .buf = buf, .fd = -1 };
+	struct backend_source s = {.size = len, .read = buffer_read, .buf = buf, .fd = -1};
 	return s;
 }
 
@@ -74,32 +74,32 @@ static int fd_read(const struct backend_source *src, uint64_t off, void *dst, si
 
 struct backend_source backend_source_fd(int fd, uint64_t size)
 {
-	struct backend_source s = { .size = size, .read = fd_read, .fd = fd };
+	struct backend_source s = {.size = size, .read = fd_read, .fd = fd};
 	return s;
 }
 
 int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,
-			struct backend_stat *st)
+                        struct backend_stat *st)
 {
 	struct backend_source src = backend_source_buffer(buf, len);
 	return b->ops->save(b, key, &src, NULL, st);
 }
 
 int backend_save_fd(struct backend *b, const char *key, int fd, uint64_t size,
-		    struct backend_stat *st)
+                    struct backend_stat *st)
 {
 	struct backend_source src = backend_source_fd(fd, size);
 	return b->ops->save(b, key, &src, NULL, st);
 }
 
-ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void *dst,
-			  size_t len, const char *etag)
+ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
+                          const char *etag)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = b->ops->read(b, key, off + done, (char *)dst + done, len - done, etag,
-					 NULL);
+		ssize_t n =
+		    b->ops->read(b, key, off + done, (char *)dst + done, len - done, etag, NULL);
 		if (n < 0)
 			return n;
 		if (n == 0)

@@ -72,8 +72,7 @@ struct backend_stat {
  */
 struct backend_source {
 	uint64_t size;
-	int (*read)(const struct backend_source *src, uint64_t off, void *dst,
-		    size_t len);
+	int (*read)(const struct backend_source *src, uint64_t off, void *dst, size_t len);
 	const void *buf; /* for backend_source_buffer() */
 	int fd;          /* for backend_source_fd() */
 	void *opaque;    /* for sources of the caller's own */
@@ -109,7 +108,7 @@ struct backend_list {
 struct backend;
 
 struct backend_ops {
-	int abi_version; /* BACKEND_ABI_VERSION */
+	int abi_version;  /* BACKEND_ABI_VERSION */
 	const char *name; /* "fs", "s3", "mem", "cache", ... */
 
 	/*
@@ -129,9 +128,8 @@ struct backend_ops {
 	 * it receives the object's stat as of this read (a backend that cannot
 	 * tell leaves st->etag "" and st->size 0).
 	 */
-	ssize_t (*read)(struct backend *b, const char *key, uint64_t off,
-			void *dst, size_t len, const char *etag,
-			struct backend_stat *st);
+	ssize_t (*read)(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
+	                const char *etag, struct backend_stat *st);
 
 	/*
 	 * save: store src->size bytes read from src under key, replacing any
@@ -142,10 +140,8 @@ struct backend_ops {
 	 * object's stat (its etag at least).  A key ending in '/' creates a
 	 * directory marker; src->size must then be 0.
 	 */
-	int (*save)(struct backend *b, const char *key,
-		    const struct backend_source *src,
-		    const struct backend_save_attrs *attrs,
-		    struct backend_stat *st);
+	int (*save)(struct backend *b, const char *key, const struct backend_source *src,
+	            const struct backend_save_attrs *attrs, struct backend_stat *st);
 
 	/*
 	 * remove: delete key.  -ENOENT when absent.  Removing a directory
@@ -165,17 +161,15 @@ struct backend_ops {
 	 * On success *out holds the page (the caller frees it with
 	 * backend_list_free()); on failure *out is left empty.
 	 */
-	int (*list)(struct backend *b, const char *prefix, char delimiter,
-		    const char *start_after, const char *token,
-		    size_t max_keys, struct backend_list *out);
+	int (*list)(struct backend *b, const char *prefix, char delimiter, const char *start_after,
+	            const char *token, size_t max_keys, struct backend_list *out);
 
 	/*
 	 * copy (optional): store a copy of src under dst, as save() would.
 	 * NULL or -ENOTSUP: backend_copy() reads and saves through a temporary
 	 * file.
 	 */
-	int (*copy)(struct backend *b, const char *src, const char *dst,
-		    struct backend_stat *st);
+	int (*copy)(struct backend *b, const char *src, const char *dst, struct backend_stat *st);
 
 	/*
 	 * rename (optional): move src to dst atomically, replacing dst.  When
@@ -214,28 +208,26 @@ struct backend_source backend_source_buffer(const void *buf, size_t len);
 struct backend_source backend_source_fd(int fd, uint64_t size);
 
 /* save() of a buffer / an open file: shorthands over the sources above. */
-int backend_save_buffer(struct backend *b, const char *key, const void *buf,
-			size_t len, struct backend_stat *st);
-int backend_save_fd(struct backend *b, const char *key, int fd,
-		    uint64_t size, struct backend_stat *st);
+int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,
+                        struct backend_stat *st);
+int backend_save_fd(struct backend *b, const char *key, int fd, uint64_t size,
+                    struct backend_stat *st);
 
 /*
  * Read exactly len bytes (or until the end of the object) by calling
  * read() until done.  Same return as the read op.
  */
-ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off,
-			  void *dst, size_t len, const char *etag);
+ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
+                          const char *etag);
 
 /*
  * Copy the whole object to fd at offset 0 in pieces (never all in memory).
  * Returns 0 or -errno.  On success *st (if not NULL) is the object's stat.
  */
-int backend_read_to_fd(struct backend *b, const char *key, int fd,
-		       struct backend_stat *st);
+int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st);
 
 /* copy() with the fallback described at the op. */
-int backend_copy(struct backend *b, const char *src, const char *dst,
-		 struct backend_stat *st);
+int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st);
 
 /* Free what list() put in *l and zero it.  Safe on an empty list. */
 void backend_list_free(struct backend_list *l);

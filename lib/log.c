@@ -10,7 +10,7 @@
 static enum log_level current_level = LOG_LEVEL_WARN;
 static int to_syslog;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level level)
 {
@@ -41,7 +41,7 @@ void log_use_syslog(void)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char line[1024];
 	va_list ap;
 
