@@ -31,8 +31,8 @@ ifeq ($(SAN),1)
   LDFLAGS += -fsanitize=address,undefined
 endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-	-I. -Ilib -Ibackends $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=314 \
+	-I. -Ilib -Ibackends -Itests/support $(PKG_CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread
 
 CORE_SRC := $(wildcard lib/*.c backends/*.c backends/*/*.c)

@@ -1,0 +1,95 @@
+/*
+ * chunkfs_i.h - state shared by the files of the FUSE driver (fuse/).
+ *
+ * struct chunkfs is the one context object: fuse_req_userdata() returns it
+ * in every op.  It owns the backend stack and the inode table; the options
+ * it points to belong to main.c and outlive it.
+ */
+#ifndef CHUNKFS_CHUNKFS_I_H
+#define CHUNKFS_CHUNKFS_I_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "inode.h"
+
+/* Command-line options of the driver (main.c parses them). */
+struct chunkfs_opts {
+	char *source;
+	char *mountpoint;
+	int ro;
+	int foreground;
+	int debug;
+	double attr_timeout;  /* seconds the kernel may cache attributes */
+	double entry_timeout; /* seconds the kernel may cache names */
+	char *staging_dir;    /* where files being written are kept */
+	unsigned max_threads;
+	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
+	char *log_level;
+};
+
+struct chunkfs {
+	struct backend *be;         /* top of the backend stack; owned */
+	struct inode_table *inodes; /* owned */
+	const struct chunkfs_opts *opts;
+	char *staging_dir; /* resolved staging directory; owned */
+	uid_t uid;         /* owner shown for every file */
+	gid_t gid;
+	struct timespec mount_time; /* mtime shown for implicit directories */
+	char bdi[32];               /* "major:minor" of the mount, for readahead */
+	pthread_once_t tune_once;   /* readahead is set at the first open */
+};
+
+/* A local copy of a file being written (file.c).  Protected by node->lock. */
+struct stage {
+	int fd;
+	char *path;
+	uint64_t size;
+	int dirty;             /* differs from what the backend has */
+	struct timespec mtime; /* mtime to store with the next save */
+};
+
+/* An open file handle (fi->fh). */
+struct fh {
+	struct node *node;
+	int writable;
+	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
+};
+
+/* The low-level operations table (ops.c). */
+extern const struct fuse_lowlevel_ops chunkfs_ops;
+
+/* Create and destroy the context; see main.c for who calls them. */
+struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *opts);
+void chunkfs_destroy(struct chunkfs *fs);
+
+/* ops.c: the attributes the kernel sees for a node.  Node lock held. */
+void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st);
+
+/* file.c: file ops, called from the table in ops.c. */
+void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                 struct fuse_file_info *fi);
+void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                struct fuse_file_info *fi);
+void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/*
+ * file.c: set a file's size, through its stage if it is open for writing,
+ * else by fetching, truncating and saving it.  Node lock held.  0 or -errno.
+ */
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
+
+/* file.c: save a dirty stage to the backend.  Node lock held.  0 or -errno. */
+int file_save(struct chunkfs *fs, struct node *node);
+
+/* The monotonic clock, and whether t is less than secs ago. */
+struct timespec chunkfs_now(void);
+int chunkfs_fresh(struct timespec t, double secs);
+
+#endif

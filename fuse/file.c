@@ -1,0 +1,464 @@
+/*
+ * file.c - file contents: open, read, write, flush, fsync, release, and
+ * truncation.
+ *
+ * Reading a file nobody writes goes straight to the backend stack, pinned
+ * to the etag seen at open, so one open never mixes two versions of an
+ * object (a changed object gives EIO and a warning, never wrong bytes).
+ *
+ * Writing: the first writable open of a file makes a "stage", a local copy
+ * in the staging directory (fetched whole from the backend unless the file
+ * is new or truncated; lazy fetching comes with the write-path issue).
+ * All handles of the node share it, so they see each other's writes, and
+ * reads of a staged file come from it.  flush (every close()) and fsync
+ * save a dirty stage to the backend with one save(): close() and fsync()
+ * return the save's error.  The last release saves once more if still
+ * dirty; if that fails, the staged file is kept and the log names it.
+ *
+ * State machine of node->stage (under node->lock):
+ *   NULL --open(write)/create--> clean or dirty --write/truncate--> dirty
+ *   dirty --save ok--> clean;  any --last release--> NULL
+ * Invariant: stage->size is the staged file's length.
+ */
+#include "chunkfs_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct chunkfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fh *fh_of(struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+static void stage_free(struct stage *s, int keep_file)
+{
+	if (s == NULL)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	if (!keep_file && s->path != NULL)
+		unlink(s->path);
+	free(s->path);
+	free(s);
+}
+
+/*
+ * Make node->stage.  With fetch, the object's current bytes are copied in
+ * (a missing object gives an empty stage); otherwise the stage starts empty
+ * and dirty (a new or truncated file).  Node lock held.
+ */
+static int stage_create(struct chunkfs *fs, struct node *node, int fetch)
+{
+	struct stage *s = calloc(1, sizeof(*s));
+	struct backend_stat st;
+	char *key = NULL;
+	int ret;
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->fd = -1;
+	if (asprintf(&s->path, "%s/stage-%llu-XXXXXX", fs->staging_dir,
+	             (unsigned long long)node->number) < 0) {
+		s->path = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	s->fd = mkostemp(s->path, O_CLOEXEC);
+	if (s->fd < 0) {
+		ret = -errno;
+		log_error("cannot create a staging file in %s: %s", fs->staging_dir,
+		          strerror(errno));
+		goto fail;
+	}
+	clock_gettime(CLOCK_REALTIME, &s->mtime);
+	s->dirty = 1;
+	if (fetch) {
+		key = inode_key(fs->inodes, node, NULL);
+		if (key == NULL) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		ret = backend_read_to_fd(fs->be, key, s->fd, &st);
+		if (ret == 0) {
+			s->size = st.size;
+			s->mtime = st.mtime;
+			s->dirty = 0;
+			node->st = st;
+		} else if (ret != -ENOENT) {
+			log_error("cannot fetch \"%s\" to write it: %s", key, strerror(-ret));
+			goto fail;
+		}
+	}
+	free(key);
+	node->stage = s;
+	return 0;
+fail:
+	free(key);
+	stage_free(s, 0);
+	return ret;
+}
+
+int file_save(struct chunkfs *fs, struct node *node)
+{
+	struct stage *s = node->stage;
+	struct backend_save_attrs attrs = {.mtime = s->mtime};
+	struct backend_source src = backend_source_fd(s->fd, s->size);
+	struct backend_stat st;
+	char *key;
+	int ret;
+
+	if (!s->dirty || node->unlinked)
+		return 0;
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL)
+		return -ENOMEM;
+	ret = fs->be->ops->save(fs->be, key, &src, &attrs, &st);
+	if (ret == 0) {
+		s->dirty = 0;
+		node->st = st;
+		node->st.size = s->size;
+		node->st_time = chunkfs_now();
+		/* The kernel's page cache already holds what we wrote. */
+		memcpy(node->open_etag, st.etag, sizeof(node->open_etag));
+	} else {
+		log_error("saving \"%s\" (%llu bytes) failed: %s; the data stays in %s", key,
+		          (unsigned long long)s->size, strerror(-ret), s->path);
+	}
+	free(key);
+	return ret;
+}
+
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
+{
+	int ret, temporary = node->stage == NULL;
+
+	if (temporary) {
+		ret = stage_create(fs, node, size > 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (ftruncate(node->stage->fd, (off_t)size) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (node->stage->size != size || temporary)
+		node->stage->dirty = 1;
+	node->stage->size = size;
+	clock_gettime(CLOCK_REALTIME, &node->stage->mtime);
+	ret = temporary ? file_save(fs, node) : 0;
+out:
+	if (temporary) {
+		stage_free(node->stage, 0);
+		node->stage = NULL;
+	}
+	return ret;
+}
+
+/* Raise the kernel's readahead for this mount, once (see main.c). */
+static void tune_readahead(struct chunkfs *fs)
+{
+	char path[96], val[32];
+	FILE *f;
+
+	if (fs->opts->read_ahead_kb == 0 || fs->bdi[0] == '\0')
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", fs->bdi);
+	snprintf(val, sizeof(val), "%u", fs->opts->read_ahead_kb);
+	f = fopen(path, "w");
+	if (f == NULL || fputs(val, f) < 0 || fclose(f) != 0)
+		log_info("cannot set %s (not root?); reads use the kernel's default readahead",
+		         path);
+	else
+		log_debug("readahead set to %s KiB", val);
+}
+
+static __thread struct chunkfs *tune_fs;
+static void tune_once_cb(void)
+{
+	tune_readahead(tune_fs);
+}
+
+void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *node = inode_from_ino(fs->inodes, ino);
+	int writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct backend_stat st;
+	struct fh *fh;
+	int ret = 0;
+
+	tune_fs = fs;
+	pthread_once(&fs->tune_once, tune_once_cb);
+	if (writable && fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fh = calloc(1, sizeof(*fh));
+	if (fh == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fh->node = node;
+	fh->writable = writable;
+
+	pthread_mutex_lock(&node->lock);
+	if (writable && node->stage == NULL) {
+		ret = stage_create(fs, node, !(fi->flags & O_TRUNC));
+	} else if (writable && (fi->flags & O_TRUNC) && node->stage->size > 0) {
+		ret = ftruncate(node->stage->fd, 0) < 0 ? -errno : 0;
+		if (ret == 0) {
+			node->stage->size = 0;
+			node->stage->dirty = 1;
+		}
+	} else if (!writable && node->stage == NULL) {
+		/* Reads are pinned to the version seen now.  The page cache is
+		 * kept when that version is the one the kernel cached. */
+		pthread_mutex_unlock(&node->lock);
+		if (!chunkfs_fresh(node->st_time, fs->opts->attr_timeout)) {
+			char *key = inode_key(fs->inodes, node, NULL);
+
+			ret = key ? fs->be->ops->stat(fs->be, key, &st) : -ENOMEM;
+			free(key);
+		} else {
+			pthread_mutex_lock(&node->lock);
+			st = node->st;
+			pthread_mutex_unlock(&node->lock);
+		}
+		pthread_mutex_lock(&node->lock);
+		if (ret == 0 && node->stage == NULL) {
+			if (st.etag[0] != '\0' && strcmp(st.etag, node->open_etag) == 0)
+				fi->keep_cache = 1;
+			memcpy(node->open_etag, st.etag, sizeof(node->open_etag));
+			memcpy(fh->etag, st.etag, sizeof(fh->etag));
+			node->st = st;
+			node->st_time = chunkfs_now();
+		}
+	}
+	if (ret == 0)
+		node->nopen++;
+	pthread_mutex_unlock(&node->lock);
+	if (ret < 0) {
+		free(fh);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	if (fuse_reply_open(req, fi) != 0) {
+		pthread_mutex_lock(&node->lock);
+		node->nopen--;
+		pthread_mutex_unlock(&node->lock);
+		free(fh);
+	}
+}
+
+void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                 struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *pnode = inode_from_ino(fs->inodes, parent);
+	struct fuse_entry_param e;
+	struct backend_stat st;
+	struct node *node;
+	struct fh *fh = NULL;
+	char *key = NULL;
+	int ret;
+
+	(void)mode;
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (strlen(name) > 255) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	key = inode_key(fs->inodes, pnode, name);
+	if (key == NULL || !backend_key_valid(key)) {
+		free(key);
+		fuse_reply_err(req, key ? EINVAL : ENOMEM);
+		return;
+	}
+	if (fi->flags & O_EXCL) {
+		ret = fs->be->ops->stat(fs->be, key, &st);
+		if (ret != -ENOENT) {
+			free(key);
+			fuse_reply_err(req, ret == 0 ? EEXIST : -ret);
+			return;
+		}
+	}
+	free(key);
+	node = inode_link(fs->inodes, pnode, name, S_IFREG);
+	fh = calloc(1, sizeof(*fh));
+	if (node == NULL || fh == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_lock(&node->lock);
+	node->unlinked = 0;
+	if (node->stage == NULL) {
+		ret = stage_create(fs, node, 0);
+	} else {
+		ret = ftruncate(node->stage->fd, 0) < 0 ? -errno : 0;
+		if (ret == 0) {
+			node->stage->size = 0;
+			node->stage->dirty = 1;
+		}
+	}
+	if (ret == 0)
+		node->nopen++;
+	pthread_mutex_unlock(&node->lock);
+	if (ret < 0)
+		goto fail;
+	fh->node = node;
+	fh->writable = 1;
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	memset(&e, 0, sizeof(e));
+	e.ino = inode_to_ino(node);
+	e.generation = node->generation;
+	e.attr_timeout = fs->opts->attr_timeout;
+	e.entry_timeout = fs->opts->entry_timeout;
+	pthread_mutex_lock(&node->lock);
+	chunkfs_fill_attr(fs, node, &e.attr);
+	pthread_mutex_unlock(&node->lock);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		file_release(NULL, 0, fi);
+		inode_forget(fs->inodes, node, 1);
+	}
+	return;
+fail:
+	if (node != NULL)
+		inode_forget(fs->inodes, node, 1);
+	free(fh);
+	fuse_reply_err(req, -ret);
+}
+
+void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct fh *fh = fh_of(fi);
+	struct node *node = fh->node;
+	char *buf = malloc(size ? size : 1);
+	ssize_t n = -ENOMEM;
+	char *key;
+
+	(void)ino;
+	if (buf == NULL)
+		goto out;
+	pthread_mutex_lock(&node->lock);
+	if (node->stage != NULL) {
+		n = pread(node->stage->fd, buf, size, off);
+		if (n < 0)
+			n = -errno;
+		pthread_mutex_unlock(&node->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&node->lock);
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL)
+		goto out;
+	n = backend_read_full(fs->be, key, (uint64_t)off, buf, size, fh->etag);
+	if (n == -ESTALE) {
+		log_warn("\"%s\" changed in the store while open; reopen it to read the new "
+		         "version",
+		         key);
+		n = -EIO;
+	}
+	free(key);
+out:
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                struct fuse_file_info *fi)
+{
+	struct node *node = fh_of(fi)->node;
+	ssize_t n;
+
+	(void)ino;
+	pthread_mutex_lock(&node->lock);
+	if (node->stage == NULL) {
+		n = -EBADF;
+	} else {
+		n = pwrite(node->stage->fd, buf, size, off);
+		if (n < 0) {
+			n = -errno;
+		} else {
+			if ((uint64_t)off + (uint64_t)n > node->stage->size)
+				node->stage->size = (uint64_t)off + (uint64_t)n;
+			node->stage->dirty = 1;
+			clock_gettime(CLOCK_REALTIME, &node->stage->mtime);
+		}
+	}
+	pthread_mutex_unlock(&node->lock);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* Save a writable handle's file if dirty: what close() and fsync() return. */
+static int save_if_dirty(struct chunkfs *fs, struct fh *fh)
+{
+	struct node *node = fh->node;
+	int ret = 0;
+
+	if (!fh->writable)
+		return 0;
+	pthread_mutex_lock(&node->lock);
+	if (node->stage != NULL)
+		ret = file_save(fs, node);
+	pthread_mutex_unlock(&node->lock);
+	return ret;
+}
+
+void file_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, -save_if_dirty(fs_of(req), fh_of(fi)));
+}
+
+void file_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	fuse_reply_err(req, -save_if_dirty(fs_of(req), fh_of(fi)));
+}
+
+/* req may be NULL when called to undo a create whose reply failed. */
+void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+	struct node *node = fh->node;
+
+	(void)ino;
+	pthread_mutex_lock(&node->lock);
+	if (--node->nopen == 0 && node->stage != NULL) {
+		int keep = 0;
+
+		if (node->stage->dirty && !node->unlinked && req != NULL)
+			keep = file_save(fs_of(req), node) < 0;
+		if (keep)
+			log_error("unsaved data kept in %s", node->stage->path);
+		stage_free(node->stage, keep);
+		node->stage = NULL;
+	}
+	pthread_mutex_unlock(&node->lock);
+	free(fh);
+	if (req != NULL)
+		fuse_reply_err(req, 0);
+}

@@ -1,0 +1,978 @@
+/*
+ * ops.c - the namespace half of the FUSE driver: lookup, attributes,
+ * directories, unlink, mkdir, rmdir, rename, statfs.  File contents (open,
+ * read, write, flush) live in file.c.
+ *
+ * Mapping keys to a tree
+ *   A file is an object "a/b/c".  A directory "a/b" exists when the marker
+ *   object "a/b/" exists or when any key starts with "a/b/" (an implicit
+ *   directory).  mkdir writes the marker; rmdir removes it after checking
+ *   that nothing else is under the prefix.
+ *
+ *   When a name is both an object and a prefix ("a" and "a/x" both exist,
+ *   possible on S3), the directory wins: readdir shows "a" as a directory
+ *   and the object "a" is not reachable through the mount (a warning says
+ *   so).  lookup() asks for the object first and only checks for a
+ *   directory when there is no object, so for such a name lookup and
+ *   readdir can disagree until the entry times out; the S3 backend's
+ *   issue revisits this (it can afford both requests in parallel).
+ *
+ * Every op turns the request's inode into a node (inode.h), builds the
+ * key, calls the backend outside any lock and replies.  Errors from the
+ * backend are -errno and go back to the kernel as they are.
+ */
+#include "chunkfs_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "log.h"
+
+/* Longest name the kernel may hand us, and longest key S3 accepts. */
+#define NAME_MAX_BYTES 255
+#define KEY_MAX_BYTES  1024
+
+static struct chunkfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+struct timespec chunkfs_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t;
+}
+
+int chunkfs_fresh(struct timespec t, double secs)
+{
+	struct timespec now = chunkfs_now();
+	double age = (double)(now.tv_sec - t.tv_sec) + (double)(now.tv_nsec - t.tv_nsec) / 1e9;
+
+	return (t.tv_sec != 0 || t.tv_nsec != 0) && age < secs;
+}
+
+void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = node->number;
+	st->st_uid = (node->st.meta & BACKEND_META_UID) ? node->st.uid : fs->uid;
+	st->st_gid = (node->st.meta & BACKEND_META_GID) ? node->st.gid : fs->gid;
+	st->st_blksize = 1 << 20; /* tools size their I/O by it */
+	if (node->type == S_IFDIR) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		st->st_mtim = node->st.mtime.tv_sec ? node->st.mtime : fs->mount_time;
+	} else {
+		uint64_t size = node->stage ? node->stage->size : node->st.size;
+
+		st->st_mode =
+		    S_IFREG | ((node->st.meta & BACKEND_META_MODE) ? node->st.mode & 07777 : 0644);
+		st->st_nlink = 1;
+		st->st_size = (off_t)size;
+		st->st_blocks = (blkcnt_t)((size + 511) / 512);
+		st->st_mtim = node->stage ? node->stage->mtime : node->st.mtime;
+	}
+	if (fs->opts->ro)
+		st->st_mode &= (mode_t)~0222;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+/* "key/" for a directory key, "" for the root.  The caller frees. */
+static char *dir_prefix(const char *key)
+{
+	size_t len = strlen(key);
+	char *p = malloc(len + 2);
+
+	if (p == NULL)
+		return NULL;
+	memcpy(p, key, len);
+	if (len > 0)
+		p[len++] = '/';
+	p[len] = '\0';
+	return p;
+}
+
+/*
+ * Whether anything is under the directory key: its marker or any key in
+ * it.  1 yes, 0 no, or -errno.
+ */
+static int dir_exists(struct backend *be, const char *key)
+{
+	struct backend_list l = {0};
+	char *prefix;
+	int ret;
+
+	if (*key == '\0')
+		return 1;
+	prefix = dir_prefix(key);
+	if (prefix == NULL)
+		return -ENOMEM;
+	ret = be->ops->list(be, prefix, '/', NULL, NULL, 1, &l);
+	if (ret == 0)
+		ret = (l.n_entries + l.n_prefixes) > 0;
+	backend_list_free(&l);
+	free(prefix);
+	return ret;
+}
+
+/*
+ * What the store has at key: a file (fills *st), a directory, or -ENOENT.
+ * Returns S_IFREG, S_IFDIR or -errno.
+ */
+static int probe(struct backend *be, const char *key, struct backend_stat *st)
+{
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	if (*key == '\0')
+		return S_IFDIR;
+	ret = be->ops->stat(be, key, st);
+	if (ret == 0)
+		return S_IFREG;
+	if (ret != -ENOENT)
+		return ret;
+	ret = dir_exists(be, key);
+	if (ret < 0)
+		return ret;
+	return ret ? S_IFDIR : -ENOENT;
+}
+
+/* Build the key of name inside parent, refusing names no key can hold. */
+static int child_key(struct chunkfs *fs, struct node *parent, const char *name, char **key)
+{
+	if (strlen(name) > NAME_MAX_BYTES)
+		return -ENAMETOOLONG;
+	*key = inode_key(fs->inodes, parent, name);
+	if (*key == NULL)
+		return -ENOMEM;
+	if (strlen(*key) > KEY_MAX_BYTES) {
+		free(*key);
+		return -ENAMETOOLONG;
+	}
+	if (!backend_key_valid(*key)) {
+		free(*key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void fill_entry(struct chunkfs *fs, struct node *node, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = inode_to_ino(node);
+	e->generation = node->generation;
+	e->attr_timeout = fs->opts->attr_timeout;
+	e->entry_timeout = fs->opts->entry_timeout;
+	pthread_mutex_lock(&node->lock);
+	chunkfs_fill_attr(fs, node, &e->attr);
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* Link a node for what probe() found and record its attributes. */
+static struct node *link_found(struct chunkfs *fs, struct node *parent, const char *name, int type,
+                               const struct backend_stat *st)
+{
+	struct node *node = inode_link(fs->inodes, parent, name, (mode_t)type);
+
+	if (node == NULL)
+		return NULL;
+	pthread_mutex_lock(&node->lock);
+	if (node->stage == NULL) {
+		node->st = *st;
+		node->st_time = chunkfs_now();
+	}
+	pthread_mutex_unlock(&node->lock);
+	return node;
+}
+
+/*
+ * Find name in parent: the store first, then a file being written that the
+ * store does not have yet.  On success *out holds one lookup.
+ */
+static int lookup_node(struct chunkfs *fs, struct node *parent, const char *name, struct node **out)
+{
+	struct backend_stat st;
+	struct node *node;
+	char *key;
+	int ret;
+
+	ret = child_key(fs, parent, name, &key);
+	if (ret < 0)
+		return ret;
+	ret = probe(fs->be, key, &st);
+	free(key);
+	if (ret == -ENOENT) {
+		node = inode_find(fs->inodes, parent, name);
+		if (node != NULL) {
+			pthread_mutex_lock(&node->lock);
+			ret = node->stage != NULL && !node->unlinked ? 0 : -ENOENT;
+			pthread_mutex_unlock(&node->lock);
+			if (ret == 0) {
+				*out = node;
+				return 0;
+			}
+			inode_forget(fs->inodes, node, 1);
+		}
+		return -ENOENT;
+	}
+	if (ret < 0)
+		return ret;
+	node = link_found(fs, parent, name, ret, &st);
+	if (node == NULL)
+		return -ENOMEM;
+	*out = node;
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* errors must reach close() */
+	conn->max_write = 1 << 20;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct node *node;
+	int ret = lookup_node(fs, inode_from_ino(fs->inodes, parent), name, &node);
+
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fill_entry(fs, node, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		inode_forget(fs->inodes, node, 1);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct chunkfs *fs = fs_of(req);
+
+	inode_forget(fs->inodes, inode_from_ino(fs->inodes, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct chunkfs *fs = fs_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		inode_forget(fs->inodes, inode_from_ino(fs->inodes, forgets[i].ino),
+		             forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Refresh a file node's attributes from the store unless it is being written. */
+static int refresh_file(struct chunkfs *fs, struct node *node)
+{
+	struct backend_stat st;
+	char *key;
+	int ret;
+
+	pthread_mutex_lock(&node->lock);
+	ret = node->stage != NULL;
+	pthread_mutex_unlock(&node->lock);
+	if (ret)
+		return 0;
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL)
+		return -ENOMEM;
+	ret = fs->be->ops->stat(fs->be, key, &st);
+	free(key);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&node->lock);
+	if (node->stage == NULL) {
+		node->st = st;
+		node->st_time = chunkfs_now();
+	}
+	pthread_mutex_unlock(&node->lock);
+	return 0;
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *node = inode_from_ino(fs->inodes, ino);
+	struct stat st;
+	int ret;
+
+	(void)fi;
+	if (node->type == S_IFREG) {
+		ret = refresh_file(fs, node);
+		if (ret < 0) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+	}
+	pthread_mutex_lock(&node->lock);
+	chunkfs_fill_attr(fs, node, &st);
+	pthread_mutex_unlock(&node->lock);
+	fuse_reply_attr(req, &st, fs->opts->attr_timeout);
+}
+
+/* chmod and chown are refused unless they change nothing (see README). */
+static int check_unchanged_owner_mode(struct chunkfs *fs, struct node *node,
+                                      const struct stat *attr, int to_set)
+{
+	struct stat cur;
+
+	pthread_mutex_lock(&node->lock);
+	chunkfs_fill_attr(fs, node, &cur);
+	pthread_mutex_unlock(&node->lock);
+	if ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur.st_mode & 07777))
+		return -EPERM;
+	if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid)
+		return -EPERM;
+	if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)
+		return -EPERM;
+	return 0;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *node = inode_from_ino(fs->inodes, ino);
+	struct stat st;
+	int ret;
+
+	(void)fi;
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	ret = check_unchanged_owner_mode(fs, node, attr, to_set);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE) && node->type == S_IFDIR)
+		ret = -EISDIR;
+	pthread_mutex_lock(&node->lock);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		ret = file_truncate(fs, node, (uint64_t)attr->st_size);
+	if (ret == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		struct timespec t = attr->st_mtim;
+
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			clock_gettime(CLOCK_REALTIME, &t);
+		/* Stored with the next save of a file being written; otherwise
+		 * kept in memory only (object metadata comes with issue 5). */
+		if (node->stage != NULL) {
+			node->stage->mtime = t;
+			node->stage->dirty = 1;
+		} else {
+			node->st.mtime = t;
+		}
+	}
+	chunkfs_fill_attr(fs, node, &st);
+	pthread_mutex_unlock(&node->lock);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, fs->opts->attr_timeout);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *pnode = inode_from_ino(fs->inodes, parent);
+	struct backend_stat st;
+	struct fuse_entry_param e;
+	struct node *node;
+	char *key, *marker = NULL;
+	int ret;
+
+	(void)mode;
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	ret = child_key(fs, pnode, name, &key);
+	if (ret < 0)
+		goto out;
+	ret = probe(fs->be, key, &st);
+	if (ret >= 0) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if (ret != -ENOENT)
+		goto out;
+	marker = dir_prefix(key);
+	ret = marker ? backend_save_buffer(fs->be, marker, "", 0, &st) : -ENOMEM;
+	if (ret < 0)
+		goto out;
+	clock_gettime(CLOCK_REALTIME, &st.mtime);
+	node = link_found(fs, pnode, name, S_IFDIR, &st);
+	if (node == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	fill_entry(fs, node, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		inode_forget(fs->inodes, node, 1);
+	free(key);
+	free(marker);
+	return;
+out:
+	if (ret == -ENOENT)
+		log_warn("mkdir %s: the store refused the directory marker", name);
+	free(key);
+	free(marker);
+	fuse_reply_err(req, -ret);
+}
+
+/*
+ * Whether the directory with this marker prefix has anything in it other
+ * than its marker: 1 yes, 0 no (*has_marker says whether the marker
+ * exists), or -errno.
+ */
+static int dir_has_children(struct backend *be, const char *prefix, int *has_marker)
+{
+	struct backend_list l = {0};
+	int ret = be->ops->list(be, prefix, '/', NULL, NULL, 2, &l);
+
+	if (ret == 0) {
+		size_t n = l.n_entries + l.n_prefixes;
+
+		*has_marker = l.n_entries > 0 && strcmp(l.entries[0].key, prefix) == 0;
+		ret = n > (size_t)*has_marker;
+	}
+	backend_list_free(&l);
+	return ret;
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *pnode = inode_from_ino(fs->inodes, parent);
+	struct node *node;
+	char *key, *prefix = NULL;
+	int ret, has_marker = 0;
+
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	ret = child_key(fs, pnode, name, &key);
+	if (ret < 0)
+		goto out;
+	prefix = dir_prefix(key);
+	if (prefix == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = dir_has_children(fs->be, prefix, &has_marker);
+	if (ret > 0)
+		ret = -ENOTEMPTY;
+	if (ret < 0)
+		goto out;
+	ret = fs->be->ops->remove(fs->be, prefix);
+	if (ret == -ENOENT && has_marker)
+		ret = 0; /* removed concurrently: the directory is gone either way */
+	if (ret < 0)
+		goto out;
+	node = inode_find(fs->inodes, pnode, name);
+	if (node != NULL) {
+		inode_detach(fs->inodes, node);
+		inode_forget(fs->inodes, node, 1);
+	}
+out:
+	free(key);
+	free(prefix);
+	fuse_reply_err(req, -ret);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *pnode = inode_from_ino(fs->inodes, parent);
+	struct node *node;
+	char *key;
+	int ret, staged = 0;
+
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	ret = child_key(fs, pnode, name, &key);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	node = inode_find(fs->inodes, pnode, name);
+	if (node != NULL) {
+		/* Mark it first so a concurrent close does not save it again. */
+		pthread_mutex_lock(&node->lock);
+		staged = node->stage != NULL;
+		node->unlinked = 1;
+		if (node->stage != NULL)
+			node->stage->dirty = 0;
+		pthread_mutex_unlock(&node->lock);
+	}
+	ret = fs->be->ops->remove(fs->be, key);
+	if (ret == -ENOENT && staged)
+		ret = 0; /* created here and never saved */
+	if (node != NULL) {
+		if (ret == 0) {
+			inode_detach(fs->inodes, node);
+		} else {
+			pthread_mutex_lock(&node->lock);
+			node->unlinked = 0;
+			pthread_mutex_unlock(&node->lock);
+		}
+		inode_forget(fs->inodes, node, 1);
+	}
+	free(key);
+	fuse_reply_err(req, -ret);
+}
+
+/* Move every key under the prefix src to dst, one by one (not atomic). */
+static int move_prefix(struct backend *be, const char *src, const char *dst)
+{
+	size_t src_len = strlen(src), dst_len = strlen(dst);
+	struct backend_list l = {0};
+	char *token = NULL;
+	int ret;
+
+	do {
+		ret = be->ops->list(be, src, 0, NULL, token, 0, &l);
+		free(token);
+		token = NULL;
+		if (ret < 0)
+			return ret;
+		for (size_t i = 0; i < l.n_entries && ret == 0; i++) {
+			const char *rest = l.entries[i].key + src_len;
+			char *to = malloc(dst_len + strlen(rest) + 1);
+
+			if (to == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			memcpy(to, dst, dst_len);
+			strcpy(to + dst_len, rest);
+			ret = backend_copy(be, l.entries[i].key, to, NULL);
+			if (ret == 0)
+				ret = be->ops->remove(be, l.entries[i].key);
+			free(to);
+		}
+		if (l.next_token != NULL && ret == 0)
+			token = strdup(l.next_token);
+		backend_list_free(&l);
+	} while (token != NULL);
+	return ret;
+}
+
+/* Move one object: atomically where the backend can, else copy and remove. */
+static int move_key(struct backend *be, const char *src, const char *dst)
+{
+	int ret = -ENOTSUP;
+
+	if (be->ops->rename != NULL)
+		ret = be->ops->rename(be, src, dst);
+	if (ret != -ENOTSUP)
+		return ret;
+	if (src[strlen(src) - 1] == '/')
+		return move_prefix(be, src, dst);
+	ret = backend_copy(be, src, dst, NULL);
+	if (ret == 0)
+		ret = be->ops->remove(be, src);
+	return ret;
+}
+
+/* Type of the node the kernel knows at (parent, name), else ask the store. */
+static int type_of(struct chunkfs *fs, struct node *parent, const char *name, const char *key)
+{
+	struct backend_stat st;
+	struct node *node = inode_find(fs->inodes, parent, name);
+	int type;
+
+	if (node != NULL) {
+		type = (int)node->type;
+		inode_forget(fs->inodes, node, 1);
+		return type;
+	}
+	return probe(fs->be, key, &st);
+}
+
+static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, struct node *npnode,
+                     const char *newname, unsigned flags)
+{
+	char *src = NULL, *dst = NULL, *src_dir = NULL, *dst_dir = NULL;
+	struct node *node = NULL;
+	int ret, src_type, dst_type, has_marker;
+
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	ret = child_key(fs, pnode, name, &src);
+	if (ret == 0)
+		ret = child_key(fs, npnode, newname, &dst);
+	if (ret < 0)
+		goto out;
+	src_type = type_of(fs, pnode, name, src);
+	if (src_type < 0) {
+		ret = src_type;
+		goto out;
+	}
+	dst_type = type_of(fs, npnode, newname, dst);
+	if (dst_type < 0 && dst_type != -ENOENT) {
+		ret = dst_type;
+		goto out;
+	}
+	if (dst_type >= 0 && (flags & RENAME_NOREPLACE)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if (src_type == S_IFREG) {
+		if (dst_type == S_IFDIR) {
+			ret = -EISDIR;
+			goto out;
+		}
+		/* A file still being written is saved under its old name first
+		 * so the store has something to move. */
+		node = inode_find(fs->inodes, pnode, name);
+		if (node != NULL) {
+			pthread_mutex_lock(&node->lock);
+			ret = node->stage && node->stage->dirty ? file_save(fs, node) : 0;
+			pthread_mutex_unlock(&node->lock);
+			if (ret < 0)
+				goto out;
+		}
+		ret = move_key(fs->be, src, dst);
+	} else {
+		src_dir = dir_prefix(src);
+		dst_dir = dir_prefix(dst);
+		if (src_dir == NULL || dst_dir == NULL) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (dst_type == S_IFREG) {
+			ret = -ENOTDIR;
+			goto out;
+		}
+		if (dst_type == S_IFDIR) {
+			ret = dir_has_children(fs->be, dst_dir, &has_marker);
+			if (ret > 0)
+				ret = -ENOTEMPTY;
+			if (ret == 0 && has_marker)
+				ret = fs->be->ops->remove(fs->be, dst_dir);
+			if (ret < 0)
+				goto out;
+		}
+		ret = move_key(fs->be, src_dir, dst_dir);
+		node = inode_find(fs->inodes, pnode, name);
+	}
+	if (ret == 0 && node != NULL)
+		ret = inode_move(fs->inodes, node, npnode, newname);
+out:
+	if (node != NULL)
+		inode_forget(fs->inodes, node, 1);
+	free(src);
+	free(dst);
+	free(src_dir);
+	free(dst_dir);
+	return ret;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	struct chunkfs *fs = fs_of(req);
+	int ret;
+
+	if (fs->opts->ro) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	ret = do_rename(fs, inode_from_ino(fs->inodes, parent), name,
+	                inode_from_ino(fs->inodes, newparent), newname, flags);
+	fuse_reply_err(req, -ret);
+}
+
+/* --- directories ------------------------------------------------------ */
+
+struct dir_item {
+	char *name;
+	mode_t type;
+	struct backend_stat st;
+};
+
+/* A snapshot of a directory's listing taken at opendir (fi->fh). */
+struct dir_handle {
+	struct dir_item *items;
+	size_t n, cap;
+};
+
+static int name_usable(const char *name, const char *key)
+{
+	if (*name == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+	    strlen(name) > NAME_MAX_BYTES) {
+		log_warn("key \"%s\" cannot be shown as a file name; skipped", key);
+		return 0;
+	}
+	return 1;
+}
+
+static int dir_add(struct dir_handle *d, const char *name, size_t len, mode_t type,
+                   const struct backend_stat *st)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dir_item *items = realloc(d->items, cap * sizeof(*items));
+
+		if (items == NULL)
+			return -ENOMEM;
+		d->items = items;
+		d->cap = cap;
+	}
+	d->items[d->n].name = strndup(name, len);
+	if (d->items[d->n].name == NULL)
+		return -ENOMEM;
+	d->items[d->n].type = type;
+	if (st != NULL)
+		d->items[d->n].st = *st;
+	else
+		memset(&d->items[d->n].st, 0, sizeof(*st));
+	d->n++;
+	return 0;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	const struct dir_item *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	/* Same name: the directory first, so it wins the dedup below. */
+	return c ? c : (x->type == S_IFDIR ? -1 : 0) - (y->type == S_IFDIR ? -1 : 0);
+}
+
+static void dir_handle_free(struct dir_handle *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->items[i].name);
+	free(d->items);
+	free(d);
+}
+
+/* Read the whole listing of prefix into d, page by page. */
+static int dir_load(struct backend *be, const char *prefix, struct dir_handle *d)
+{
+	size_t plen = strlen(prefix);
+	struct backend_list l = {0};
+	char *token = NULL;
+	size_t w;
+	int ret;
+
+	do {
+		ret = be->ops->list(be, prefix, '/', NULL, token, 0, &l);
+		free(token);
+		token = NULL;
+		if (ret < 0)
+			return ret;
+		for (size_t i = 0; i < l.n_entries && ret == 0; i++) {
+			const char *name = l.entries[i].key + plen;
+
+			if (*name == '\0')
+				continue; /* the directory's own marker */
+			if (name_usable(name, l.entries[i].key))
+				ret = dir_add(d, name, strlen(name), S_IFREG, &l.entries[i].st);
+		}
+		for (size_t i = 0; i < l.n_prefixes && ret == 0; i++) {
+			const char *name = l.prefixes[i] + plen;
+			size_t len = strlen(name) - 1; /* drop the delimiter */
+			char tmp[NAME_MAX_BYTES + 2];
+
+			if (len > NAME_MAX_BYTES || len == 0) {
+				log_warn("prefix \"%s\" cannot be shown as a directory; skipped",
+				         l.prefixes[i]);
+				continue;
+			}
+			memcpy(tmp, name, len);
+			tmp[len] = '\0';
+			if (name_usable(tmp, l.prefixes[i]))
+				ret = dir_add(d, name, len, S_IFDIR, NULL);
+		}
+		if (ret == 0 && l.next_token != NULL) {
+			token = strdup(l.next_token);
+			if (token == NULL)
+				ret = -ENOMEM;
+		}
+		backend_list_free(&l);
+		if (ret < 0)
+			return ret;
+	} while (token != NULL);
+
+	/* Entries and prefixes come as two sorted lists; merge and drop an
+	 * object shadowed by a directory of the same name. */
+	qsort(d->items, d->n, sizeof(*d->items), item_cmp);
+	for (size_t r = w = 0; r < d->n; r++) {
+		if (w > 0 && strcmp(d->items[w - 1].name, d->items[r].name) == 0) {
+			log_warn(
+			    "\"%s%s\" is both an object and a directory; showing the directory",
+			    prefix, d->items[r].name);
+			free(d->items[r].name);
+			continue;
+		}
+		d->items[w++] = d->items[r];
+	}
+	d->n = w;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct node *node = inode_from_ino(fs->inodes, ino);
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	char *key = inode_key(fs->inodes, node, NULL);
+	char *prefix = key ? dir_prefix(key) : NULL;
+	int ret = -ENOMEM;
+
+	if (d != NULL && prefix != NULL)
+		ret = dir_load(fs->be, prefix, d);
+	free(key);
+	free(prefix);
+	if (ret < 0) {
+		dir_handle_free(d);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0)
+		dir_handle_free(d);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi, int plus)
+{
+	struct chunkfs *fs = fs_of(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct node *dir = inode_from_ino(fs->inodes, ino);
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	if (buf == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Offsets: 0 ".", 1 "..", then item i at i + 2. */
+	for (off_t i = off; (size_t)i < d->n + 2; i++) {
+		const char *name = i == 0 ? "." : i == 1 ? ".." : d->items[i - 2].name;
+		struct fuse_entry_param e;
+		struct node *node = NULL;
+		size_t need;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			e.attr.st_mode = S_IFDIR;
+			e.attr.st_ino = i == 0 ? dir->number : FUSE_ROOT_ID;
+		} else if (plus) {
+			need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
+			if (used + need > size)
+				break;
+			node = link_found(fs, dir, name, (int)d->items[i - 2].type,
+			                  &d->items[i - 2].st);
+			if (node == NULL)
+				break;
+			fill_entry(fs, node, &e);
+		} else {
+			e.attr.st_mode = d->items[i - 2].type;
+			e.attr.st_ino = 0; /* the kernel asks lookup for the real one */
+		}
+		if (plus)
+			need =
+			    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
+		else
+			need =
+			    fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
+		if (used + need > size) {
+			if (node != NULL)
+				inode_forget(fs->inodes, node, 1);
+			break;
+		}
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_handle_free((struct dir_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct chunkfs *fs = fs_of(req);
+	uint64_t total = 1ull << 50, avail = 1ull << 50; /* 1 PiB when unknown */
+	struct statvfs sv;
+
+	(void)ino;
+	if (fs->be->ops->space != NULL)
+		fs->be->ops->space(fs->be, &total, &avail);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = total / 4096;
+	sv.f_bfree = avail / 4096;
+	sv.f_bavail = avail / 4096;
+	sv.f_files = 1ull << 32;
+	sv.f_ffree = 1ull << 32;
+	sv.f_favail = 1ull << 32;
+	sv.f_namemax = NAME_MAX_BYTES;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops chunkfs_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .open = file_open,
+    .create = file_create,
+    .read = file_read,
+    .write = file_write,
+    .flush = file_flush,
+    .fsync = file_fsync,
+    .release = file_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+};
