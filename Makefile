@@ -32,7 +32,7 @@ ifeq ($(SAN),1)
 endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=314 \
-	-I. -Ilib -Ibackends -Itests/support $(PKG_CFLAGS) -MMD -MP
+	-I. -Ilib -Ibackends -Ifuse -Itests/support $(PKG_CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread
 
 CORE_SRC := $(wildcard lib/*.c backends/*.c backends/*/*.c)
@@ -43,6 +43,9 @@ MOUNT_SRC := $(wildcard tests/mount/check_*.c)
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 FUSE_OBJ := $(FUSE_SRC:%.c=$(BUILD)/%.o)
+# The driver without main(), so unit tests can link its modules.
+DRIVER_LIB := $(BUILD)/libchunkfs-fuse.a
+DRIVER_OBJ := $(filter-out $(BUILD)/fuse/main.o,$(FUSE_OBJ))
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MOUNT_BIN := $(MOUNT_SRC:tests/mount/%.c=$(BUILD)/tests/%)
@@ -61,14 +64,18 @@ $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+$(DRIVER_LIB): $(DRIVER_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(if $(filter tests/%,$<),$(CHECK_CFLAGS)) -c -o $@ $<
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJ) $(CORE_LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJ) $(DRIVER_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/mount/%.o $(SUPPORT_OBJ) $(CORE_LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/mount/%.o $(SUPPORT_OBJ) $(DRIVER_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 unit: $(UNIT_BIN)
