@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -170,8 +171,9 @@ out:
 
 int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
 {
-	char path[] = "/tmp/chunkfs-copy.XXXXXX";
+	const char *tmp = getenv("TMPDIR");
 	struct backend_stat sst;
+	char *path;
 	int fd, ret;
 
 	if (b->ops->copy != NULL) {
@@ -179,10 +181,16 @@ int backend_copy(struct backend *b, const char *src, const char *dst, struct bac
 		if (ret != -ENOTSUP)
 			return ret;
 	}
+	/* Large objects pass through here: not /tmp, often a small tmpfs. */
+	if (asprintf(&path, "%s/chunkfs-copy.XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0)
+		return -ENOMEM;
 	fd = mkstemp(path);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
+	ret = fd < 0 ? -errno : 0;
+	if (fd >= 0)
+		unlink(path);
+	free(path);
+	if (ret < 0)
+		return ret;
 	ret = backend_read_to_fd(b, src, fd, &sst);
 	if (ret == 0)
 		ret = backend_save_fd(b, dst, fd, sst.size, st);

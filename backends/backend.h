@@ -22,7 +22,8 @@
  *     -EINVAL bad key or argument, -EIO the store failed after retries,
  *     -ENOSPC the store is full, -ESTALE the object changed (etag mismatch),
  *     -EPERM the key would reach outside the store (filesystem backend),
- *     -ENOTSUP the optional op is not available.
+ *     -ENOTSUP the optional op is not available, -ENOTDIR / -EISDIR a
+ *     backend with real directories cannot hold both "a" and "a/b".
  *   - Every op may be called concurrently from many threads (FUSE worker
  *     threads, prefetch workers).  A backend does its own locking.
  *   - The caller owns every buffer it passes in; an op never keeps a pointer
@@ -138,7 +139,10 @@ struct backend_ops {
 	 * leaves the old object in place.  Parent "directories" are created as
 	 * needed.  attrs may be NULL.  When st is not NULL it receives the new
 	 * object's stat (its etag at least).  A key ending in '/' creates a
-	 * directory marker; src->size must then be 0.
+	 * directory marker; src->size must then be 0.  src->read is never
+	 * called for a zero-length object.  Saving without attrs replaces the
+	 * stored metadata (as an S3 PUT does).  A failed save may leave parent
+	 * directories it created behind (empty).
 	 */
 	int (*save)(struct backend *b, const char *key, const struct backend_source *src,
 	            const struct backend_save_attrs *attrs, struct backend_stat *st);
@@ -158,16 +162,20 @@ struct backend_ops {
 	 * With delimiter '/', keys with a '/' after the prefix are rolled up
 	 * into common prefixes; with delimiter 0 every key is listed.  token
 	 * is NULL for the first page, else the previous page's next_token.
-	 * On success *out holds the page (the caller frees it with
+	 * A common prefix is listed once, on the page where it first sorts
+	 * after the bound (start_after or token, whichever is later); a page
+	 * may come back with next_token set even if the next page turns out
+	 * empty.  On success *out holds the page (the caller frees it with
 	 * backend_list_free()); on failure *out is left empty.
 	 */
 	int (*list)(struct backend *b, const char *prefix, char delimiter, const char *start_after,
 	            const char *token, size_t max_keys, struct backend_list *out);
 
 	/*
-	 * copy (optional): store a copy of src under dst, as save() would.
-	 * NULL or -ENOTSUP: backend_copy() reads and saves through a temporary
-	 * file.
+	 * copy (optional): store a copy of src under dst, as save() would,
+	 * keeping src's mode and owner metadata with a new mtime.  NULL or
+	 * -ENOTSUP: backend_copy() reads and saves through a temporary file
+	 * (in $TMPDIR, else /var/tmp).
 	 */
 	int (*copy)(struct backend *b, const char *src, const char *dst, struct backend_stat *st);
 
