@@ -4,9 +4,11 @@
 #   tests/run-tests.sh PROGRAM...
 #
 # Each program prints Check's summary line ("N%: Checks: C, Failures: F,
-# Errors: E") and one "SKIP name: reason" line per test that could not run
-# here.  A skipped test is counted as skipped, never as passed: Check counts
-# a test that printed SKIP and returned as a pass, so those are subtracted.
+# Errors: E"; several when it runs several suites) and, for what could not
+# run here, either "SKIP name: reason" from inside a test that Check still
+# counts (it is subtracted from the passes) or "NOT RUN name: reason" for a
+# test or suite that was never handed to Check.  Either way it is counted
+# as skipped, never as passed.
 # A program that exits non-zero without failures in its summary (a crash,
 # a missing summary) counts as one failure.
 #
@@ -20,14 +22,14 @@ for prog in "$@"; do
 	out=$("$prog" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
-	summary=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
+	# A program may run several suites: add up every summary line.
+	read -r checks failures errors < <(printf '%s\n' "$out" | awk '
+		/^[0-9]+%: Checks: / {
+			gsub(/,/, ""); c += $3; f += $5; e += $7
+		}
+		END { print c + 0, f + 0, e + 0 }')
 	skips=$(printf '%s\n' "$out" | grep -c '^SKIP ')
-	checks=0 failures=0 errors=0
-	if [ -n "$summary" ]; then
-		checks=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$summary")
-		failures=$(sed -E 's/.*Failures: ([0-9]+).*/\1/' <<<"$summary")
-		errors=$(sed -E 's/.*Errors: ([0-9]+).*/\1/' <<<"$summary")
-	fi
+	not_run=$(printf '%s\n' "$out" | grep -c '^NOT RUN ')
 	bad=$((failures + errors))
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
 		echo "*** $prog exited with status $rc"
@@ -37,7 +39,7 @@ for prog in "$@"; do
 	[ "$pass" -lt 0 ] && pass=0
 	total_pass=$((total_pass + pass))
 	total_fail=$((total_fail + bad))
-	total_skip=$((total_skip + skips))
+	total_skip=$((total_skip + skips + not_run))
 done
 echo "${RESULT_LABEL:-tests}: $total_pass passed, $total_fail failed, $total_skip skipped"
 if [ -n "${RESULTS_FILE:-}" ]; then

@@ -553,7 +553,7 @@ int main(void)
 	int failed;
 
 	if (access("/dev/fuse", R_OK | W_OK) != 0) {
-		printf("SKIP mount_fs: /dev/fuse is not usable here (%s)\n", strerror(errno));
+		printf("NOT RUN mount_fs: /dev/fuse is not usable here (%s)\n", strerror(errno));
 		return 0;
 	}
 	srunner_set_fork_status(sr, CK_FORK);
