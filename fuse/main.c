@@ -20,6 +20,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "s3/s3.h"
 
 #define CHUNKFS_VERSION "0.1.0"
 
@@ -52,7 +53,8 @@ static void usage(const char *prog)
 	printf(
 	    "usage: %s SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
 	    "\n"
-	    "Mount chunk storage as a directory.  SOURCE is a directory or a file:// URL.\n"
+	    "Mount chunk storage as a directory.  SOURCE is a directory, a file:// URL\n"
+	    "or s3://BUCKET[/PREFIX].\n"
 	    "\n"
 	    "chunkfs options:\n"
 	    "    -o ro                  read-only mount\n"
@@ -118,20 +120,28 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 }
 
 /*
- * Build the backend stack for SOURCE.  On failure, prints one sentence
- * naming the cause and returns NULL.
+ * Build the backend stack for SOURCE: the one place that composes it.  On
+ * failure, prints one sentence naming the cause and returns NULL.
  */
-static struct backend *stack_create(const char *source)
+static struct backend *stack_create(const char *source, const struct s3_opts *s3o)
 {
 	const char *path = source;
 	struct backend *be;
+	char err[1024];
 
+	if (strncmp(source, "s3://", 5) == 0) {
+		be = s3_backend_create(source, s3o, err, sizeof(err));
+		if (be == NULL)
+			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
+		return be;
+	}
 	if (strncmp(source, "file://", 7) == 0)
 		path = source + 7;
 	else if (strstr(source, "://") != NULL) {
-		fprintf(stderr,
-		        "chunkfs: unsupported source \"%s\": give a directory or file:// URL\n",
-		        source);
+		fprintf(
+		    stderr,
+		    "chunkfs: unsupported source \"%s\": give a directory, file:// or s3:// URL\n",
+		    source);
 		return NULL;
 	}
 	be = fs_backend_create(path);
@@ -318,6 +328,7 @@ int main(int argc, char *argv[])
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
+	struct s3_opts s3o;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
 	struct chunkfs *fs = NULL;
@@ -326,10 +337,13 @@ int main(int argc, char *argv[])
 	enum log_level level;
 	int ret = 1;
 
-	if (fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
+	s3_opts_init(&s3o);
+	if (s3_opts_parse(&args, &s3o) < 0 || fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
 		usage(argv[0]);
+		printf("\n");
+		s3_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -351,7 +365,7 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
-	be = stack_create(opts->source);
+	be = stack_create(opts->source, &s3o);
 	if (be == NULL)
 		goto out;
 	fs = chunkfs_create(be, opts);
@@ -401,5 +415,6 @@ out:
 	free(opts->mountpoint);
 	free(opts->staging_dir);
 	free(opts->log_level);
+	s3_opts_free(&s3o);
 	return ret;
 }
