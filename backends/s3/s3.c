@@ -169,6 +169,7 @@ struct s3_req {
 	size_t dst_cap;
 	uint64_t dst_skip;
 	int quiet_status;      /* a status that is an answer, not a failure (404 for stat) */
+	int quiet;             /* the caller explains failures itself: no warning */
 	unsigned max_attempts; /* 0: the backend's */
 };
 
