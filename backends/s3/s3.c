@@ -933,6 +933,12 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 	ret = s3_stat(b, src, &sst);
 	if (ret < 0)
 		return ret;
+	if (strcmp(src, dst) == 0) {
+		/* S3 refuses a copy onto itself; the result is already there. */
+		if (st != NULL)
+			*st = sst;
+		return 0;
+	}
 	if (sst.size > MAX_COPY_SIZE)
 		return -ENOTSUP; /* needs UploadPartCopy; the caller streams instead */
 	if (asprintf(&raw, "/%s/%s%s", s3->bucket, s3->prefix, src) < 0)
