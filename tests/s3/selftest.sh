@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Self-test of the S3 test server: starts it with start.sh, drives it with the
+# Debian aws CLI (/usr/bin/aws, an independent correct SigV4 signer) and curl
+# (--aws-sigv4, a second one), checks strict signature verification, odd key
+# names, payload hashes, anonymous access, latency, faults and counters, then
+# stops it with stop.sh. Prints "N passed, N failed"; exit status 1 on failure.
+#
+#   tests/s3/selftest.sh            (needs node, npm registry on first run,
+#                                    awscli, curl; installs awscli if root)
+
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+AWS=/usr/bin/aws
+
+pass=0
+fail=0
+ok()  { pass=$((pass + 1)); printf 'ok   %s\n' "$*"; }
+bad() { fail=$((fail + 1)); printf 'FAIL %s\n' "$*"; }
+check() { # check DESCRIPTION COMMAND...   (passes when the command succeeds)
+    local d=$1; shift
+    if "$@" >"$work/check.out"; then ok "$d"; else bad "$d"; cat "$work/check.out"; fi
+}
+finish() {
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+
+# ---------------------------------------------------------------- prerequisites
+if [ ! -x "$AWS" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing awscli (apt-get install -y awscli)..."
+        DEBIAN_FRONTEND=noninteractive apt-get install -y awscli >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y awscli >/dev/null 2>&1; }
+    fi
+    if [ ! -x "$AWS" ]; then
+        echo "selftest: /usr/bin/aws missing; install it with: apt-get install -y awscli"
+        bad "awscli available"
+        finish
+    fi
+fi
+for tool in curl node; do
+    if ! command -v $tool >/dev/null; then
+        echo "selftest: $tool missing (apt-get install -y curl nodejs npm)"
+        bad "$tool available"
+        finish
+    fi
+done
+
+# A clean, predictable aws CLI environment (AWS_CA_BUNDLE is harmless on http).
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null
+export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+export AWS_PAGER= AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=3
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ENDPOINT_URL
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/chunkfs-s3-selftest.XXXXXX")
+S3_PID= S3_DIR=
+cleanup() {
+    "$here/stop.sh" "${S3_PID:-}" "${S3_DIR:-}" >/dev/null 2>&1
+    [ -n "${S2_PID:-}" ] && "$here/stop.sh" "$S2_PID" "$S2_DIR" >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- unit: vectors
+check "official SigV4 test-suite vectors verify (header and presigned forms)" \
+    node "$here/sigv4-vectors.js"
+
+# ---------------------------------------------------------------- start
+if ! out=$("$here/start.sh" --bucket data --bucket other --public-bucket pub); then
+    bad "start.sh starts the server"
+    finish
+fi
+eval "$out"
+ok "start.sh starts the server (port $S3_PORT, control $S3_CONTROL_PORT, pid $S3_PID)"
+check "ready file is JSON with port/control_port/pid" \
+    node -e 'const j=require(process.argv[1]); if(!(j.port>0&&j.control_port>0&&j.pid>0)) process.exit(1)' "$S3_DIR/ready.json"
+
+aws() { "$AWS" --endpoint-url "$S3_ENDPOINT" "$@"; }
+ctl() { # ctl METHOD PATH [JSON]
+    if [ $# -ge 3 ]; then
+        curl -sS -X "$1" -H 'Content-Type: application/json' --data "$3" "$S3_CONTROL$2"
+    else
+        curl -sS -X "$1" "$S3_CONTROL$2"
+    fi
+}
+# jq-less JSON field access: json_get EXPR  (stdin: JSON, EXPR uses j)
+# alive PID: running (a zombie waiting for init to reap it counts as gone)
+alive() { [ -r "/proc/$1/cmdline" ] && [ -n "$(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null)" ]; }
+gone() { ! alive "$1" && { [ -z "${2:-}" ] || [ ! -e "$2" ]; }; }
+json_get() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);const v=eval(process.argv[1]);console.log(typeof v==="object"?JSON.stringify(v):v)})' "$1"; }
+counter() { ctl GET /counters | json_get "$1"; }
+# curl signing with SigV4 (second independent signer); body hash header is
+# required by S3 for header auth, so it is always sent.
+scurl() { # scurl SHA256 ARGS...
+    local h=$1; shift
+    curl -sS --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER \
+        -H "x-amz-content-sha256: $h" "$@"
+}
+EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
+head -c 3000000 /dev/urandom >"$work/obj"
+: >"$work/empty"
+head -c 20000000 /dev/urandom >"$work/big"
+
+# ---------------------------------------------------------------- basic ops
+check "put-object" aws s3api put-object --bucket data --key plain/obj.bin --body "$work/obj" --output text --query ETag
+aws s3api get-object --bucket data --key plain/obj.bin "$work/got" >/dev/null 2>"$work/err"
+check "get-object returns the same bytes" cmp -s "$work/obj" "$work/got"
+size=$(aws s3api head-object --bucket data --key plain/obj.bin --query ContentLength --output text 2>/dev/null)
+check "head-object reports the size ($size)" test "$size" = 3000000
+aws s3api get-object --bucket data --key plain/obj.bin --range bytes=1000-1999 "$work/range" >/dev/null 2>&1
+dd if="$work/obj" of="$work/range.want" bs=1000 skip=1 count=1 status=none
+check "ranged get returns bytes 1000-1999" cmp -s "$work/range" "$work/range.want"
+scurl "$EMPTY" -H 'Range: bytes=-10' -o "$work/suffix" "$S3_ENDPOINT/data/plain/obj.bin"
+tail -c 10 "$work/obj" >"$work/suffix.want"
+check "suffix range bytes=-10 returns the last 10 bytes" cmp -s "$work/suffix" "$work/suffix.want"
+for i in 1 2 3 4 5; do aws s3api put-object --bucket data --key "list/k$i" --body "$work/empty" >/dev/null 2>&1; done
+ctl POST /counters/reset >/dev/null
+keys=$(aws s3api list-objects-v2 --bucket data --prefix list/ --page-size 2 --query 'Contents[].Key' --output text 2>&1 | tr -s '\t\n' '  ')
+check "list-objects-v2 with continuation tokens lists all 5 keys ($keys)" \
+    test "$keys" = "list/k1 list/k2 list/k3 list/k4 list/k5 "
+check "that listing took 3 ListObjectsV2 requests" test "$(counter j.ListObjectsV2)" = 3
+
+aws s3 cp "$work/big" s3://data/big/multipart.bin --only-show-errors >/dev/null 2>&1
+aws s3 cp s3://data/big/multipart.bin "$work/big.got" --only-show-errors >/dev/null 2>&1
+check "20 MB multipart upload + download round trip" cmp -s "$work/big" "$work/big.got"
+check "multipart upload used CreateMultipartUpload/UploadPart/Complete" \
+    node -e 'const o=JSON.parse(process.argv[1]).ops; if(!(o.CreateMultipartUpload>=1&&o.UploadPart>=3&&o.CompleteMultipartUpload>=1)) process.exit(1)' "$(ctl GET /counters)"
+
+aws s3api copy-object --bucket data --copy-source data/plain/obj.bin --key plain/copy.bin >/dev/null 2>&1
+aws s3api get-object --bucket data --key plain/copy.bin "$work/got" >/dev/null 2>&1
+check "copy-object" cmp -s "$work/obj" "$work/got"
+aws s3api delete-objects --bucket data --delete 'Objects=[{Key=list/k1},{Key=list/k2},{Key=list/k3},{Key=list/k4},{Key=list/k5}]' >/dev/null 2>&1
+n=$(aws s3api list-objects-v2 --bucket data --prefix list/ --query 'length(Contents || `[]`)' --output text 2>&1)
+check "DeleteObjects removes all 5 keys (left: $n)" test "$n" = 0
+check "create-bucket / delete-bucket" bash -c '"$1" --endpoint-url "$2" s3 mb s3://newbucket >/dev/null && "$1" --endpoint-url "$2" s3 rb s3://newbucket >/dev/null' _ "$AWS" "$S3_ENDPOINT"
+
+# ---------------------------------------------------------------- signatures
+AWS_SECRET_ACCESS_KEY=wrong-secret aws s3api get-object --bucket data --key plain/obj.bin "$work/x" >/dev/null 2>"$work/err"
+check "wrong secret -> 403 SignatureDoesNotMatch" grep -q 'SignatureDoesNotMatch' "$work/err"
+AWS_SECRET_ACCESS_KEY=wrong-secret aws s3api put-object --bucket data --key plain/evil --body "$work/obj" >/dev/null 2>"$work/err"
+check "wrong secret on PUT -> SignatureDoesNotMatch" grep -q 'SignatureDoesNotMatch' "$work/err"
+aws s3api head-object --bucket data --key plain/evil >/dev/null 2>&1
+check "...and nothing was stored" test $? -ne 0
+AWS_ACCESS_KEY_ID=NOSUCHKEY aws s3api list-objects-v2 --bucket data >/dev/null 2>"$work/err"
+check "unknown access key -> InvalidAccessKeyId" grep -q 'InvalidAccessKeyId' "$work/err"
+code=$(scurl "$EMPTY" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "curl --aws-sigv4 GET passes (HTTP $code)" test "$code" = 200
+code=$(curl -sS --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER -H "x-amz-content-sha256: $EMPTY" \
+    -H 'x-amz-date: 20200101T000000Z' -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "request dated 2020 -> 403 (RequestTimeTooSkewed) ($code)" grep -q RequestTimeTooSkewed "$work/x"
+
+# Keys that stress canonical URI / query encoding. The aws CLI signs them
+# correctly, so they must all pass.
+keys_file="$work/keys"
+cat >"$keys_file" <<'EOF'
+with space.bin
+plus+sign.bin
+eq=and&amp.bin
+a b+c=d&e/nested dir/x y.bin
+ütf8-ключ-日本語.bin
+tilde~star*paren(1)!quote'.bin
+percent%20literal%.bin
+semi;colon,comma:colon@at$dollar.bin
+hash#and?question.bin
+dir with spaces/
+EOF
+while IFS= read -r -u 3 key; do
+    aws s3api put-object --bucket data --key "odd/$key" --body "$work/obj" >/dev/null 2>"$work/err"
+    st=$?
+    aws s3api get-object --bucket data --key "odd/$key" "$work/got" >/dev/null 2>>"$work/err"
+    if [ $st -eq 0 ] && cmp -s "$work/obj" "$work/got"; then
+        ok "key '$key': signed put+get pass and bytes match"
+    else
+        bad "key '$key': $(tr '\n' ' ' <"$work/err" | cut -c1-300)"
+    fi
+done 3<"$keys_file"
+aws s3api list-objects-v2 --bucket data --prefix odd/ --query 'Contents[].Key' --output json >"$work/listed" 2>&1
+check "list-objects-v2 (encoding-type=url) returns every odd key exactly" node -e '
+const fs=require("fs"); const want=fs.readFileSync(process.argv[1],"utf8").split("\n").filter(Boolean).map(k=>"odd/"+k).sort();
+const got=JSON.parse(fs.readFileSync(process.argv[2],"utf8")).sort();
+if (JSON.stringify(want)!==JSON.stringify(got)) { console.error(got); process.exit(1); }' "$keys_file" "$work/listed"
+aws s3api list-objects-v2 --bucket data --prefix 'odd/a b+c=d&e/' --delimiter / --query 'CommonPrefixes[].Prefix' --output text >"$work/cp" 2>&1
+check "list with prefix+delimiter using '+', '=', '&', ' '" grep -qx 'odd/a b+c=d&e/nested dir/' "$work/cp"
+aws s3 cp "$work/obj" "s3://data/odd/high level +=& ü.bin" --only-show-errors >/dev/null 2>&1 &&
+    aws s3 cp "s3://data/odd/high level +=& ü.bin" "$work/got" --only-show-errors >/dev/null 2>&1
+check "aws s3 cp up/down with odd key" cmp -s "$work/obj" "$work/got"
+check "delete-object with odd key" aws s3api delete-object --bucket data --key "odd/plus+sign.bin"
+aws s3api head-object --bucket data --key "odd/plus+sign.bin" >/dev/null 2>&1
+check "...and it is gone" test $? -ne 0
+aws s3api head-object --bucket data --key "odd/with space.bin" >/dev/null 2>&1
+check "...while 'with space.bin' is still there ('+' is not ' ')" test $? -eq 0
+
+# presigned URLs
+url=$(aws s3 presign "s3://data/odd/a b+c=d&e/nested dir/x y.bin" --expires-in 300)
+code=$(curl -sS -o "$work/got" -w '%{http_code}' "$url")
+check "presigned GET (aws s3 presign) -> 200 and right bytes" test "$code" = 200 -a "$(cmp -s "$work/obj" "$work/got" && echo y)" = y
+code=$(curl -sS -o "$work/x" -w '%{http_code}' "${url/X-Amz-Signature=/X-Amz-Signature=0}")
+check "tampered presigned URL -> 403 SignatureDoesNotMatch" grep -q SignatureDoesNotMatch "$work/x"
+code=$(curl -sS -o "$work/x" -w '%{http_code}' "${url/X-Amz-Expires=300/X-Amz-Expires=301}")
+check "presigned URL with altered X-Amz-Expires -> 403" test "$code" = 403
+
+# payload hash and Content-MD5
+h=$(sha256sum "$work/obj" | cut -c1-64)
+code=$(scurl "$h" -X PUT --data-binary @"$work/obj" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/hash/good")
+check "PUT with correct x-amz-content-sha256 -> 200 ($code)" test "$code" = 200
+code=$(scurl "$EMPTY" -X PUT --data-binary @"$work/obj" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/hash/bad")
+check "PUT with wrong x-amz-content-sha256 -> 400 XAmzContentSHA256Mismatch ($code)" grep -q XAmzContentSHA256Mismatch "$work/x"
+aws s3api head-object --bucket data --key hash/bad >/dev/null 2>&1
+check "...and nothing was stored" test $? -ne 0
+code=$(scurl UNSIGNED-PAYLOAD -X PUT -H 'Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==' --data-binary @"$work/obj" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/hash/md5")
+check "PUT with wrong Content-MD5 -> 400 BadDigest ($code)" grep -q BadDigest "$work/x"
+code=$(scurl STREAMING-AWS4-HMAC-SHA256-PAYLOAD -X PUT --data-binary @"$work/obj" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/hash/chunked")
+check "aws-chunked upload refused loudly (501 NotImplemented) ($code)" test "$code" = 501
+code=$(scurl "$EMPTY" -H 'If-Match: "0123"' -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "GET with stale If-Match -> 412 ($code)" test "$code" = 412
+etag=$(aws s3api head-object --bucket data --key plain/obj.bin --query ETag --output text)
+code=$(scurl "$EMPTY" -H "If-Match: $etag" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "GET with matching If-Match -> 200 ($code)" test "$code" = 200
+
+# an upload the client aborts must leave the previous object untouched
+# (s3rver alone truncates the object file in place and keeps the old ETag)
+head -c 3000000 /dev/urandom >"$work/obj2"
+aws s3api put-object --bucket data --key abort/obj --body "$work/obj" >/dev/null 2>&1
+scurl UNSIGNED-PAYLOAD -X PUT --limit-rate 1000K -m 1 --data-binary @"$work/obj2" -o /dev/null "$S3_ENDPOINT/data/abort/obj" 2>/dev/null
+aws s3api get-object --bucket data --key abort/obj "$work/got" >/dev/null 2>&1
+check "a PUT aborted by the client leaves the old object intact" cmp -s "$work/obj" "$work/got"
+
+# anonymous access
+code=$(curl -sS -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "anonymous GET on a private bucket -> 403 AccessDenied ($code)" grep -q AccessDenied "$work/x"
+aws s3api put-object --bucket pub --key hello.txt --body "$work/obj" >/dev/null 2>&1
+code=$(curl -sS -o "$work/got" -w '%{http_code}' "$S3_ENDPOINT/pub/hello.txt")
+check "anonymous GET on a --public-bucket -> 200 ($code)" cmp -s "$work/obj" "$work/got"
+code=$(curl -sS -X PUT --data-binary @"$work/obj" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/pub/evil")
+check "anonymous PUT on a public bucket -> 403 ($code)" test "$code" = 403
+
+# ---------------------------------------------------------------- counters
+ctl POST /counters/reset >/dev/null
+aws s3api put-object --bucket data --key cnt/a --body "$work/obj" >/dev/null 2>&1
+aws s3api get-object --bucket data --key cnt/a "$work/x" >/dev/null 2>&1
+aws s3api get-object --bucket data --key cnt/a --range bytes=0-9 "$work/x" >/dev/null 2>&1
+aws s3api head-object --bucket data --key cnt/a >/dev/null 2>&1
+aws s3api list-objects-v2 --bucket data --prefix cnt/ >/dev/null 2>&1
+aws s3api delete-object --bucket data --key cnt/a >/dev/null 2>&1
+c=$(ctl GET '/counters?keys=1')
+check "counters: PUT=1 GET=2 HEAD=1 ListObjectsV2=1 DELETE=1 POST=0 total=6, bytes, per key" node -e '
+const j=JSON.parse(process.argv[1]);
+const want={PUT:1,GET:2,HEAD:1,ListObjectsV2:1,DELETE:1,POST:0,total:6};
+for (const k in want) if (j[k]!==want[k]) { console.error(k, j[k]); process.exit(1); }
+if (j.bytes_out < 3000010 || j.bytes_in !== 3000000) { console.error(j.bytes_in, j.bytes_out); process.exit(1); }
+if (j.keys["data/cnt/a"].GET!==2) process.exit(1);' "$c"
+check "counters reset over HTTP" test "$(ctl POST /counters/reset >/dev/null; counter j.total)" = 0
+
+# ---------------------------------------------------------------- latency
+ctl POST /latency '{"ms":300}' >/dev/null
+t=$(curl -sS -o /dev/null -w '%{time_total}' "$S3_ENDPOINT/pub/hello.txt")
+check "latency 300 ms applied (took ${t}s)" node -e 'process.exit(+process.argv[1] >= 0.3 ? 0 : 1)' "$t"
+ctl POST '/latency?ms=0' >/dev/null
+t=$(curl -sS -o /dev/null -w '%{time_total}' "$S3_ENDPOINT/pub/hello.txt")
+check "latency back to 0 (took ${t}s)" node -e 'process.exit(+process.argv[1] < 0.25 ? 0 : 1)' "$t"
+
+# ---------------------------------------------------------------- faults
+ctl POST /faults '{"rate":1.0,"kinds":"503"}' >/dev/null
+code=$(curl -sS -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/pub/hello.txt")
+check "fault rate 1.0 kind 503 -> 503 SlowDown ($code)" grep -q SlowDown "$work/x"
+aws s3api get-object --bucket data --key plain/obj.bin "$work/x" >/dev/null 2>"$work/err"
+check "aws cli gives up with SlowDown under rate 1.0" grep -q SlowDown "$work/err"
+ctl DELETE /faults >/dev/null
+aws s3api get-object --bucket data --key plain/obj.bin "$work/got" >/dev/null 2>&1
+check "after clearing faults GET works again" cmp -s "$work/obj" "$work/got"
+check "injected faults were counted" test "$(counter 'j.faults["503"]')" -ge 2
+
+ctl POST /counters/reset >/dev/null
+ctl POST /faults '{"count":2,"kinds":"500","methods":"GET"}' >/dev/null
+aws s3api get-object --bucket data --key plain/obj.bin "$work/got" >/dev/null 2>&1
+check "fault count=2 (500): aws cli retries and gets the right bytes" cmp -s "$work/obj" "$work/got"
+check "...after exactly 3 GETs with 2 faults" test "$(counter '[j.GET, j.faults["500"]].join()')" = "3,2"
+
+ctl POST /faults '{"count":1,"kinds":"reset","methods":"GetObject"}' >/dev/null
+curl -sS -o "$work/x" "$S3_ENDPOINT/pub/hello.txt" 2>/dev/null
+rc=$?
+sz=$(stat -c %s "$work/x")
+check "reset fault cuts a GET body halfway (curl rc=$rc, got $sz of 3000000)" test $rc -ne 0 -a "$sz" -gt 0 -a "$sz" -lt 3000000
+aws s3api get-object --bucket data --key plain/obj.bin "$work/got" >/dev/null 2>&1
+check "the next GET after a reset gets the right bytes" cmp -s "$work/obj" "$work/got"
+# botocore/s3transfer 1.29 retries a body cut short by a FIN (IncompleteRead)
+# but not one cut by an RST (ConnectionResetError), so use reset_mode fin here.
+ctl POST /faults '{"count":1,"kinds":"reset","methods":"GetObject","reset_mode":"fin"}' >/dev/null
+rm -f "$work/got"
+aws s3 cp s3://data/plain/obj.bin "$work/got" --only-show-errors >/dev/null 2>&1
+check "aws s3 cp retries a body cut short (reset_mode fin) and gets the right bytes" cmp -s "$work/obj" "$work/got"
+check "...the cut was counted as an incomplete response" test "$(counter j.incomplete_responses)" -ge 2
+
+ctl POST /faults '{"count":1,"kinds":"stall","stall_ms":3000}' >/dev/null
+curl -sS -m 1 -o /dev/null "$S3_ENDPOINT/pub/hello.txt" 2>/dev/null
+rc=$?
+check "stall fault outlasts a 1 s client timeout (curl rc=$rc, 28 = timeout)" test $rc -eq 28
+ctl DELETE /faults >/dev/null
+
+ctl POST /faults '{"rate":1,"kinds":"503","prefix":"fail/"}' >/dev/null
+aws s3api put-object --bucket data --key fail/x --body "$work/empty" >/dev/null 2>"$work/err"
+check "prefix filter: key under fail/ gets 503" grep -q SlowDown "$work/err"
+check "prefix filter: other keys unaffected" aws s3api put-object --bucket data --key ok/x --body "$work/empty" --output text --query ETag
+ctl DELETE /faults >/dev/null
+
+seq_run() {
+    ctl POST /faults '{"rate":0.5,"kinds":"500,503","seed":42,"methods":"HEAD"}' >/dev/null
+    local s=""
+    for _ in $(seq 1 16); do
+        s+=$(scurl "$EMPTY" -I -o /dev/null -w '%{http_code} ' "$S3_ENDPOINT/data/plain/obj.bin")
+    done
+    echo "$s"
+}
+s1=$(seq_run); s2=$(seq_run)
+ctl DELETE /faults >/dev/null
+check "seeded faults are deterministic ($s1)" test "$s1" = "$s2"
+check "rate 0.5 gave a mix of 200, 500 and 503" bash -c '[[ "$1" == *200* && "$1" == *500* && "$1" == *503* ]]' _ "$s1"
+
+# faults configured on the command line, second server
+if out2=$("$here/start.sh" --bucket b --fault-rate 1 --fault-kinds 503 --fault-methods PUT --seed 7); then
+    S2_PID=$(printf '%s\n' "$out2" | sed -n 's/^S3_PID=//p')
+    S2_DIR=$(printf '%s\n' "$out2" | sed -n 's/^S3_DIR=//p')
+    P2=$(printf '%s\n' "$out2" | sed -n 's/^S3_PORT=//p')
+    "$AWS" --endpoint-url "http://127.0.0.1:$P2" s3api put-object --bucket b --key k --body "$work/empty" >/dev/null 2>"$work/err"
+    check "--fault-rate/--fault-kinds/--fault-methods on the command line" grep -q SlowDown "$work/err"
+    check "...GETs are not affected (404 NoSuchKey, not 503)" bash -c \
+        '"$1" --endpoint-url "$2" s3api get-object --bucket b --key k /dev/null 2>&1 | grep -q NoSuchKey' _ "$AWS" "http://127.0.0.1:$P2"
+    "$here/stop.sh" "$S2_PID" "$S2_DIR"
+    check "stop.sh stops the server (SIGTERM)" gone "$S2_PID"
+    check "stop.sh removes the data dir" test ! -e "$S2_DIR"
+    "$here/stop.sh" "$S2_PID" "$S2_DIR"
+    check "stop.sh is idempotent (exit $?)" test $? -eq 0
+    S2_PID=
+else
+    bad "second server with command-line faults starts"
+fi
+
+# ---------------------------------------------------------------- stop
+"$here/stop.sh"
+check "stop.sh with S3_PID/S3_DIR from the environment" gone "$S3_PID" "$S3_DIR"
+
+finish

@@ -1,0 +1,1148 @@
+#!/usr/bin/env node
+'use strict';
+// S3-compatible test server for chunkfs: s3rver 3.7.1 behind a Koa front end
+// that adds strict SigV4 checks, payload-hash checks, latency, fault injection,
+// request counting and a JSON control port. See README.md in this directory.
+//
+// Run with:  node --openssl-legacy-provider tests/s3/server.js --port 0 \
+//              --dir DIR --bucket NAME [options]       (--help for all)
+
+const crypto = require('crypto');
+const fs = require('fs');
+const http = require('http');
+const os = require('os');
+const path = require('path');
+const { PassThrough } = require('stream');
+
+const sigv4 = require('./sigv4');
+
+let S3rver;
+try {
+  S3rver = require('s3rver');
+} catch (e) {
+  console.error(
+    'server.js: cannot load s3rver; run `npm ci` in ' + __dirname +
+      ' (or tests/s3/start.sh, which does it)');
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------- options
+
+const USAGE = `usage: node --openssl-legacy-provider server.js [options]
+  --port N              S3 port on --host (0 = pick a free port; default 0)
+  --host ADDR           listen address (default 127.0.0.1)
+  --control-port N      JSON control port on 127.0.0.1 (default 0 = free port)
+  --dir DIR             s3rver data directory (created; default: a temp dir
+                        removed at exit)
+  --bucket NAME         create bucket NAME (repeatable, or comma-separated)
+  --public-bucket NAME  create NAME and allow anonymous GET/HEAD on it
+  --latency-ms N        wait N ms before answering each request (default 0)
+  --latency-jitter-ms N add 0..N ms more, uniformly (default 0)
+  --fault-rate R        probability 0..1 of a fault on an eligible request
+  --fault-count N       inject at most N faults (rate defaults to 1)
+  --fault-after N       leave the first N eligible requests alone
+  --fault-kinds LIST    500,503,reset,stall,stall_body,reset_after
+                        (default 500,503)
+  --fault-methods LIST  only these request types/ops, e.g. GET or GetObject,
+                        PUT,UploadPart, ListObjectsV2 (default: all)
+  --fault-prefix P      only keys starting with P
+  --fault-bucket B      only bucket B
+  --fault-pick MODE     random (default) or cycle through the kinds
+  --seed N              seed for fault decisions (deterministic sequence)
+  --stall-ms N          how long a stall lasts before the socket is reset
+                        (default 120000)
+  --reset-fraction F    part of the body sent before a reset (default 0.5)
+  --reset-mode MODE     rst (TCP RST, default) or fin (plain close)
+  --region R            require credential scope region R (default: any)
+  --max-skew-s N        allowed clock skew for header auth (default 900)
+  --keep-alive-ms N     idle keep-alive timeout (default: node's 5000)
+  --spool-mem-mb N      request bodies up to N MiB are held in memory, larger
+                        ones spooled to a temp file (default 16)
+  --spool-dir DIR       where to spool (default: a temp dir removed at exit)
+  --ready-file FILE     write {"port":..,"control_port":..,"pid":..} here
+                        (atomically) once listening
+  --silent              silence s3rver's own request log
+  --quiet               silence this front end's messages (auth failures...)
+  --help`;
+
+function parseArgs(argv) {
+  const o = {
+    port: 0, host: '127.0.0.1', controlPort: 0, dir: null, buckets: [],
+    publicBuckets: [], latencyMs: 0, latencyJitterMs: 0, faults: {},
+    region: null, maxSkewS: 900, keepAliveMs: null, spoolMemMb: 16,
+    spoolDir: null, readyFile: null, silent: false, quiet: false,
+    stallMs: 120000,
+  };
+  const list = v => String(v).split(',').map(s => s.trim()).filter(Boolean);
+  for (let i = 2; i < argv.length; i++) {
+    let a = argv[i];
+    let v;
+    const eq = a.indexOf('=');
+    if (a.startsWith('--') && eq > 0) {
+      v = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    const val = () => {
+      if (v !== undefined) return v;
+      if (i + 1 >= argv.length) die(`${a} needs a value`);
+      return argv[++i];
+    };
+    switch (a) {
+      case '--port': o.port = num(val(), a); break;
+      case '--host': o.host = val(); break;
+      case '--control-port': o.controlPort = num(val(), a); break;
+      case '--dir': o.dir = val(); break;
+      case '--bucket': o.buckets.push(...list(val())); break;
+      case '--public-bucket': o.publicBuckets.push(...list(val())); break;
+      case '--latency-ms': o.latencyMs = num(val(), a); break;
+      case '--latency-jitter-ms': o.latencyJitterMs = num(val(), a); break;
+      case '--fault-rate': o.faults.rate = val(); break;
+      case '--fault-count': o.faults.count = val(); break;
+      case '--fault-after': o.faults.after = val(); break;
+      case '--fault-kinds': o.faults.kinds = val(); break;
+      case '--fault-methods': o.faults.methods = val(); break;
+      case '--fault-prefix': o.faults.prefix = val(); break;
+      case '--fault-bucket': o.faults.bucket = val(); break;
+      case '--fault-pick': o.faults.pick = val(); break;
+      case '--seed': o.faults.seed = val(); break;
+      case '--stall-ms': o.stallMs = num(val(), a); break;
+      case '--reset-fraction': o.faults.reset_fraction = val(); break;
+      case '--reset-mode': o.faults.reset_mode = val(); break;
+      case '--region': o.region = val(); break;
+      case '--max-skew-s': o.maxSkewS = num(val(), a); break;
+      case '--keep-alive-ms': o.keepAliveMs = num(val(), a); break;
+      case '--spool-mem-mb': o.spoolMemMb = num(val(), a); break;
+      case '--spool-dir': o.spoolDir = val(); break;
+      case '--ready-file': o.readyFile = val(); break;
+      case '--silent': o.silent = true; break;
+      case '--quiet': o.quiet = true; break;
+      case '--help': case '-h': console.log(USAGE); process.exit(0); break;
+      default: die(`unknown option ${a}\n${USAGE}`);
+    }
+  }
+  o.buckets = [...new Set([...o.buckets, ...o.publicBuckets])];
+  return o;
+}
+
+function num(v, name) {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) die(`${name}: not a non-negative number: ${v}`);
+  return n;
+}
+
+function die(msg) {
+  console.error(`server.js: ${msg}`);
+  process.exit(2);
+}
+
+const opts = parseArgs(process.argv);
+const CREDENTIALS = new Map([['S3RVER', 'S3RVER']]);
+const PREFIX = '[s3-test-server]';
+const log = (...a) => { if (!opts.quiet) console.error(PREFIX, ...a); };
+
+// ---------------------------------------------------------------- state
+
+const settings = {
+  latencyMs: opts.latencyMs,
+  latencyJitterMs: opts.latencyJitterMs,
+  publicBuckets: new Set(opts.publicBuckets),
+};
+
+/** mulberry32: small, fast, deterministic PRNG in [0,1). */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FAULT_KINDS = ['500', '503', 'reset', 'stall', 'stall_body', 'reset_after'];
+const KIND_ALIASES = {
+  internalerror: '500', slowdown: '503', rst: 'reset', 'reset-after': 'reset_after',
+  'stall-body': 'stall_body', timeout: 'stall',
+};
+
+/** Validate a fault config (from CLI strings, query strings or JSON). */
+function normalizeFaults(p) {
+  const has = k => p[k] !== undefined && p[k] !== null && p[k] !== '';
+  const list = v => (Array.isArray(v) ? v : String(v).split(','))
+    .map(s => String(s).trim()).filter(Boolean);
+  const number = (k, lo, hi) => {
+    const n = Number(p[k]);
+    if (!Number.isFinite(n) || n < lo || n > hi) {
+      throw new Error(`${k} must be a number in [${lo}, ${hi}], got ${p[k]}`);
+    }
+    return n;
+  };
+  const c = {
+    rate: has('rate') ? number('rate', 0, 1) : has('count') ? 1 : 0,
+    count: has('count') ? Math.floor(number('count', 0, Number.MAX_SAFE_INTEGER)) : null,
+    after: has('after') ? Math.floor(number('after', 0, Number.MAX_SAFE_INTEGER)) : 0,
+    kinds: has('kinds') ? list(p.kinds).map(k => KIND_ALIASES[k.toLowerCase()] || k.toLowerCase()) : ['500', '503'],
+    methods: has('methods') ? list(p.methods).map(m => m.toLowerCase()) : null,
+    prefix: has('prefix') ? String(p.prefix) : null,
+    bucket: has('bucket') ? String(p.bucket) : null,
+    seed: has('seed') ? Math.floor(number('seed', 0, 2 ** 32 - 1)) : null,
+    stall_ms: has('stall_ms') ? number('stall_ms', 0, 3600e3) : opts.stallMs,
+    reset_fraction: has('reset_fraction') ? number('reset_fraction', 0, 1) : 0.5,
+    reset_mode: has('reset_mode') ? String(p.reset_mode) : 'rst',
+    pick: has('pick') ? String(p.pick) : 'random',
+  };
+  for (const k of c.kinds) {
+    if (!FAULT_KINDS.includes(k)) {
+      throw new Error(`unknown fault kind ${k} (known: ${FAULT_KINDS.join(',')})`);
+    }
+  }
+  if (!c.kinds.length) throw new Error('kinds is empty');
+  if (!['rst', 'fin'].includes(c.reset_mode)) throw new Error('reset_mode must be rst or fin');
+  if (!['random', 'cycle'].includes(c.pick)) throw new Error('pick must be random or cycle');
+  return c;
+}
+
+const faults = {
+  cfg: null,
+  rng: Math.random,
+  seedUsed: null,
+  eligible: 0,
+  injected: 0,
+  byKind: {},
+  cycle: 0,
+  set(cfg) {
+    this.cfg = cfg;
+    this.seedUsed = cfg.seed !== null ? cfg.seed : crypto.randomBytes(4).readUInt32LE(0);
+    this.rng = mulberry32(this.seedUsed);
+    this.eligible = 0;
+    this.injected = 0;
+    this.byKind = {};
+    this.cycle = 0;
+  },
+  clear() {
+    this.set(normalizeFaults({}));
+  },
+  active() {
+    const c = this.cfg;
+    return !!c && c.rate > 0 && (c.count === null || this.injected < c.count);
+  },
+  matches(info) {
+    const c = this.cfg;
+    if (c.methods && !c.methods.includes(info.type.toLowerCase()) &&
+        !c.methods.includes(info.op.toLowerCase())) return false;
+    if (c.bucket !== null && info.bucket !== c.bucket) return false;
+    if (c.prefix && (info.key === null || !info.key.startsWith(c.prefix))) return false;
+    return true;
+  },
+  /** Returns the fault kind for this request, or null. */
+  decide(info) {
+    if (!this.active() || !this.matches(info)) return null;
+    const c = this.cfg;
+    this.eligible++;
+    if (this.eligible <= c.after) return null;
+    if (c.rate < 1 && this.rng() >= c.rate) return null;
+    let kind;
+    if (c.kinds.length === 1) kind = c.kinds[0];
+    else if (c.pick === 'cycle') kind = c.kinds[this.cycle++ % c.kinds.length];
+    else kind = c.kinds[Math.floor(this.rng() * c.kinds.length)];
+    this.injected++;
+    this.byKind[kind] = (this.byKind[kind] || 0) + 1;
+    return kind;
+  },
+  state() {
+    return {
+      active: this.active(),
+      config: this.cfg,
+      seed_used: this.seedUsed,
+      eligible_seen: this.eligible,
+      injected: this.injected,
+      injected_by_kind: this.byKind,
+      remaining: this.cfg && this.cfg.count !== null
+        ? Math.max(0, this.cfg.count - this.injected) : null,
+    };
+  },
+};
+
+try {
+  faults.set(normalizeFaults(opts.faults));
+} catch (e) {
+  die(`fault options: ${e.message}`);
+}
+
+// Counters and a ring buffer of recent requests.
+const TYPES = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'ListObjectsV2', 'OTHER'];
+const LOG_MAX = 10000;
+const KEYS_MAX = 100000;
+let counters;
+let requestLog;
+let seq = 0;
+let inFlight = 0;
+const startTime = Date.now();
+
+function resetCounters() {
+  const old = counters;
+  counters = {
+    total: 0,
+    ...Object.fromEntries(TYPES.map(t => [t, 0])),
+    ops: {},
+    status: {},
+    faults: {},
+    auth: { header: 0, query: 0, anonymous: 0, rejected: 0 },
+    bytes_in: 0,
+    bytes_out: 0,
+    incomplete_responses: 0,
+    in_flight: 0,
+    max_in_flight: inFlight,
+    keys: {},
+    keys_truncated: false,
+    since_ms: Date.now() - startTime,
+  };
+  requestLog = [];
+  return old;
+}
+resetCounters();
+
+function countersView(withKeys) {
+  const v = { ...counters, in_flight: inFlight };
+  if (!withKeys) {
+    delete v.keys;
+    delete v.keys_truncated;
+  }
+  return v;
+}
+
+function inc(obj, k, n = 1) {
+  obj[k] = (obj[k] || 0) + n;
+}
+
+// ---------------------------------------------------------------- requests
+
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Classify a request: HTTP-method type (ListObjectsV2 apart) and S3 operation. */
+function classify(method, rawUrl, headers) {
+  const { rawPath, rawQuery } = sigv4.splitUrl(rawUrl);
+  const { bucket, key } = sigv4.decodePath(rawPath);
+  const q = new Set(sigv4.parseRawQuery(rawQuery).map(p => p.name));
+  const qv = sigv4.parseRawQuery(rawQuery);
+  const listType = (qv.find(p => p.name === 'list-type') || {}).value;
+  const copy = headers['x-amz-copy-source'] !== undefined;
+  const sub = ['acl', 'cors', 'website', 'policy', 'tagging', 'versioning',
+    'lifecycle', 'location', 'logging', 'notification', 'replication',
+    'encryption', 'publicAccessBlock', 'ownershipControls', 'accelerate',
+    'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering',
+    'object-lock'].find(s => q.has(s));
+  let op = 'Other';
+  if (!bucket) {
+    if (method === 'GET') op = 'ListBuckets';
+  } else if (key === null || key === '') {
+    switch (method) {
+      case 'GET':
+        if (listType === '2') op = 'ListObjectsV2';
+        else if (q.has('uploads')) op = 'ListMultipartUploads';
+        else if (q.has('versions')) op = 'ListObjectVersions';
+        else if (q.has('location')) op = 'GetBucketLocation';
+        else if (sub) op = 'GetBucketConfig';
+        else op = 'ListObjects';
+        break;
+      case 'HEAD': op = 'HeadBucket'; break;
+      case 'PUT': op = sub ? 'PutBucketConfig' : 'CreateBucket'; break;
+      case 'DELETE': op = sub ? 'DeleteBucketConfig' : 'DeleteBucket'; break;
+      case 'POST': op = q.has('delete') ? 'DeleteObjects' : 'PostObject'; break;
+    }
+  } else {
+    switch (method) {
+      case 'GET':
+        op = q.has('uploadId') ? 'ListParts' : q.has('tagging') ? 'GetObjectTagging'
+          : q.has('acl') ? 'GetObjectAcl' : 'GetObject';
+        break;
+      case 'HEAD': op = 'HeadObject'; break;
+      case 'PUT':
+        if (q.has('partNumber') && q.has('uploadId')) op = copy ? 'UploadPartCopy' : 'UploadPart';
+        else if (q.has('tagging')) op = 'PutObjectTagging';
+        else if (q.has('acl')) op = 'PutObjectAcl';
+        else op = copy ? 'CopyObject' : 'PutObject';
+        break;
+      case 'POST':
+        op = q.has('uploads') ? 'CreateMultipartUpload'
+          : q.has('uploadId') ? 'CompleteMultipartUpload' : 'Other';
+        break;
+      case 'DELETE':
+        op = q.has('uploadId') ? 'AbortMultipartUpload'
+          : q.has('tagging') ? 'DeleteObjectTagging' : 'DeleteObject';
+        break;
+    }
+  }
+  if (method === 'OPTIONS') op = 'Options';
+  let type = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'].includes(method) ? method : 'OTHER';
+  if (op === 'ListObjectsV2') type = 'ListObjectsV2';
+  return { type, op, bucket, key, rawPath, rawQuery };
+}
+
+function xmlEscape(s) {
+  return String(s).replace(/[<>&'"]/g, c => ({
+    '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;',
+  })[c]);
+}
+
+function errorXml(code, message, detail, resource, requestId) {
+  const extra = Object.entries(detail || {})
+    .map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`).join('');
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' +
+    `<Error><Code>${xmlEscape(code)}</Code><Message>${xmlEscape(message)}</Message>` +
+    extra + `<Resource>${xmlEscape(resource)}</Resource>` +
+    `<RequestId>${requestId}</RequestId><HostId>${requestId}</HostId></Error>`;
+}
+
+function sendError(ctx, rec, status, code, message, detail) {
+  ctx.status = status;
+  ctx.set('Content-Type', 'application/xml');
+  ctx.set('x-amz-error-code', code);
+  ctx.body = errorXml(code, message, detail, rec.info.rawPath, rec.id);
+  rec.error = code;
+}
+
+function sleep(ms) {
+  return new Promise(r => setTimeout(r, ms));
+}
+
+function latencyDelay() {
+  const ms = settings.latencyMs +
+    (settings.latencyJitterMs ? Math.random() * settings.latencyJitterMs : 0);
+  return ms > 0 ? sleep(ms) : null;
+}
+
+// Pending stalls, released at shutdown.
+const stalls = new Set();
+
+function stall(socket, ms) {
+  return new Promise(resolve => {
+    let t = null;
+    const done = () => {
+      clearTimeout(t);
+      stalls.delete(done);
+      if (socket) socket.off('close', done);
+      resolve();
+    };
+    t = setTimeout(done, ms);
+    stalls.add(done);
+    if (!socket || socket.destroyed) return done();
+    socket.once('close', done);
+  });
+}
+
+function hardClose(socket, mode) {
+  if (!socket || socket.destroyed) return;
+  if (mode === 'rst' && typeof socket.resetAndDestroy === 'function') {
+    socket.resetAndDestroy();
+  } else {
+    socket.destroy();
+  }
+}
+
+// ---- request bodies: spooled whole (memory or temp file) before s3rver sees
+// them, so that x-amz-content-sha256 / Content-MD5 are checked first, and an
+// upload the client aborts never reaches s3rver (which writes objects in place
+// and would leave a truncated object behind).
+
+let spoolDir = opts.spoolDir;
+let spoolDirIsTemp = false;
+let spoolSeq = 0;
+
+function spoolBody(req, { wantSha256, wantMd5 }) {
+  const memLimit = opts.spoolMemMb * 1024 * 1024;
+  return new Promise((resolve, reject) => {
+    // hash only what will be checked: each costs ~1-2 s per GiB on this CPU
+    const sha = wantSha256 ? crypto.createHash('sha256') : null;
+    const md5 = wantMd5 ? crypto.createHash('md5') : null;
+    let size = 0;
+    let chunks = [];
+    let file = null;
+    let ws = null;
+    let settled = false;
+    const cleanup = () => {
+      if (ws) ws.destroy();
+      if (file) fs.unlink(file, () => {});
+    };
+    const failed = err => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      reject(err);
+    };
+    req.on('data', chunk => {
+      if (settled) return;
+      if (sha) sha.update(chunk);
+      if (md5) md5.update(chunk);
+      size += chunk.length;
+      if (!ws && size <= memLimit) {
+        chunks.push(chunk);
+        return;
+      }
+      if (!ws) {
+        file = path.join(spoolDir, `body-${process.pid}-${++spoolSeq}`);
+        ws = fs.createWriteStream(file);
+        ws.on('error', failed);
+        for (const c of chunks) ws.write(c);
+        chunks = [];
+      }
+      if (!ws.write(chunk)) {
+        req.pause();
+        ws.once('drain', () => req.resume());
+      }
+    });
+    req.on('error', failed);
+    req.on('aborted', () => failed(new Error('client aborted the upload')));
+    req.on('close', () => {
+      if (!req.complete) failed(new Error('connection closed during upload'));
+    });
+    req.on('end', () => {
+      if (settled) return;
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        resolve({
+          size,
+          sha256: sha ? sha.digest('hex') : null,
+          md5: md5 ? md5.digest() : null,
+          chunks,
+          file,
+          cleanup: () => { if (file) fs.unlink(file, () => {}); },
+        });
+      };
+      if (ws) ws.end(finish);
+      else finish();
+    });
+  });
+}
+
+/** Give s3rver a stand-in request whose body replays the spooled bytes. */
+function installReplay(ctx, spool) {
+  const orig = ctx.req;
+  let stream;
+  if (spool.file) {
+    stream = fs.createReadStream(spool.file, { highWaterMark: 1 << 20 });
+  } else {
+    stream = new PassThrough({ highWaterMark: 1 << 20 });
+    for (const c of spool.chunks) stream.write(c);
+    stream.end();
+  }
+  for (const k of ['headers', 'rawHeaders', 'trailers', 'rawTrailers', 'method',
+    'url', 'httpVersion', 'httpVersionMajor', 'httpVersionMinor', 'socket']) {
+    stream[k] = orig[k];
+  }
+  stream.connection = orig.socket;
+  stream.complete = true;
+  stream.aborted = false;
+  ctx.req = ctx.request.req = ctx.response.req = stream;
+  return stream;
+}
+
+function hasBody(req) {
+  const te = req.headers['transfer-encoding'];
+  const cl = req.headers['content-length'];
+  return te !== undefined || (cl !== undefined && Number(cl) > 0);
+}
+
+// ---- per-object reader/writer locks. s3rver overwrites object files in place
+// and writes the ETag after the data, so a GET racing a PUT of the same key can
+// see torn bytes or a mismatched ETag. Real S3 replaces objects atomically; the
+// lock gives the same guarantee (GET/HEAD shared, writes exclusive, FIFO).
+
+const locks = new Map();
+const SHARED_OPS = new Set(['GetObject', 'HeadObject']);
+const EXCLUSIVE_OPS = new Set(['PutObject', 'CopyObject', 'CompleteMultipartUpload',
+  'DeleteObject']);
+
+function lockKey(info) {
+  return `${info.bucket}\0${info.key}`;
+}
+
+function acquire(key, exclusive) {
+  let l = locks.get(key);
+  if (!l) {
+    l = { readers: 0, writer: false, queue: [] };
+    locks.set(key, l);
+  }
+  const grantable = () => (exclusive ? !l.writer && l.readers === 0 : !l.writer);
+  const grant = () => {
+    if (exclusive) l.writer = true;
+    else l.readers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (exclusive) l.writer = false;
+      else l.readers--;
+      pump(key, l);
+    };
+  };
+  if (!l.queue.length && grantable()) return Promise.resolve(grant());
+  return new Promise(resolve => l.queue.push({ exclusive, grantable, grant, resolve }));
+}
+
+function pump(key, l) {
+  while (l.queue.length && l.queue[0].grantable()) {
+    const w = l.queue.shift();
+    w.resolve(w.grant());
+  }
+  if (!l.queue.length && !l.writer && l.readers === 0) locks.delete(key);
+}
+
+// ---- small S3 behaviours s3rver lacks, handled here: If-Match /
+// If-Unmodified-Since on GET/HEAD (412), and suffix ranges "bytes=-N".
+
+async function preconditions(ctx, rec, app) {
+  const info = rec.info;
+  const h = ctx.req.headers;
+  const ifMatch = h['if-match'];
+  const ifUnmod = h['if-unmodified-since'];
+  const range = h.range;
+  const suffix = /^bytes=-(\d+)\s*$/.exec(range || '');
+  if (!ifMatch && !ifUnmod && !suffix) return true;
+  let md;
+  try {
+    md = await app.store.getMetadata(info.bucket, info.key);
+  } catch (e) {
+    return true; // missing object: s3rver answers 404
+  }
+  const etag = String(md.etag).replace(/^"|"$/g, '');
+  if (ifMatch) {
+    const ok = ifMatch.split(',').map(s => s.trim().replace(/^W\//, '').replace(/^"|"$/g, ''))
+      .some(t => t === '*' || t === etag);
+    if (!ok) {
+      sendError(ctx, rec, 412, 'PreconditionFailed',
+        'At least one of the pre-conditions you specified did not hold',
+        { Condition: 'If-Match' });
+      return false;
+    }
+  } else if (ifUnmod) {
+    const t = Date.parse(ifUnmod);
+    if (!isNaN(t) && Date.parse(md['last-modified']) > t) {
+      sendError(ctx, rec, 412, 'PreconditionFailed',
+        'At least one of the pre-conditions you specified did not hold',
+        { Condition: 'If-Unmodified-Since' });
+      return false;
+    }
+  }
+  if (suffix) {
+    const size = Number(md['content-length']);
+    const n = Number(suffix[1]);
+    if (n === 0 || size === 0) {
+      ctx.set('Content-Range', `bytes */${size}`);
+      sendError(ctx, rec, 416, 'InvalidRange', 'The requested range is not satisfiable',
+        { RangeRequested: range, ActualObjectSize: String(size) });
+      return false;
+    }
+    ctx.req.headers.range = `bytes=${Math.max(0, size - n)}-${size - 1}`;
+  }
+  return true;
+}
+
+// ---- partial body, then reset / stall (faults on responses with a body)
+
+async function partialBody(ctx, rec, fault) {
+  const c = faults.cfg;
+  const res = ctx.res;
+  const socket = res.socket;
+  const body = ctx.body;
+  ctx.respond = false;
+  const len = ctx.response.length;
+  const write = chunk => new Promise(resolve => {
+    rec.bytesOut += chunk.length;
+    res.write(chunk, () => resolve());
+  });
+  const isStream = body && typeof body.pipe === 'function';
+  if (!body || !(len >= 2 || (isStream && len === undefined))) {
+    if (isStream) body.destroy();
+    if (rec.release) rec.release();
+    if (fault === 'stall_body') await stall(socket, c.stall_ms);
+    hardClose(socket, c.reset_mode);
+    return;
+  }
+  const limit = len !== undefined
+    ? Math.min(len - 1, Math.max(1, Math.floor(len * c.reset_fraction))) : 65536;
+  res.statusCode = ctx.status;
+  if (isStream) {
+    let sent = 0;
+    try {
+      for await (const chunk of body) {
+        const take = Math.min(chunk.length, limit - sent);
+        if (take > 0) await write(chunk.subarray(0, take));
+        sent += take;
+        if (sent >= limit || !socket || socket.destroyed) break;
+      }
+    } catch (e) { /* source error: just cut the connection */ }
+    body.destroy();
+  } else {
+    await write(Buffer.from(body).subarray(0, limit));
+  }
+  rec.partial = true;
+  if (rec.release) rec.release();
+  if (fault === 'stall_body') await stall(socket, c.stall_ms);
+  else await sleep(30); // let the bytes reach the client before the reset
+  hardClose(socket, c.reset_mode);
+}
+
+// ---- the front-end middleware
+
+function beginRecord(ctx) {
+  const req = ctx.req;
+  const info = classify(req.method, req.url, req.headers);
+  const rec = {
+    id: crypto.randomBytes(8).toString('hex').toUpperCase(),
+    seq: ++seq,
+    info,
+    start: Date.now(),
+    auth: null,
+    fault: null,
+    error: null,
+    bytesIn: 0,
+    bytesOut: 0,
+    partial: false,
+    release: null,
+    closed: false,
+  };
+  counters.total++;
+  counters[info.type]++;
+  inc(counters.ops, info.op);
+  inFlight++;
+  if (inFlight > counters.max_in_flight) counters.max_in_flight = inFlight;
+  ctx.res.once('close', () => endRecord(ctx, rec));
+  return rec;
+}
+
+function endRecord(ctx, rec) {
+  rec.closed = true;
+  inFlight--;
+  if (rec.release) rec.release();
+  const res = ctx.res;
+  const complete = res.writableFinished && !rec.partial;
+  const status = res.headersSent ? res.statusCode : 0;
+  if (complete) {
+    const cl = Number(res.getHeader('content-length'));
+    if (Number.isFinite(cl) && ctx.method !== 'HEAD') rec.bytesOut = cl;
+  } else {
+    counters.incomplete_responses++;
+  }
+  inc(counters.status, status ? String(status) : 'none');
+  counters.bytes_out += rec.bytesOut;
+  counters.bytes_in += rec.bytesIn;
+  const info = rec.info;
+  if (info.key !== null && info.key !== '') {
+    const k = `${info.bucket}/${info.key}`;
+    let kc = counters.keys[k];
+    if (!kc) {
+      if (Object.keys(counters.keys).length >= KEYS_MAX) {
+        counters.keys_truncated = true;
+      } else {
+        kc = counters.keys[k] = {};
+      }
+    }
+    if (kc) {
+      inc(kc, info.type);
+      inc(kc, 'bytes_out', rec.bytesOut);
+      inc(kc, 'bytes_in', rec.bytesIn);
+    }
+  }
+  requestLog.push({
+    seq: rec.seq,
+    t_ms: rec.start - startTime,
+    ms: Date.now() - rec.start,
+    method: ctx.method,
+    op: info.op,
+    bucket: info.bucket || null,
+    key: info.key,
+    query: info.rawQuery || undefined,
+    range: ctx.req.headers.range,
+    status,
+    complete,
+    bytes_in: rec.bytesIn,
+    bytes_out: rec.bytesOut,
+    auth: rec.auth,
+    fault: rec.fault,
+    error: rec.error,
+  });
+  if (requestLog.length > LOG_MAX) requestLog.splice(0, requestLog.length - LOG_MAX);
+}
+
+function makeFront(app) {
+  return async function front(ctx, next) {
+    const rec = beginRecord(ctx);
+    const info = rec.info;
+    const origReq = ctx.req;
+    ctx.set('x-amz-request-id', rec.id);
+    ctx.set('x-amz-id-2', rec.id);
+
+    // 1. authentication
+    const auth = sigv4.verify(origReq, {
+      getSecret: k => CREDENTIALS.get(k),
+      maxSkewMs: opts.maxSkewS * 1000,
+      region: opts.region,
+    });
+    let authError = null;
+    if (!auth.ok) {
+      authError = [auth.status, auth.code, auth.message, auth.detail];
+      log(`${auth.status} ${auth.code} ${origReq.method} ${origReq.url}: ${auth.message}` +
+        (auth.canonicalRequest !== undefined
+          ? `\n--- canonical request (server side):\n${auth.canonicalRequest}\n` +
+            `--- string to sign:\n${auth.stringToSign}\n---` : ''));
+    } else if (auth.anonymous) {
+      rec.auth = 'anonymous';
+      if (!(info.bucket && settings.publicBuckets.has(info.bucket) &&
+            READ_METHODS.has(origReq.method))) {
+        authError = [403, 'AccessDenied', 'Access Denied', {}];
+        log(`403 AccessDenied ${origReq.method} ${origReq.url}: anonymous request ` +
+          '(no Authorization header or X-Amz-Signature) to a non-public bucket');
+      }
+    } else {
+      rec.auth = auth.mode;
+      if (/^STREAMING-/.test(auth.payloadHash)) {
+        authError = [501, 'NotImplemented',
+          `${auth.payloadHash} (aws-chunked) uploads are not supported by this ` +
+            'test server; send UNSIGNED-PAYLOAD or the hex SHA-256 of the body', {}];
+      }
+    }
+    if (authError) {
+      if (authError[1] !== 'NotImplemented') counters.auth.rejected++;
+      rec.auth = rec.auth || 'rejected';
+      await latencyDelay();
+      sendError(ctx, rec, ...authError);
+      return;
+    }
+    counters.auth[rec.auth]++;
+
+    // 2. body: spool, check x-amz-content-sha256 and Content-MD5
+    let spool = null;
+    const claimed = auth.payloadHash ||
+      (origReq.headers['x-amz-content-sha256'] || '').trim();
+    const claimedHex = /^[0-9a-fA-F]{64}$/.test(claimed);
+    const md5h = origReq.headers['content-md5'];
+    if (hasBody(origReq)) {
+      try {
+        spool = await spoolBody(origReq, { wantSha256: claimedHex, wantMd5: md5h !== undefined });
+      } catch (e) {
+        rec.error = 'ClientAbort';
+        ctx.respond = false;
+        hardClose(origReq.socket, 'fin');
+        return;
+      }
+      rec.bytesIn = spool.size;
+    }
+    try {
+      const bodySha = spool ? spool.sha256 : sigv4.EMPTY_SHA256;
+      if (claimedHex && claimed.toLowerCase() !== bodySha) {
+        await latencyDelay();
+        sendError(ctx, rec, 400, 'XAmzContentSHA256Mismatch',
+          "The provided 'x-amz-content-sha256' header does not match what was computed.",
+          { ClientComputedContentSHA256: claimed, S3ComputedContentSHA256: bodySha });
+        return;
+      }
+      if (md5h !== undefined) {
+        const want = Buffer.from(md5h.trim(), 'base64');
+        const got = spool ? spool.md5 : crypto.createHash('md5').digest();
+        if (want.length !== 16 || want.toString('base64') !== md5h.trim()) {
+          await latencyDelay();
+          sendError(ctx, rec, 400, 'InvalidDigest',
+            'The Content-MD5 you specified was invalid.', { 'Content-MD5': md5h });
+          return;
+        }
+        if (!want.equals(got)) {
+          await latencyDelay();
+          sendError(ctx, rec, 400, 'BadDigest',
+            'The Content-MD5 you specified did not match what we received.',
+            { ExpectedDigest: md5h, CalculatedDigest: got.toString('base64') });
+          return;
+        }
+      }
+      if (spool) installReplay(ctx, spool);
+      // S3 reads '+' in a path as a space; s3rver would keep it as '+'.
+      if (info.rawPath.includes('+')) {
+        ctx.req.url = info.rawPath.replace(/\+/g, '%20') +
+          (info.rawQuery || ctx.req.url.includes('?') ? '?' + info.rawQuery : '');
+      }
+
+      // 3. latency
+      await latencyDelay();
+
+      // 4. faults decided before the request is processed
+      const fault = faults.decide(info);
+      let after = null;
+      if (fault) {
+        rec.fault = fault;
+        inc(counters.faults, fault);
+        const c = faults.cfg;
+        const sock = origReq.socket;
+        switch (fault) {
+          case '500':
+            sendError(ctx, rec, 500, 'InternalError',
+              'We encountered an internal error. Please try again.');
+            return;
+          case '503':
+            sendError(ctx, rec, 503, 'SlowDown', 'Please reduce your request rate.');
+            return;
+          case 'stall':
+            ctx.respond = false;
+            await stall(sock, c.stall_ms);
+            hardClose(sock, c.reset_mode);
+            return;
+          case 'reset':
+          case 'stall_body':
+            if (origReq.method === 'GET') {
+              after = fault;
+              break;
+            }
+            ctx.respond = false;
+            if (fault === 'stall_body') await stall(sock, c.stall_ms);
+            hardClose(sock, c.reset_mode);
+            return;
+          case 'reset_after':
+            after = fault;
+            break;
+        }
+      }
+
+      // 5. object lock, S3 precondition fixes, then s3rver
+      if (info.key && (SHARED_OPS.has(info.op) || EXCLUSIVE_OPS.has(info.op))) {
+        const release = await acquire(lockKey(info), EXCLUSIVE_OPS.has(info.op));
+        rec.release = release;
+        if (rec.closed) release();
+      }
+      if ((info.op === 'GetObject' || info.op === 'HeadObject') &&
+          !(await preconditions(ctx, rec, app))) {
+        return;
+      }
+      await next();
+
+      // 6. faults applied after processing
+      if (after === 'reset_after') {
+        ctx.respond = false;
+        if (ctx.body && typeof ctx.body.destroy === 'function') ctx.body.destroy();
+        hardClose(origReq.socket, faults.cfg.reset_mode);
+      } else if (after) {
+        await partialBody(ctx, rec, after);
+      }
+    } finally {
+      if (spool) spool.cleanup();
+    }
+  };
+}
+
+// ---------------------------------------------------------------- control API
+
+function readAll(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', c => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function configView() {
+  return {
+    port: s3Port,
+    control_port: controlPort,
+    pid: process.pid,
+    dir: dataDir,
+    buckets: opts.buckets,
+    public_buckets: [...settings.publicBuckets],
+    latency: { ms: settings.latencyMs, jitter_ms: settings.latencyJitterMs },
+    faults: faults.state(),
+    region: opts.region,
+  };
+}
+
+function truthy(v) {
+  return v === true || v === 1 || /^(1|true|yes|on)$/i.test(String(v));
+}
+
+async function control(req, res) {
+  const send = (status, obj) => {
+    const s = JSON.stringify(obj, null, 1) + '\n';
+    res.writeHead(status, { 'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(s) });
+    res.end(s);
+  };
+  try {
+    const u = new URL(req.url, 'http://control');
+    const text = await readAll(req);
+    let body = {};
+    if (text.trim()) body = JSON.parse(text);
+    const p = { ...Object.fromEntries(u.searchParams), ...body };
+    const route = `${req.method} ${u.pathname.replace(/\/+$/, '') || '/'}`;
+    switch (route) {
+      case 'GET /':
+      case 'GET /health':
+        return send(200, { ok: true, pid: process.pid, port: s3Port });
+      case 'GET /config':
+        return send(200, configView());
+      case 'GET /counters': {
+        const v = countersView(truthy(p.keys));
+        if (truthy(p.reset)) resetCounters();
+        return send(200, v);
+      }
+      case 'POST /counters/reset':
+      case 'POST /reset':
+      case 'DELETE /counters': {
+        const v = countersView(truthy(p.keys));
+        resetCounters();
+        return send(200, v);
+      }
+      case 'GET /log': {
+        const n = p.n !== undefined ? Number(p.n) : 1000;
+        return send(200, requestLog.slice(-Math.max(0, n)));
+      }
+      case 'GET /faults':
+        return send(200, faults.state());
+      case 'POST /faults':
+      case 'PUT /faults':
+        faults.set(normalizeFaults(p));
+        return send(200, faults.state());
+      case 'POST /faults/clear':
+      case 'DELETE /faults':
+        faults.clear();
+        return send(200, faults.state());
+      case 'GET /latency':
+        return send(200, { ms: settings.latencyMs, jitter_ms: settings.latencyJitterMs });
+      case 'POST /latency':
+      case 'PUT /latency': {
+        if (p.ms !== undefined) settings.latencyMs = Math.max(0, Number(p.ms) || 0);
+        if (p.jitter_ms !== undefined) settings.latencyJitterMs = Math.max(0, Number(p.jitter_ms) || 0);
+        return send(200, { ms: settings.latencyMs, jitter_ms: settings.latencyJitterMs });
+      }
+      case 'GET /public':
+        return send(200, { public_buckets: [...settings.publicBuckets] });
+      case 'POST /public':
+      case 'PUT /public': {
+        if (!p.bucket) return send(400, { error: 'bucket is required' });
+        if (p.public === undefined || truthy(p.public)) settings.publicBuckets.add(String(p.bucket));
+        else settings.publicBuckets.delete(String(p.bucket));
+        return send(200, { public_buckets: [...settings.publicBuckets] });
+      }
+      case 'POST /shutdown':
+        send(200, { ok: true });
+        setImmediate(() => shutdown('control'));
+        return undefined;
+      default:
+        return send(404, { error: `no such endpoint: ${route}`, endpoints: [
+          'GET /health', 'GET /config', 'GET /counters[?keys=1][&reset=1]',
+          'POST /counters/reset', 'GET /log[?n=N]', 'GET /faults',
+          'POST /faults {rate,count,after,kinds,methods,prefix,bucket,seed,' +
+            'stall_ms,reset_fraction,reset_mode,pick}', 'DELETE /faults',
+          'GET /latency', 'POST /latency {ms,jitter_ms}', 'GET /public',
+          'POST /public {bucket,public}', 'POST /shutdown'] });
+    }
+  } catch (e) {
+    return send(400, { error: e.message });
+  }
+}
+
+// ---------------------------------------------------------------- start/stop
+
+let dataDir = opts.dir;
+let dataDirIsTemp = false;
+let s3Port = null;
+let controlPort = null;
+let app = null;
+let controlServer = null;
+let stopping = false;
+
+function writeReady(obj) {
+  const line = JSON.stringify(obj);
+  if (opts.readyFile) {
+    const tmp = `${opts.readyFile}.tmp.${process.pid}`;
+    fs.writeFileSync(tmp, line + '\n');
+    fs.renameSync(tmp, opts.readyFile);
+  }
+  process.stdout.write(line + '\n');
+}
+
+async function main() {
+  if (!dataDir) {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 's3-test-data-'));
+    dataDirIsTemp = true;
+  }
+  fs.mkdirSync(dataDir, { recursive: true });
+  if (!spoolDir) {
+    spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 's3-test-spool-'));
+    spoolDirIsTemp = true;
+  }
+  fs.mkdirSync(spoolDir, { recursive: true });
+
+  app = new S3rver({
+    address: opts.host,
+    port: opts.port,
+    directory: dataDir,
+    silent: opts.silent,
+    vhostBuckets: false,
+    configureBuckets: opts.buckets.map(name => ({ name })),
+  });
+  app.on('error', (err, ctx) => {
+    if (['EPIPE', 'ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE'].includes(err.code)) return;
+    if (err.status && err.status < 500) return;
+    log(`s3rver error${ctx ? ` on ${ctx.method} ${ctx.url}` : ''}: ${err.stack || err}`);
+  });
+  app.middleware.unshift(makeFront(app));
+
+  const addr = await app.run();
+  s3Port = addr.port;
+  if (opts.keepAliveMs !== null) app.httpServer.keepAliveTimeout = opts.keepAliveMs;
+  app.httpServer.requestTimeout = 0; // big uploads / stalls are ours to time
+  app.httpServer.on('clientError', (err, socket) => {
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    } else {
+      socket.destroy();
+    }
+  });
+
+  controlServer = http.createServer((req, res) => { control(req, res); });
+  await new Promise((resolve, reject) => {
+    controlServer.once('error', reject);
+    controlServer.listen(opts.controlPort, '127.0.0.1', resolve);
+  });
+  controlPort = controlServer.address().port;
+
+  writeReady({ port: s3Port, control_port: controlPort, pid: process.pid,
+    endpoint: `http://${opts.host}:${s3Port}`, dir: dataDir });
+  log(`listening on http://${opts.host}:${s3Port}, control http://127.0.0.1:${controlPort}, ` +
+    `data ${dataDir}, buckets [${opts.buckets.join(', ')}]`);
+}
+
+function shutdown(why) {
+  if (stopping) return;
+  stopping = true;
+  log(`stopping (${why})`);
+  setTimeout(() => process.exit(0), 3000).unref();
+  for (const done of [...stalls]) done();
+  const closers = [];
+  for (const srv of [app && app.httpServer, controlServer]) {
+    if (!srv) continue;
+    closers.push(new Promise(r => srv.close(() => r())));
+    if (srv.closeAllConnections) srv.closeAllConnections();
+  }
+  Promise.all(closers).finally(() => {
+    try {
+      if (spoolDirIsTemp) fs.rmSync(spoolDir, { recursive: true, force: true });
+      if (dataDirIsTemp) fs.rmSync(dataDir, { recursive: true, force: true });
+    } catch (e) { /* best effort */ }
+    process.exit(0);
+  });
+}
+
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGHUP', () => shutdown('SIGHUP'));
+process.on('uncaughtException', err => {
+  console.error(PREFIX, 'uncaught exception (continuing):', err && err.stack);
+});
+process.on('unhandledRejection', err => {
+  console.error(PREFIX, 'unhandled rejection (continuing):', err && (err.stack || err));
+});
+
+main().catch(err => {
+  console.error(PREFIX, 'failed to start:', err && (err.stack || err));
+  process.exit(1);
+});
