@@ -133,6 +133,21 @@ struct backend_ops {
 	                const char *etag, struct backend_stat *st);
 
 	/*
+	 * read_fd (optional): the object as an open, read-only file
+	 * descriptor positioned nowhere in particular, for a caller that can
+	 * splice bytes to the kernel without copying them (the FUSE driver).
+	 * Offsets in the descriptor are offsets in the object.  The descriptor
+	 * keeps reading the version it was opened on: a later save replaces
+	 * the object, it never changes bytes under an open descriptor.  Fails
+	 * with -ESTALE when etag is given and differs, -EISDIR for a directory
+	 * marker.  When st is not NULL it receives that version's stat.
+	 * Returns the descriptor (the caller closes it) or -errno.  NULL or
+	 * -ENOTSUP: use read().
+	 */
+	int (*read_fd)(struct backend *b, const char *key, const char *etag,
+	               struct backend_stat *st);
+
+	/*
 	 * save: store src->size bytes read from src under key, replacing any
 	 * object of that name.  A save is atomic: readers see the old object
 	 * or the new one, never a mix or a partial object, and a failed save

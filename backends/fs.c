@@ -472,6 +472,35 @@ out_path:
 	return ret;
 }
 
+static int fs_read_fd(struct backend *b, const char *key, const char *etag, struct backend_stat *st)
+{
+	struct fs_backend *fb = fs_of(b);
+	struct backend_stat cur;
+	struct fs_path p;
+	struct stat sb;
+	int fd, ret;
+
+	ret = fs_path_split(key, &p);
+	if (ret < 0)
+		return ret;
+	if (p.marker) {
+		fs_path_free(&p);
+		return -EISDIR;
+	}
+	fd = fs_open_object(fb, &p, key, O_RDONLY | O_NONBLOCK | O_NOCTTY, &sb);
+	fs_path_free(&p);
+	if (fd < 0)
+		return fd;
+	fs_fill_stat(&sb, &cur);
+	if (etag != NULL && etag[0] != '\0' && strcmp(etag, cur.etag) != 0) {
+		close(fd);
+		return -ESTALE;
+	}
+	if (st != NULL)
+		*st = cur;
+	return fd;
+}
+
 /* save() of a marker: create the directory and apply attrs to it. */
 static int fs_save_marker(const struct fs_backend *fb, const struct fs_path *p, const char *key,
                           const struct backend_save_attrs *attrs, struct backend_stat *st)
@@ -1195,6 +1224,7 @@ static const struct backend_ops fs_ops = {
     .name = "fs",
     .stat = fs_stat,
     .read = fs_read,
+    .read_fd = fs_read_fd,
     .save = fs_save,
     .remove = fs_remove,
     .list = fs_list,

@@ -27,6 +27,7 @@ struct chunkfs_opts {
 	char *staging_dir;    /* where files being written are kept */
 	unsigned max_threads;
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
+	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
 };
 
@@ -56,6 +57,8 @@ struct fh {
 	struct node *node;
 	int writable;
 	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
+	int fd;                      /* that version as a local file, or -1 */
+	uint64_t size;               /* its size, when fd >= 0 */
 };
 
 /* The low-level operations table (ops.c). */

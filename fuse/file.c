@@ -183,6 +183,31 @@ static void tune_readahead(struct chunkfs *fs)
 		log_debug("readahead set to %s KiB", val);
 }
 
+/*
+ * For a backend that keeps objects as local files, open the object now:
+ * reads then splice from that descriptor to the kernel without a copy, and
+ * keep reading the version opened.  -ENOTSUP when the backend cannot.
+ */
+static int open_local_fd(struct chunkfs *fs, struct node *node, struct fh *fh,
+                         struct backend_stat *st)
+{
+	char *key;
+	int fd;
+
+	if (fs->be->ops->read_fd == NULL)
+		return -ENOTSUP;
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL)
+		return -ENOMEM;
+	fd = fs->be->ops->read_fd(fs->be, key, NULL, st);
+	free(key);
+	if (fd < 0)
+		return fd == -EISDIR ? -ENOTSUP : fd;
+	fh->fd = fd;
+	fh->size = st->size;
+	return 0;
+}
+
 static __thread struct chunkfs *tune_fs;
 static void tune_once_cb(void)
 {
@@ -211,6 +236,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh->node = node;
 	fh->writable = writable;
+	fh->fd = -1;
 
 	pthread_mutex_lock(&node->lock);
 	if (writable && node->stage == NULL) {
@@ -225,12 +251,14 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Reads are pinned to the version seen now.  The page cache is
 		 * kept when that version is the one the kernel cached. */
 		pthread_mutex_unlock(&node->lock);
-		if (!chunkfs_fresh(node->st_time, fs->opts->attr_timeout)) {
+		ret = open_local_fd(fs, node, fh, &st);
+		if (ret == -ENOTSUP && !chunkfs_fresh(node->st_time, fs->opts->attr_timeout)) {
 			char *key = inode_key(fs->inodes, node, NULL);
 
 			ret = key ? fs->be->ops->stat(fs->be, key, &st) : -ENOMEM;
 			free(key);
-		} else {
+		} else if (ret == -ENOTSUP) {
+			ret = 0;
 			pthread_mutex_lock(&node->lock);
 			st = node->st;
 			pthread_mutex_unlock(&node->lock);
@@ -249,6 +277,8 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node->nopen++;
 	pthread_mutex_unlock(&node->lock);
 	if (ret < 0) {
+		if (fh->fd >= 0)
+			close(fh->fd);
 		free(fh);
 		fuse_reply_err(req, -ret);
 		return;
@@ -258,6 +288,8 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_lock(&node->lock);
 		node->nopen--;
 		pthread_mutex_unlock(&node->lock);
+		if (fh->fd >= 0)
+			close(fh->fd);
 		free(fh);
 	}
 }
@@ -322,6 +354,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		goto fail;
 	fh->node = node;
 	fh->writable = 1;
+	fh->fd = -1;
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	memset(&e, 0, sizeof(e));
 	e.ino = inode_to_ino(node);
@@ -343,6 +376,22 @@ fail:
 	fuse_reply_err(req, -ret);
 }
 
+/* Answer a read from the handle's local file, spliced where the kernel can. */
+static void reply_spliced(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+	if ((uint64_t)off >= fh->size)
+		size = 0;
+	else if (size > fh->size - (uint64_t)off)
+		size = (size_t)(fh->size - (uint64_t)off);
+	bv.buf[0].size = size;
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = fh->fd;
+	bv.buf[0].pos = off;
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
 void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct chunkfs *fs = fs_of(req);
@@ -356,6 +405,12 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	if (buf == NULL)
 		goto out;
 	pthread_mutex_lock(&node->lock);
+	if (node->stage == NULL && fh->fd >= 0) {
+		pthread_mutex_unlock(&node->lock);
+		free(buf);
+		reply_spliced(req, fh, size, off);
+		return;
+	}
 	if (node->stage != NULL) {
 		n = pread(node->stage->fd, buf, size, off);
 		if (n < 0)
@@ -458,6 +513,8 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node->stage = NULL;
 	}
 	pthread_mutex_unlock(&node->lock);
+	if (fh->fd >= 0)
+		close(fh->fd);
 	free(fh);
 	if (req != NULL)
 		fuse_reply_err(req, 0);

@@ -24,7 +24,7 @@
 
 #define CHUNKFS_VERSION "0.1.0"
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO };
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO, KEY_MAX_READ };
 
 #define OPT(t, p)                                                                                  \
 	{                                                                                          \
@@ -45,6 +45,7 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG),
     FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
     FUSE_OPT_END,
 };
 
@@ -103,6 +104,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_RO:
 		ps->opts.ro = 1;
 		return 1; /* also a mount flag for the kernel */
+	case KEY_MAX_READ:
+		if (sscanf(arg, "max_read=%u", &ps->opts.max_read) != 1) {
+			fprintf(stderr, "chunkfs: bad option \"%s\"\n", arg);
+			return -1;
+		}
+		return 1; /* the kernel needs it too */
 	case FUSE_OPT_KEY_NONOPT:
 		if (ps->opts.source == NULL) {
 			ps->opts.source = strdup(arg);
@@ -372,6 +379,13 @@ int main(int argc, char *argv[])
 	if (fs == NULL)
 		goto out;
 	be = NULL; /* fs owns it now */
+	/* Replies to reads are spliced through a pipe, which holds 1 MiB at
+	 * most (fs.pipe-max-size); keep a reply and its header inside that. */
+	if (opts->max_read == 0) {
+		opts->max_read = 1040384;
+		if (fuse_opt_add_arg(&args, "-omax_read=1040384") < 0)
+			goto out;
+	}
 	if (add_fsname(&args, opts->source) < 0 ||
 	    fuse_opt_add_arg(&args, "-odefault_permissions") < 0)
 		goto out;
