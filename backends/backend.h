@@ -108,6 +108,16 @@ struct backend_list {
 
 struct backend;
 
+/* struct backend.flags */
+enum {
+	/*
+	 * Directories are real: a name is either an object or a directory,
+	 * never both, and every directory has a marker (the filesystem
+	 * backend).  Without it, "a" and "a/b" may both exist (S3).
+	 */
+	BACKEND_REAL_DIRS = 1 << 0,
+};
+
 struct backend_ops {
 	int abi_version;  /* BACKEND_ABI_VERSION */
 	const char *name; /* "fs", "s3", "mem", "cache", ... */
@@ -217,6 +227,8 @@ struct backend_ops {
  */
 struct backend {
 	const struct backend_ops *ops;
+	unsigned flags; /* BACKEND_* above, set by create; a layer copies its
+	                 * inner backend's */
 };
 
 /* --- helpers every caller uses (backend.c) ---------------------------- */

@@ -1243,6 +1243,7 @@ struct backend *fs_backend_create(const char *base_dir)
 	if (fb == NULL)
 		return NULL;
 	fb->base.ops = &fs_ops;
+	fb->base.flags = BACKEND_REAL_DIRS;
 	fb->base_path = strdup(base_dir);
 	if (fb->base_path == NULL) {
 		err = ENOMEM;

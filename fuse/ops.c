@@ -10,12 +10,11 @@
  *   that nothing else is under the prefix.
  *
  *   When a name is both an object and a prefix ("a" and "a/x" both exist,
- *   possible on S3), the directory wins: readdir shows "a" as a directory
- *   and the object "a" is not reachable through the mount (a warning says
- *   so).  lookup() asks for the object first and only checks for a
- *   directory when there is no object, so for such a name lookup and
- *   readdir can disagree until the entry times out; the S3 backend's
- *   issue revisits this (it can afford both requests in parallel).
+ *   possible on S3), the directory wins, in readdir and lookup alike: "a"
+ *   is a directory and the object "a" is not reachable through the mount
+ *   (a warning says so).  On a backend without BACKEND_REAL_DIRS this costs
+ *   lookup a one-key listing after finding an object; the read-path work
+ *   can make the two requests concurrent.
  *
  * Every op turns the request's inode into a node (inode.h), builds the
  * key, calls the backend outside any lock and replies.  Errors from the
@@ -132,8 +131,16 @@ static int probe(struct backend *be, const char *key, struct backend_stat *st)
 	if (*key == '\0')
 		return S_IFDIR;
 	ret = be->ops->stat(be, key, st);
-	if (ret == 0)
+	if (ret == 0 && (be->flags & BACKEND_REAL_DIRS))
 		return S_IFREG;
+	if (ret == 0) {
+		/* Both an object and a prefix: the directory wins, as in readdir. */
+		ret = dir_exists(be, key);
+		if (ret > 0)
+			log_warn("\"%s\" is both an object and a directory; showing the directory",
+			         key);
+		return ret < 0 ? ret : ret ? S_IFDIR : S_IFREG;
+	}
 	if (ret != -ENOENT)
 		return ret;
 	ret = dir_exists(be, key);

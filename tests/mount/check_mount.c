@@ -98,6 +98,16 @@ static void files_equal(const char *a, const char *b)
 	free(y);
 }
 
+static void files_equal_str(const char *path, const char *want)
+{
+	size_t len;
+	char *got = tm_read_file(path, &len);
+
+	ck_assert_msg(got != NULL, "cannot read %s", path);
+	ck_assert_str_eq(got, want);
+	free(got);
+}
+
 /* A tree with nested directories, unicode and spaces, empty files. */
 static void make_tree(const char *dir)
 {
@@ -885,6 +895,11 @@ START_TEST(test_s3_directories_and_odd_keys)
 	}
 	closedir(d);
 	ck_assert_int_eq(seen_both, 1);
+	/* A fresh lookup agrees with readdir. */
+	ck_assert_int_eq(tm_sh("echo 3 > /proc/sys/vm/drop_caches"), 0);
+	ck_assert_int_eq(stat(tm_path(m.mnt, "both"), &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+	files_equal_str(tm_path(m.mnt, "both/child"), "c");
 	d = opendir(tm_path(m.mnt, "long"));
 	ck_assert_ptr_nonnull(d);
 	while ((e = readdir(d)) != NULL)
