@@ -896,7 +896,7 @@ START_TEST(test_s3_directories_and_odd_keys)
 	closedir(d);
 	ck_assert_int_eq(seen_both, 1);
 	/* A fresh lookup agrees with readdir. */
-	ck_assert_int_eq(tm_sh("echo 3 > /proc/sys/vm/drop_caches"), 0);
+	sleep(2); /* past the entry timeout: the kernel looks the name up again */
 	ck_assert_int_eq(stat(tm_path(m.mnt, "both"), &sb), 0);
 	ck_assert(S_ISDIR(sb.st_mode));
 	files_equal_str(tm_path(m.mnt, "both/child"), "c");
