@@ -54,7 +54,7 @@ static void copy_text(const xmlNode *parent, const char *name, char *dst, size_t
 static int fill_error(const xmlNode *root, struct s3xml_error *err)
 {
 	memset(err, 0, sizeof(*err));
-	if (!is(root, "Error"))
+	if (root == NULL || !is(root, "Error"))
 		return -EINVAL;
 	copy_text(root, "Code", err->code, sizeof(err->code));
 	copy_text(root, "Message", err->message, sizeof(err->message));
@@ -76,32 +76,90 @@ int s3xml_parse_error(const char *body, size_t len, struct s3xml_error *err)
 	return ret;
 }
 
+/* Read exactly n decimal digits at *p into *v and advance *p. */
+static int fixed_digits(const char **p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+
+		if (c < '0' || c > '9')
+			return -EINVAL;
+		*v = *v * 10 + (c - '0');
+	}
+	*p += n;
+	return 0;
+}
+
+static int expect_char(const char **p, char c)
+{
+	if (**p != c)
+		return -EINVAL;
+	(*p)++;
+	return 0;
+}
+
+static int days_in_month(int year, int mon)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return mon == 2 && leap ? 29 : days[mon - 1];
+}
+
+/*
+ * Exactly "YYYY-MM-DDTHH:MM:SS", an optional fraction of one or more
+ * digits (milliseconds kept), then "Z" or "+00:00" and nothing after.
+ * Fields out of range (month 13, February 30, hour 24) are rejected, not
+ * normalized; second 60 (a leap second) is allowed.  *t is written only on
+ * success.
+ */
 int s3xml_parse_time(const char *s, struct timespec *t)
 {
+	int year, mon, day, hour, min, sec;
+	const char *p = s;
 	struct tm tm;
 	unsigned ms = 0;
-	int n = 0;
+	time_t v;
 
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-	           &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+	if (s == NULL)
 		return -EINVAL;
-	if (s[n] == '.') {
+	if (fixed_digits(&p, 4, &year) || expect_char(&p, '-') || fixed_digits(&p, 2, &mon) ||
+	    expect_char(&p, '-') || fixed_digits(&p, 2, &day) || expect_char(&p, 'T') ||
+	    fixed_digits(&p, 2, &hour) || expect_char(&p, ':') || fixed_digits(&p, 2, &min) ||
+	    expect_char(&p, ':') || fixed_digits(&p, 2, &sec))
+		return -EINVAL;
+	if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
+	    min > 59 || sec > 60)
+		return -EINVAL;
+	if (*p == '.') {
 		int digits = 0;
-		for (n++; s[n] >= '0' && s[n] <= '9'; n++, digits++) {
+
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
 			if (digits < 3)
-				ms = ms * 10 + (unsigned)(s[n] - '0');
+				ms = ms * 10 + (unsigned)(*p - '0');
 		}
+		if (digits == 0)
+			return -EINVAL;
 		for (; digits < 3; digits++)
 			ms *= 10;
 	}
-	if (s[n] != 'Z' && s[n] != '\0' && strcmp(s + n, "+00:00") != 0)
+	if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
 		return -EINVAL;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	t->tv_sec = timegm(&tm);
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	v = timegm(&tm);
+	if (v == (time_t)-1 &&
+	    !(year == 1969 && mon == 12 && day == 31 && hour == 23 && min == 59 && sec == 59))
+		return -EINVAL;
+	t->tv_sec = v;
 	t->tv_nsec = (long)ms * 1000000L;
-	return t->tv_sec == (time_t)-1 ? -EINVAL : 0;
+	return 0;
 }
 
 /* Unquote an ETag ("\"abc\"" -> "abc") into dst. */
@@ -109,6 +167,8 @@ static void copy_etag(const char *s, char *dst, size_t len)
 {
 	size_t n = strlen(s);
 
+	if (len == 0)
+		return;
 	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
 		s++;
 		n -= 2;
@@ -254,7 +314,8 @@ int s3xml_parse_result_etag(const char *body, size_t len, char *etag, size_t eta
 	int ret = -EINVAL;
 
 	memset(err, 0, sizeof(*err));
-	etag[0] = '\0';
+	if (etag_len > 0)
+		etag[0] = '\0';
 	if (doc == NULL)
 		return -EINVAL;
 	root = xmlDocGetRootElement(doc);
