@@ -380,10 +380,12 @@ int main(int argc, char *argv[])
 		goto out;
 	be = NULL; /* fs owns it now */
 	/* Replies to reads are spliced through a pipe, which holds 1 MiB at
-	 * most (fs.pipe-max-size); keep a reply and its header inside that. */
+	 * most (fs.pipe-max-size).  libfuse sizes the pipe as the reply plus a
+	 * page per buffer plus one: 252 pages of data is the most that fits,
+	 * beyond that every reply falls back to a copy. */
 	if (opts->max_read == 0) {
-		opts->max_read = 1040384;
-		if (fuse_opt_add_arg(&args, "-omax_read=1040384") < 0)
+		opts->max_read = 252 * 4096;
+		if (fuse_opt_add_arg(&args, "-omax_read=1032192") < 0)
 			goto out;
 	}
 	if (add_fsname(&args, opts->source) < 0 ||
