@@ -139,6 +139,180 @@ n=$(aws s3api list-objects-v2 --bucket data --prefix list/ --query 'length(Conte
 check "DeleteObjects removes all 5 keys (left: $n)" test "$n" = 0
 check "create-bucket / delete-bucket" bash -c '"$1" --endpoint-url "$2" s3 mb s3://newbucket >/dev/null && "$1" --endpoint-url "$2" s3 rb s3://newbucket >/dev/null' _ "$AWS" "$S3_ENDPOINT"
 
+# ---------------------------------------------------------------- ListObjectsV2
+# Answered by the front end with S3's semantics (s3rver's own listing prunes
+# deep prefixes, lists in walk order, puts all CommonPrefixes on page 1...).
+# bulk_put BUCKET < KEYS: empty objects, 32 PUTs in flight (curl --parallel,
+# signed by curl). Prints "COUNT STATUS" pairs, e.g. "10000 200".
+bulk_put() {
+    node -e '
+const fs = require("fs"); const [ep, b, body] = process.argv.slice(1);
+const enc = k => k.split("/").map(s => encodeURIComponent(s)
+  .replace(/[!'"'"'()*]/g, c => "%" + c.charCodeAt(0).toString(16).toUpperCase())).join("/");
+for (const k of fs.readFileSync(0, "utf8").split("\n").filter(Boolean))
+  process.stdout.write(`url = "${ep}/${b}/${enc(k)}"\nupload-file = "${body}"\noutput = "/dev/null"\n`);' \
+        "$S3_ENDPOINT" "$1" "$work/empty" >"$work/bulk.cfg"
+    curl -sS --parallel --parallel-max 32 --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER \
+        -H "x-amz-content-sha256: $EMPTY" -w '%{http_code}\n' -K "$work/bulk.cfg" 2>/dev/null |
+        sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? " " : ""), $1, $2}'
+}
+# list_pages OUT ARGS...: one aws call per page (--no-paginate), following
+# NextContinuationToken; pages land in OUT.01, OUT.02, ...
+list_pages() {
+    local out=$1 tok= n=0 f; shift
+    rm -f "$out".*
+    while [ $n -lt 40 ]; do
+        n=$((n + 1)); f=$(printf '%s.%02d' "$out" $n)
+        aws s3api list-objects-v2 --no-paginate --output json "$@" ${tok:+--continuation-token "$tok"} \
+            >"$f" 2>"$work/err" || { cat "$work/err"; return 1; }
+        tok=$(json_get 'j.NextContinuationToken || ""' <"$f")
+        [ -n "$tok" ] || break
+    done
+}
+# check_pages KEYS_FILE PREFIX DELIMITER START_AFTER MAX_KEYS PAGE_FILES...:
+# the pages, in order, hold exactly what S3 would list (reference model
+# below: byte order, roll-up at the delimiter, each prefix once, items after
+# START_AFTER), full pages of MAX_KEYS, KeyCount = keys + prefixes,
+# IsTruncated/NextContinuationToken on all pages but the last.
+cat >"$work/pages.js" <<'EOF'
+const fs = require('fs');
+const [keysFile, prefix, delim, after, maxKeysArg, ...files] = process.argv.slice(2);
+const maxKeys = Number(maxKeysArg);
+const cmp = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+const keys = fs.readFileSync(keysFile, 'utf8').split('\n').filter(Boolean);
+const want = new Set();
+for (const k of keys) {
+  if (!k.startsWith(prefix)) continue;
+  const i = delim ? k.indexOf(delim, prefix.length) : -1;
+  const item = i >= 0 ? k.slice(0, i + delim.length) : k;
+  if (!after || cmp(item, after) > 0) want.add(item);
+}
+const expected = [...want].sort(cmp);
+const got = [];
+const sizes = [];
+const errs = [];
+files.forEach((f, n) => {
+  const p = JSON.parse(fs.readFileSync(f, 'utf8'));
+  const items = [...(p.Contents || []).map(c => c.Key), ...(p.CommonPrefixes || []).map(c => c.Prefix)];
+  const last = n === files.length - 1;
+  sizes.push(items.length);
+  if (p.KeyCount !== items.length) errs.push(`page ${n + 1}: KeyCount ${p.KeyCount} for ${items.length} items`);
+  if (last ? items.length > maxKeys : items.length !== maxKeys) errs.push(`page ${n + 1}: ${items.length} items`);
+  if (p.IsTruncated !== !last || !p.NextContinuationToken !== last) errs.push(`page ${n + 1}: IsTruncated ${p.IsTruncated}`);
+  got.push(...items.sort(cmp));
+});
+if (JSON.stringify(got) !== JSON.stringify(expected)) {
+  errs.push(`got      ${JSON.stringify(got)}`, `expected ${JSON.stringify(expected)}`);
+}
+console.log(`pages ${sizes.join('+')} = ${got.length} items`);
+if (errs.length) { console.log(errs.join('\n')); process.exit(1); }
+EOF
+
+# deep implicit prefixes (s3rver alone loses anything 2+ levels below the prefix)
+printf '%s\n' px/n1/n2/n3/leaf px/top px/n9/x/y/z px/n1/n2/n3b >"$work/px.keys"
+check "put the px/ keys" test "$(bulk_put data <"$work/px.keys")" = "4 200"
+list_pages "$work/pages-px" --bucket data --prefix px/ --delimiter /
+check "prefix px/ delimiter /: deep keys roll up into px/n1/ and px/n9/" \
+    node "$work/pages.js" "$work/px.keys" px/ / '' 1000 "$work"/pages-px.*
+check "...the exact answer: Contents [px/top], CommonPrefixes [px/n1/, px/n9/]" node -e '
+const p = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const c = JSON.stringify([p.Contents.map(o => o.Key), p.CommonPrefixes.map(o => o.Prefix), p.KeyCount]);
+if (c !== JSON.stringify([["px/top"], ["px/n1/", "px/n9/"], 3])) { console.log(c); process.exit(1); }' "$work/pages-px.01"
+list_pages "$work/pages-px2" --bucket data --prefix px/n1/n2/ --delimiter /
+check "prefix px/n1/n2/: key px/n1/n2/n3b and prefix px/n1/n2/n3/" \
+    node "$work/pages.js" "$work/px.keys" px/n1/n2/ / '' 1000 "$work"/pages-px2.*
+
+# UTF-8 byte order ('-' < '/' < '0' < 'B' < 'a'; U+FF61 before U+1F600,
+# the reverse of UTF-16 order)
+printf '%s\n' ord/a ord/a-b ord/a/c ord/a0 ord/B ord/ä ord/｡ ord/😀 "ord/it's (x)*!" >"$work/ord.keys"
+check "put the ord/ keys" test "$(bulk_put data <"$work/ord.keys")" = "9 200"
+got=$(aws s3api list-objects-v2 --bucket data --prefix ord/ --query 'Contents[].Key' --output text | tr '\t' ' ')
+check "keys in UTF-8 byte order ($got)" test "$got" = "ord/B ord/a ord/a-b ord/a/c ord/a0 ord/it's (x)*! ord/ä ord/｡ ord/😀"
+list_pages "$work/pages-ord" --bucket data --prefix ord/ --delimiter / --max-keys 2
+check "...with delimiter, 2 per page, ord/a/ between ord/a-b and ord/a0" \
+    node "$work/pages.js" "$work/ord.keys" ord/ / '' 2 "$work"/pages-ord.*
+
+# paging through 25 keys and 5 prefixes (some deep) with max-keys 7
+{
+    for i in $(seq -w 0 24); do echo "pg/k$i"; done
+    printf '%s\n' pg/k02x/a pg/k02x/b pg/k07x/a/b/c pg/k07x/z pg/k13x/m/n pg/k20x/q pg/k24x/r/s/t/u
+} >"$work/pg.keys"
+check "put the pg/ keys" test "$(bulk_put data <"$work/pg.keys")" = "32 200"
+list_pages "$work/pages-pg" --bucket data --prefix pg/ --delimiter / --max-keys 7
+check "25 keys + 5 prefixes, max-keys 7: each once, in order, pages 7+7+7+7+2" \
+    node "$work/pages.js" "$work/pg.keys" pg/ / '' 7 "$work"/pages-pg.*
+check "...5 pages" test "$(ls "$work"/pages-pg.* | wc -l)" = 5
+list_pages "$work/pages-pgall" --bucket data --prefix pg/ --max-keys 10
+check "same keys without delimiter, max-keys 10" \
+    node "$work/pages.js" "$work/pg.keys" pg/ '' '' 10 "$work"/pages-pgall.*
+list_pages "$work/pages-sa1" --bucket data --prefix pg/ --delimiter / --max-keys 4 --start-after pg/k02x/
+check "start-after pg/k02x/ (a prefix) skips that prefix" \
+    node "$work/pages.js" "$work/pg.keys" pg/ / pg/k02x/ 4 "$work"/pages-sa1.*
+first=$(json_get 'j.Contents[0].Key + " " + j.StartAfter' <"$work/pages-sa1.01")
+check "...first item pg/k03, StartAfter echoed ($first)" test "$first" = "pg/k03 pg/k02x/"
+list_pages "$work/pages-sa2" --bucket data --prefix pg/ --delimiter / --max-keys 4 --start-after pg/k07x/a/b
+check "start-after inside a prefix (pg/k07x/a/b) skips that prefix" \
+    node "$work/pages.js" "$work/pg.keys" pg/ / pg/k07x/a/b 4 "$work"/pages-sa2.*
+list_pages "$work/pages-sa3" --bucket data --prefix pg/ --delimiter / --max-keys 4 --start-after pg/k02
+check "start-after pg/k02 lists pg/k02x/ first" \
+    node "$work/pages.js" "$work/pg.keys" pg/ / pg/k02 4 "$work"/pages-sa3.*
+aws s3api list-objects-v2 --no-paginate --bucket data --prefix pg/ --max-keys 0 --output json >"$work/mk0"
+check "max-keys 0: KeyCount 0, nothing listed, not truncated" node -e '
+const p = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+if (p.KeyCount !== 0 || p.IsTruncated !== false || p.Contents || p.CommonPrefixes) { console.log(p); process.exit(1); }' "$work/mk0"
+aws s3api list-objects-v2 --no-paginate --bucket data --prefix pg/ --max-keys 3 --continuation-token bm90LWEtdG9rZW4= >/dev/null 2>"$work/err"
+check "bad continuation token -> 400 InvalidArgument" grep -q InvalidArgument "$work/err"
+aws s3api list-objects-v2 --bucket nosuchbucket >/dev/null 2>"$work/err"
+check "missing bucket -> NoSuchBucket" grep -q NoSuchBucket "$work/err"
+n=$(aws s3api list-objects --bucket data --prefix pg/ --delimiter / --query 'length(Contents)' --output text 2>&1)
+check "ListObjects v1 (left to s3rver) still answers ($n keys)" test "$n" = 25
+
+# the key index follows writes: overwrite, delete, create, DeleteObjects
+aws s3api put-object --bucket data --key pg/k06 --body "$work/obj" >/dev/null 2>&1
+aws s3api delete-object --bucket data --key pg/k05 >/dev/null 2>&1
+aws s3api put-object --bucket data --key pg/k05b --body "$work/empty" >/dev/null 2>&1
+got=$(aws s3api list-objects-v2 --bucket data --prefix pg/k0 --delimiter / --query 'Contents[?starts_with(Key, `pg/k0`)].[Key,Size]' --output text | tr '\t\n' ': ')
+check "listing sees overwrite/delete/create at once ($got)" \
+    bash -c '[[ "$1" == *"pg/k04:0 pg/k05b:0 pg/k06:3000000 pg/k07:0 "* ]]' _ "$got"
+aws s3api delete-objects --bucket data --delete 'Objects=[{Key=pg/k05b},{Key=pg/k06}]' >/dev/null 2>&1
+got=$(aws s3api list-objects-v2 --bucket data --prefix pg/k0 --query 'Contents[].Key' --output text | tr '\t' ' ')
+check "...and DeleteObjects ($got)" bash -c '[[ "$1" == *"pg/k04 pg/k07 "* ]]' _ "$got"
+
+# virtual-host style (Host: BUCKET.s3.amazonaws.com)
+scurl "$EMPTY" -H 'Host: data.s3.amazonaws.com' -o "$work/x" "$S3_ENDPOINT/?delimiter=%2F&list-type=2&prefix=px%2F"
+check "virtual-host style ListObjectsV2 answered the same way" \
+    grep -q '<KeyCount>3</KeyCount>.*<CommonPrefixes><Prefix>px/n1/</Prefix></CommonPrefixes>' "$work/x"
+
+# subject to faults and counted like any request
+ctl POST /counters/reset >/dev/null
+ctl POST /faults '{"count":1,"kinds":"503","methods":"ListObjectsV2"}' >/dev/null
+code=$(scurl "$EMPTY" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data?list-type=2&max-keys=1")
+check "ListObjectsV2 fault 503 ($code)" grep -q SlowDown "$work/x"
+code=$(scurl "$EMPTY" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data?list-type=2&max-keys=1")
+check "...next one 200 ($code)" test "$code" = 200
+ctl POST /faults '{"count":1,"kinds":"reset","methods":"ListObjectsV2","reset_mode":"fin"}' >/dev/null
+scurl "$EMPTY" -o "$work/x" "$S3_ENDPOINT/data?list-type=2&prefix=pg%2F" 2>/dev/null
+rc=$?
+check "ListObjectsV2 reset fault cuts the XML body (curl rc=$rc)" test $rc -ne 0
+ctl DELETE /faults >/dev/null
+check "counted as ListObjectsV2 (3), not GET" test "$(counter '[j.ListObjectsV2, j.GET, j.ops.ListObjectsV2].join()')" = "3,0,3"
+
+# any range on an empty object: 416 InvalidRange, as on S3
+aws s3api put-object --bucket data --key empty/zero --body "$work/empty" >/dev/null 2>&1
+aws s3api get-object --bucket data --key empty/zero --range bytes=0-0 "$work/x" >/dev/null 2>"$work/err"
+check "ranged get-object of an empty object -> InvalidRange" grep -q InvalidRange "$work/err"
+for r in 0-0 0- 5-10 -1; do
+    code=$(scurl "$EMPTY" -H "Range: bytes=$r" -D "$work/hdr" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/empty/zero")
+    check "Range bytes=$r on an empty object -> 416, Content-Range bytes */0 ($code)" \
+        bash -c 'grep -q InvalidRange "$1" && grep -qi "^content-range: bytes \*/0" "$2"' _ "$work/x" "$work/hdr"
+done
+code=$(scurl "$EMPTY" -o "$work/x" -w '%{http_code} %{size_download}' "$S3_ENDPOINT/data/empty/zero")
+check "GET of the empty object without Range -> 200, 0 bytes ($code)" test "$code" = "200 0"
+code=$(scurl "$EMPTY" -H 'Range: bytes=0-0' -o "$work/x" -w '%{http_code} %{size_download}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "Range bytes=0-0 on a non-empty object -> 206, 1 byte ($code) (s3rver alone: all of it)" test "$code" = "206 1"
+code=$(scurl "$EMPTY" -H 'Range: bytes=5-2' -o "$work/x" -w '%{http_code} %{size_download}' "$S3_ENDPOINT/data/plain/obj.bin")
+check "invalid Range bytes=5-2 is ignored -> 200, whole object ($code)" test "$code" = "200 3000000"
+
 # ---------------------------------------------------------------- signatures
 AWS_SECRET_ACCESS_KEY=wrong-secret aws s3api get-object --bucket data --key plain/obj.bin "$work/x" >/dev/null 2>"$work/err"
 check "wrong secret -> 403 SignatureDoesNotMatch" grep -q 'SignatureDoesNotMatch' "$work/err"
@@ -339,6 +513,36 @@ if out2=$("$here/start.sh" --bucket b --fault-rate 1 --fault-kinds 503 --fault-m
 else
     bad "second server with command-line faults starts"
 fi
+
+# ---------------------------------------------------------------- 10,000 keys
+# Listing speed: 10 pages of 1000 from one "directory" of 10,000 keys, first
+# with the key index cold (metadata read from disk), then warm.
+seq -f 'big10k/k%05g' 0 9999 >"$work/big10k.keys"
+t0=$(date +%s.%N)
+res=$(bulk_put data <"$work/big10k.keys")
+t1=$(date +%s.%N)
+check "10,000 PUTs, 32 in parallel ($res, $(node -p "($t1 - $t0).toFixed(1)") s)" test "$res" = "10000 200"
+list10k() { # prints "KEYS REQUESTS WALL_S SERVER_MS"
+    ctl POST /counters/reset >/dev/null
+    local t0 t1 n
+    t0=$(date +%s.%N)
+    n=$(aws s3api "$1" --bucket data --prefix big10k/ --page-size 1000 --query 'Contents[].Key' --output text | wc -w)
+    t1=$(date +%s.%N)
+    ctl GET '/log?n=100' | node -e '
+let s = ""; const [n, t0, t1] = process.argv.slice(1);
+process.stdin.on("data", d => s += d).on("end", () => { const j = JSON.parse(s);
+  console.log(n, j.length, (t1 - t0).toFixed(2), j.reduce((a, r) => a + r.ms, 0)); });' "$n" "$t0" "$t1"
+}
+ctl POST /list-index/clear >/dev/null
+read -r n reqs wall ms <<<"$(list10k list-objects-v2)"
+check "10,000 keys, 10 pages of 1000, cold index: ${wall} s with aws CLI, ${ms} ms in the server" \
+    test "$n $reqs" = "10000 10"
+read -r n reqs wall ms <<<"$(list10k list-objects-v2)"
+check "10,000 keys, 10 pages of 1000, warm index: ${wall} s with aws CLI, ${ms} ms in the server" \
+    test "$n $reqs" = "10000 10" -a "$ms" -lt 3000
+read -r n reqs wall ms <<<"$(list10k list-objects)"
+check "(for comparison, s3rver's own ListObjects v1: ${wall} s, ${ms} ms in the server)" \
+    test "$n $reqs" = "10000 10"
 
 # ---------------------------------------------------------------- stop
 "$here/stop.sh"

@@ -12,7 +12,7 @@ const fs = require('fs');
 const http = require('http');
 const os = require('os');
 const path = require('path');
-const { PassThrough } = require('stream');
+const { PassThrough, Readable } = require('stream');
 
 const sigv4 = require('./sigv4');
 
@@ -319,11 +319,23 @@ function inc(obj, k, n = 1) {
 // ---------------------------------------------------------------- requests
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE']);
+
+// s3rver's vhost pattern with its default serviceEndpoint (amazonaws.com).
+const VHOST_RE = /^(?:(.+)\.)?s3(-website)?([-.].+)?\.amazonaws\.com$/;
 
 /** Classify a request: HTTP-method type (ListObjectsV2 apart) and S3 operation. */
 function classify(method, rawUrl, headers) {
   const { rawPath, rawQuery } = sigv4.splitUrl(rawUrl);
-  const { bucket, key } = sigv4.decodePath(rawPath);
+  let { bucket, key } = sigv4.decodePath(rawPath);
+  // Virtual-host style (Host: BUCKET.s3[.REGION].amazonaws.com), which s3rver
+  // also accepts (its vhost middleware, same pattern): the whole path is the key.
+  const vhost = VHOST_RE.exec(String(headers.host || '').replace(/:\d+$/, ''));
+  if (vhost && vhost[1] && !vhost[2]) {
+    bucket = vhost[1];
+    const p = rawPath.startsWith('/') ? rawPath.slice(1) : rawPath;
+    key = sigv4.percentDecode(p, true).toString('utf8');
+  }
   const q = new Set(sigv4.parseRawQuery(rawQuery).map(p => p.name));
   const qv = sigv4.parseRawQuery(rawQuery);
   const listType = (qv.find(p => p.name === 'list-type') || {}).value;
@@ -591,7 +603,15 @@ function pump(key, l) {
 }
 
 // ---- small S3 behaviours s3rver lacks, handled here: If-Match /
-// If-Unmodified-Since on GET/HEAD (412), and suffix ranges "bytes=-N".
+// If-Unmodified-Since on GET/HEAD (412), suffix ranges "bytes=-N", and any
+// range on an empty object (416: s3rver answers 206 "bytes 0-0/0" with a
+// Content-Length of 1 and no body, so the client sees a truncated transfer).
+
+function rangeNotSatisfiable(ctx, rec, range, size) {
+  ctx.set('Content-Range', `bytes */${size}`);
+  sendError(ctx, rec, 416, 'InvalidRange', 'The requested range is not satisfiable',
+    { RangeRequested: range, ActualObjectSize: String(size) });
+}
 
 async function preconditions(ctx, rec, app) {
   const info = rec.info;
@@ -600,7 +620,32 @@ async function preconditions(ctx, rec, app) {
   const ifUnmod = h['if-unmodified-since'];
   const range = h.range;
   const suffix = /^bytes=-(\d+)\s*$/.exec(range || '');
-  if (!ifMatch && !ifUnmod && !suffix) return true;
+  // a well-formed single range "bytes=A-" / "bytes=A-B" (A <= B); S3 ignores others
+  const single = /^bytes=(\d+)-(\d*)\s*$/.exec(range || '');
+  if (single && single[2] !== '' && Number(single[2]) < Number(single[1])) {
+    // an invalid range: S3 ignores the header (s3rver would read "A-" instead)
+    delete ctx.req.headers.range;
+    return preconditions(ctx, rec, app);
+  }
+  const ranged = suffix || single;
+  // "bytes=0-0": s3rver reads an end of 0 as "no end" and sends everything
+  const firstByte = single && Number(single[1]) === 0 && Number(single[2]) === 0 && single[2] !== '';
+  if (!ifMatch && !ifUnmod && !suffix) {
+    if (!ranged) return true;
+    // only the size is needed: one stat, not s3rver's three reads
+    let st;
+    try {
+      st = await fs.promises.stat(app.store.getResourcePath(info.bucket, info.key, 'object'));
+    } catch (e) {
+      return true; // missing object: s3rver answers 404
+    }
+    if (st.size === 0) {
+      rangeNotSatisfiable(ctx, rec, range, 0);
+      return false;
+    }
+    if (firstByte) askFirstByte(ctx, rec, st.size);
+    return true;
+  }
   let md;
   try {
     md = await app.store.getMetadata(info.bucket, info.key);
@@ -626,18 +671,48 @@ async function preconditions(ctx, rec, app) {
       return false;
     }
   }
+  const size = Number(md['content-length']);
+  if (ranged && size === 0) {
+    rangeNotSatisfiable(ctx, rec, range, size);
+    return false;
+  }
   if (suffix) {
-    const size = Number(md['content-length']);
     const n = Number(suffix[1]);
-    if (n === 0 || size === 0) {
-      ctx.set('Content-Range', `bytes */${size}`);
-      sendError(ctx, rec, 416, 'InvalidRange', 'The requested range is not satisfiable',
-        { RangeRequested: range, ActualObjectSize: String(size) });
+    if (n === 0) {
+      rangeNotSatisfiable(ctx, rec, range, size);
       return false;
     }
     ctx.req.headers.range = `bytes=${Math.max(0, size - n)}-${size - 1}`;
   }
+  if (firstByte) askFirstByte(ctx, rec, size);
   return true;
+}
+
+/** bytes=0-0: ask s3rver for bytes 0-1, then answer with the first byte only. */
+function askFirstByte(ctx, rec, size) {
+  ctx.req.headers.range = 'bytes=0-1';
+  rec.firstByteOf = size;
+}
+
+async function* firstBytes(src, n) {
+  try {
+    for await (const chunk of src) {
+      if (n <= 0) break;
+      const take = chunk.subarray(0, n);
+      n -= take.length;
+      yield take;
+    }
+  } finally {
+    src.destroy();
+  }
+}
+
+function trimToFirstByte(ctx, size) {
+  if (ctx.status !== 206) return;
+  ctx.set('Content-Range', `bytes 0-0/${size}`);
+  const body = ctx.body;
+  if (body && typeof body.pipe === 'function') ctx.body = Readable.from(firstBytes(body, 1));
+  ctx.length = 1;
 }
 
 // ---- partial body, then reset / stall (faults on responses with a body)
@@ -683,6 +758,390 @@ async function partialBody(ctx, rec, fault) {
   if (fault === 'stall_body') await stall(socket, c.stall_ms);
   else await sleep(30); // let the bytes reach the client before the reset
   hardClose(socket, c.reset_mode);
+}
+
+// ---- ListObjectsV2, answered here rather than by s3rver, whose listing
+// differs from S3: with a delimiter it prunes directories more than one level
+// below the prefix (deep implicit "directories" vanish), returns keys in
+// filesystem walk order, puts every CommonPrefix on the first page without
+// counting it toward max-keys, repeats prefixes at or before start-after and
+// builds continuation tokens from the last key only.
+//
+// Keys come from a per-bucket index: a sorted (UTF-8 byte order) array of all
+// keys, built by walking the bucket's directory in s3rver's filesystem store
+// (one readdir per directory; no per-file stat or metadata read) and kept up
+// to date by every write that goes through this server: single-key writes
+// (PutObject, CopyObject, CompleteMultipartUpload, DeleteObject) update it in
+// place, any other write to the bucket drops it. A page costs a binary search
+// plus, the first time a key is listed, a stat and a small read (size, ETag,
+// mtime), which the index entry then keeps until the key is written again.
+
+const FilesystemStore = require('s3rver/lib/stores/filesystem');
+const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
+
+const OBJECT_SUFFIX = '._S3rver_object';
+const UPLOADS_DIR = '._S3rver_uploads';
+const LIST_MAX_KEYS = 1000;
+const TOKEN_TAG = 'chunkfs-s3-list-v1';
+const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
+
+const keyIndexes = new Map(); // bucket -> sorted [{ key, buf }], current
+const indexBuilds = new Map(); // bucket -> { epoch, promise }
+const bucketEpochs = new Map(); // bucket -> count of finished writes
+let globalEpoch = 0; // bumped when every index is dropped
+const listStats = { index_builds: 0, index_build_ms: 0, index_hits: 0,
+  index_updates: 0, index_drops: 0 };
+
+const indexEpoch = bucket => `${globalEpoch}/${bucketEpochs.get(bucket) || 0}`;
+const makeEntry = key => ({ key, buf: Buffer.from(key, 'utf8') });
+const compareEntries = (a, b) => Buffer.compare(a.buf, b.buf);
+
+/** First index i in sorted entries with entries[i].buf >= buf (or > buf). */
+function lowerBound(entries, buf, strictlyAfter) {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = Buffer.compare(entries[mid].buf, buf);
+    if (c < 0 || (strictlyAfter && c === 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The smallest byte string greater than every string starting with buf. */
+function prefixEnd(buf) {
+  const b = Buffer.from(buf);
+  let n = b.length;
+  while (n > 0 && b[n - 1] === 0xff) n--;
+  if (n === 0) return null; // no upper bound
+  b[n - 1]++;
+  return b.subarray(0, n);
+}
+
+function startsWithBuf(buf, prefix) {
+  return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+}
+
+/** All keys of a bucket, sorted in UTF-8 byte order, from s3rver's layout:
+ *  key "a/b/c" is the file BUCKET/a/b/c._S3rver_object (plus .md5 and a
+ *  ._S3rver_metadata.json next to it); multipart parts live in ._S3rver_uploads. */
+async function walkBucket(bucketPath) {
+  const entries = [];
+  const dirs = [''];
+  while (dirs.length) {
+    const rel = dirs.pop();
+    let list;
+    try {
+      list = await fs.promises.readdir(path.join(bucketPath, rel), { withFileTypes: true });
+    } catch (e) {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') continue; // removed meanwhile
+      throw e;
+    }
+    for (const d of list) {
+      if (d.isDirectory()) {
+        if (!(rel === '' && d.name === UPLOADS_DIR)) dirs.push(`${rel}${d.name}/`);
+      } else if (d.name.endsWith(OBJECT_SUFFIX)) {
+        const keyPath = rel + d.name.slice(0, -OBJECT_SUFFIX.length);
+        entries.push(makeEntry(FilesystemStore.decodeKeyPath(keyPath)));
+      }
+    }
+  }
+  return entries.sort(compareEntries);
+}
+
+/** The bucket's sorted key index (cached; built when missing). */
+function getKeyIndex(app, bucket) {
+  const cached = keyIndexes.get(bucket);
+  if (cached) {
+    listStats.index_hits++;
+    return Promise.resolve(cached);
+  }
+  const epoch = indexEpoch(bucket);
+  let b = indexBuilds.get(bucket);
+  // join a build in progress only if no write has finished since it started
+  if (!b || b.epoch !== epoch) {
+    const t0 = Date.now();
+    b = { epoch, promise: walkBucket(app.store.getBucketPath(bucket)) };
+    indexBuilds.set(bucket, b);
+    const done = () => { if (indexBuilds.get(bucket) === b) indexBuilds.delete(bucket); };
+    b.promise.then(entries => {
+      done();
+      listStats.index_builds++;
+      listStats.index_build_ms += Date.now() - t0;
+      // a write that finished during the walk may or may not be in it: then
+      // the result serves the requests waiting for it but is not kept
+      if (indexEpoch(bucket) === b.epoch) keyIndexes.set(bucket, entries);
+    }, done);
+  }
+  return b.promise;
+}
+
+const INDEX_KEY_WRITES = new Set(['PutObject', 'CopyObject', 'CompleteMultipartUpload',
+  'DeleteObject']);
+const INDEX_NEUTRAL_WRITES = new Set(['UploadPart', 'CreateMultipartUpload',
+  'AbortMultipartUpload', 'PutObjectTagging', 'DeleteObjectTagging', 'PutObjectAcl']);
+
+function dropKeyIndexes() {
+  globalEpoch++;
+  listStats.index_drops += keyIndexes.size;
+  keyIndexes.clear();
+}
+
+/** Called after s3rver has processed a PUT/POST/DELETE (successfully or not). */
+function noteWrite(app, info, status) {
+  const bucket = info.bucket;
+  if (!bucket) {
+    dropKeyIndexes();
+    return;
+  }
+  bucketEpochs.set(bucket, (bucketEpochs.get(bucket) || 0) + 1);
+  const entries = keyIndexes.get(bucket);
+  if (!entries || INDEX_NEUTRAL_WRITES.has(info.op)) return;
+  const key = info.key;
+  // s3rver maps keys to paths with path.join: "a//b", "./", "../" do not map
+  // back to the same key, so such writes just drop the index
+  const plain = key && !key.startsWith('/') &&
+    !key.split('/').slice(0, -1).some(s => s === '' || s === '.' || s === '..');
+  if (!INDEX_KEY_WRITES.has(info.op) || !plain) {
+    keyIndexes.delete(bucket);
+    listStats.index_drops++;
+    return;
+  }
+  let exists;
+  if (status >= 200 && status < 300) {
+    exists = info.op !== 'DeleteObject';
+  } else {
+    exists = fs.existsSync(app.store.getResourcePath(bucket, key, 'object'));
+  }
+  const e = makeEntry(key);
+  const i = lowerBound(entries, e.buf, false);
+  const present = i < entries.length && entries[i].buf.equals(e.buf);
+  if (exists && present) entries[i] = e; // new version: forget the old metadata
+  else if (exists) entries.splice(i, 0, e);
+  else if (present) entries.splice(i, 1);
+  listStats.index_updates++;
+}
+
+function listIndexView() {
+  return { ...listStats,
+    buckets: Object.fromEntries([...keyIndexes].map(([b, e]) => [b, e.length])) };
+}
+
+/** Size, ETag and mtime of one listed key, read under the key's shared lock
+ *  (consistent with a concurrent overwrite); null if it is gone. Synchronous
+ *  reads: about 12 us a key here, against 90 us with fs.promises. */
+async function listedObject(app, bucket, key) {
+  const release = await acquire(lockKey({ bucket, key }), false);
+  try {
+    const objectPath = app.store.getResourcePath(bucket, key, 'object');
+    const st = fs.statSync(objectPath, { throwIfNoEntry: false });
+    if (!st || !st.isFile()) return null;
+    let md5;
+    try {
+      md5 = fs.readFileSync(`${objectPath}.md5`, 'utf8').trim();
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+      try { // s3rver computes and stores it
+        md5 = JSON.parse((await app.store.getMetadata(bucket, key)).etag);
+      } catch (e2) {
+        if (e2.code === 'ENOENT') return null;
+        throw e2;
+      }
+    }
+    // S3 lists LastModified with whole seconds (".000Z"), like HEAD's date
+    const mtime = new Date(Math.floor(st.mtimeMs / 1000) * 1000);
+    return { key, size: st.size, etag: `"${md5}"`, mtime: mtime.toISOString() };
+  } finally {
+    release();
+  }
+}
+
+/** Fill in entry.meta for the listed entries that lack it, in batches of
+ *  100 keys between which other requests get their turn. */
+async function fillListedMeta(app, bucket, entries) {
+  let n = 0;
+  for (const entry of entries) {
+    if (entry.meta) continue;
+    entry.meta = await listedObject(app, bucket, entry.key);
+    if (++n % 100 === 0) await new Promise(resolve => setImmediate(resolve));
+  }
+}
+
+/** XML text: S3 escapes markup characters, and control characters as
+ *  character references (a raw CR would be read back as LF). */
+function xmlText(s) {
+  return String(s).replace(/[<>&'"\x00-\x08\x0b-\x1f\x7f]/g, c => {
+    switch (c) {
+      case '<': return '&lt;';
+      case '>': return '&gt;';
+      case '&': return '&amp;';
+      case "'": return '&apos;';
+      case '"': return '&quot;';
+      default: return `&#x${c.charCodeAt(0).toString(16).toUpperCase()};`;
+    }
+  });
+}
+
+/** encoding-type=url: UTF-8 bytes percent-encoded, space as '+', '/' and
+ *  unreserved characters kept. */
+function urlEncodeName(s) {
+  let out = '';
+  for (const b of Buffer.from(String(s), 'utf8')) {
+    if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
+        b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e || b === 0x2f) {
+      out += String.fromCharCode(b);
+    } else if (b === 0x20) {
+      out += '+';
+    } else {
+      out += `%${b < 16 ? '0' : ''}${b.toString(16).toUpperCase()}`;
+    }
+  }
+  return out;
+}
+
+const encodeToken = (bucket, last) =>
+  Buffer.from(`${TOKEN_TAG}\n${bucket}\n${last}`, 'utf8').toString('base64');
+
+function decodeToken(bucket, token) {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(token)) return null;
+  const buf = Buffer.from(token, 'base64');
+  if (buf.toString('base64') !== token) return null;
+  const s = buf.toString('utf8');
+  const head = `${TOKEN_TAG}\n${bucket}\n`;
+  return s.startsWith(head) && s.length > head.length ? s.slice(head.length) : null;
+}
+
+/**
+ * One page of a listing: keys after `after` (exclusive; '' = from the start)
+ * that start with `prefix`, rolled up at `delimiter` into common prefixes,
+ * each listed once, at most maxKeys items (keys + prefixes) in byte order.
+ */
+function listPage(entries, { prefix, delimiter, after, maxKeys }) {
+  const prefixBuf = Buffer.from(prefix, 'utf8');
+  const afterBuf = after ? Buffer.from(after, 'utf8') : null;
+  let i = lowerBound(entries, prefixBuf, false);
+  if (afterBuf) i = Math.max(i, lowerBound(entries, afterBuf, true));
+  const items = [];
+  let truncated = false;
+  while (i < entries.length) {
+    const e = entries[i];
+    if (!startsWithBuf(e.buf, prefixBuf)) break;
+    let item;
+    const d = delimiter ? e.key.indexOf(delimiter, prefix.length) : -1;
+    if (d >= 0) {
+      const cp = e.key.slice(0, d + delimiter.length);
+      const cpBuf = Buffer.from(cp, 'utf8');
+      const end = prefixEnd(cpBuf);
+      i = end ? lowerBound(entries, end, false) : entries.length; // past the group
+      if (afterBuf && Buffer.compare(cpBuf, afterBuf) <= 0) continue; // already listed
+      item = { prefix: cp };
+    } else {
+      item = { entry: e };
+      i++;
+    }
+    if (items.length >= maxKeys) {
+      truncated = true;
+      break;
+    }
+    items.push(item);
+  }
+  return { items, truncated };
+}
+
+function queryParams(rawQuery) {
+  const q = new Map();
+  for (const p of sigv4.parseRawQuery(rawQuery)) if (!q.has(p.name)) q.set(p.name, p.value);
+  return q;
+}
+
+async function listObjectsV2(ctx, rec, app) {
+  const info = rec.info;
+  const bucket = info.bucket;
+  const q = queryParams(info.rawQuery);
+  const invalid = (message, name, value) => {
+    const detail = { ArgumentName: name };
+    if (value !== undefined) detail.ArgumentValue = value;
+    sendError(ctx, rec, 400, 'InvalidArgument', message, detail);
+  };
+  let maxKeys = LIST_MAX_KEYS;
+  let maxKeysEcho = String(LIST_MAX_KEYS);
+  if (q.has('max-keys')) {
+    const v = q.get('max-keys');
+    if (!/^-?\d+$/.test(v) || Math.abs(Number(v)) > 2147483647) {
+      return invalid('Provided max-keys not an integer or within integer range', 'max-keys', v);
+    }
+    if (Number(v) < 0) {
+      return invalid('Argument maxKeys must be an integer between 0 and 2147483647',
+        'maxKeys', v);
+    }
+    maxKeys = Math.min(LIST_MAX_KEYS, Number(v));
+    maxKeysEcho = String(Number(v)); // S3 echoes the requested value
+  }
+  const encodingType = q.get('encoding-type');
+  if (encodingType !== undefined && encodingType !== 'url') {
+    return invalid('Invalid Encoding Method specified in Request', 'encoding-type', encodingType);
+  }
+  if (q.has('marker')) {
+    return invalid('Marker unsupported with REST.GET.BUCKET in list-type=2', 'marker');
+  }
+  if (!(await app.store.getBucket(bucket))) {
+    return sendError(ctx, rec, 404, 'NoSuchBucket', 'The specified bucket does not exist',
+      { BucketName: bucket });
+  }
+  const prefix = q.get('prefix') || '';
+  const delimiter = q.get('delimiter') || '';
+  const startAfter = q.get('start-after') || '';
+  const token = q.get('continuation-token');
+  let after = startAfter; // S3 ignores start-after when a token is given
+  if (token !== undefined) {
+    after = decodeToken(bucket, token);
+    if (after === null) {
+      return invalid('The continuation token provided is incorrect', 'continuation-token');
+    }
+  }
+
+  const entries = maxKeys > 0 ? await getKeyIndex(app, bucket) : [];
+  const { items, truncated } = listPage(entries, { prefix, delimiter, after, maxKeys });
+  const last = items.length ? items[items.length - 1] : null;
+  const next = truncated ? encodeToken(bucket, last.prefix !== undefined ? last.prefix : last.entry.key) : null;
+  // size/ETag/mtime: remembered in the index entry once read (a write to the
+  // key replaces the entry, so they are never stale; during an overwrite the
+  // previous version is listed, as on S3)
+  const listed = items.filter(it => it.entry).map(it => it.entry);
+  await fillListedMeta(app, bucket, listed);
+  const objects = listed.map(e => e.meta).filter(Boolean);
+  const prefixes = items.filter(it => it.prefix !== undefined).map(it => it.prefix);
+
+  const name = encodingType ? urlEncodeName : (s => s);
+  const el = (tag, v) => `<${tag}>${xmlText(v)}</${tag}>`;
+  const owner = q.get('fetch-owner') === 'true'
+    ? `<Owner>${el('ID', DUMMY_ACCOUNT.id)}${el('DisplayName', DUMMY_ACCOUNT.displayName)}</Owner>`
+    : '';
+  const parts = [
+    '<?xml version="1.0" encoding="UTF-8"?>\n',
+    `<ListBucketResult xmlns="${S3_XMLNS}">`,
+    el('Name', bucket),
+    el('Prefix', name(prefix)),
+  ];
+  if (token !== undefined) parts.push(el('ContinuationToken', token));
+  if (next) parts.push(el('NextContinuationToken', next));
+  parts.push(el('KeyCount', objects.length + prefixes.length), el('MaxKeys', maxKeysEcho));
+  if (delimiter) parts.push(el('Delimiter', name(delimiter)));
+  parts.push(el('IsTruncated', truncated ? 'true' : 'false'));
+  if (encodingType) parts.push(el('EncodingType', encodingType));
+  if (startAfter) parts.push(el('StartAfter', name(startAfter)));
+  for (const o of objects) {
+    parts.push('<Contents>', el('Key', name(o.key)), el('LastModified', o.mtime),
+      el('ETag', o.etag), el('Size', o.size), owner, '<StorageClass>STANDARD</StorageClass>',
+      '</Contents>');
+  }
+  for (const p of prefixes) parts.push('<CommonPrefixes>', el('Prefix', name(p)), '</CommonPrefixes>');
+  parts.push('</ListBucketResult>');
+  ctx.status = 200;
+  ctx.set('Content-Type', 'application/xml');
+  ctx.body = parts.join('');
+  return undefined;
 }
 
 // ---- the front-end middleware
@@ -815,6 +1274,7 @@ function makeFront(app) {
 
     // 2. body: spool, check x-amz-content-sha256 and Content-MD5
     let spool = null;
+    let processed = false; // handed to s3rver (or answered as ListObjectsV2)
     const claimed = auth.payloadHash ||
       (origReq.headers['x-amz-content-sha256'] || '').trim();
     const claimedHex = /^[0-9a-fA-F]{64}$/.test(claimed);
@@ -913,7 +1373,10 @@ function makeFront(app) {
           !(await preconditions(ctx, rec, app))) {
         return;
       }
-      await next();
+      processed = true;
+      if (info.op === 'ListObjectsV2') await listObjectsV2(ctx, rec, app);
+      else await next();
+      if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
 
       // 6. faults applied after processing
       if (after === 'reset_after') {
@@ -925,6 +1388,7 @@ function makeFront(app) {
       }
     } finally {
       if (spool) spool.cleanup();
+      if (processed && WRITE_METHODS.has(origReq.method)) noteWrite(app, info, ctx.status);
     }
   };
 }
@@ -1021,6 +1485,12 @@ async function control(req, res) {
         else settings.publicBuckets.delete(String(p.bucket));
         return send(200, { public_buckets: [...settings.publicBuckets] });
       }
+      case 'GET /list-index':
+        return send(200, listIndexView());
+      case 'POST /list-index/clear':
+      case 'DELETE /list-index':
+        dropKeyIndexes();
+        return send(200, listIndexView());
       case 'POST /shutdown':
         send(200, { ok: true });
         setImmediate(() => shutdown('control'));
@@ -1032,7 +1502,8 @@ async function control(req, res) {
           'POST /faults {rate,count,after,kinds,methods,prefix,bucket,seed,' +
             'stall_ms,reset_fraction,reset_mode,pick}', 'DELETE /faults',
           'GET /latency', 'POST /latency {ms,jitter_ms}', 'GET /public',
-          'POST /public {bucket,public}', 'POST /shutdown'] });
+          'POST /public {bucket,public}', 'GET /list-index', 'POST /list-index/clear',
+          'POST /shutdown'] });
     }
   } catch (e) {
     return send(400, { error: e.message });
