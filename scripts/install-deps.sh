@@ -6,7 +6,8 @@
 # GROUP is one of (each includes the ones before it):
 #   build   compiler, libfuse3, libcurl, OpenSSL, Check, libxml2, jansson, inih, clang-format
 #   test    build + test tools: awscli, fio, attr, bindfs, nodejs, npm, python3-numpy, ...
-#           (+ clang and its runtime for libFuzzer, when the archive has them)
+#           (+ clang and its runtime for libFuzzer, and python3-torch for the
+#           torch.load test, when the archive has them)
 #   bench   test + the peer filesystems s3fs and rclone, and curl
 # Default: test.
 #
@@ -21,7 +22,7 @@ BUILD_PKGS=(build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev l
 	libxml2-dev libjansson-dev libinih-dev ca-certificates git clang-format)
 TEST_PKGS=(awscli fio attr bindfs nodejs npm python3 python3-numpy procps psmisc util-linux)
 # Installed when the archive has them; their absence is not an error.
-TEST_OPTIONAL=(clang libclang-rt-14-dev)
+TEST_OPTIONAL=(clang libclang-rt-14-dev python3-torch)
 BENCH_PKGS=(s3fs rclone curl)
 
 usage() {
