@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,6 +138,9 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 	char err[1024];
 
 	if (strncmp(source, "s3://", 5) == 0) {
+		/* Credentials live in this process: keep them out of core dumps
+		 * (and away from ptrace by other users). */
+		prctl(PR_SET_DUMPABLE, 0);
 		be = s3_backend_create(source, s3o, err, sizeof(err));
 		if (be == NULL)
 			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
