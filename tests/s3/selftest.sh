@@ -283,6 +283,63 @@ scurl "$EMPTY" -H 'Host: data.s3.amazonaws.com' -o "$work/x" "$S3_ENDPOINT/?deli
 check "virtual-host style ListObjectsV2 answered the same way" \
     grep -q '<KeyCount>3</KeyCount>.*<CommonPrefixes><Prefix>px/n1/</Prefix></CommonPrefixes>' "$work/x"
 
+# phantom keys (control API): listed by ListObjectsV2 but not objects; names
+# s3rver cannot store (a 300-byte segment, "//", "./", "../")
+long=p/$(printf 'L%.0s' $(seq 300))
+printf '%s\n' "$long" p//x p/./y p/../z >"$work/ph.keys"
+aws s3api put-object --bucket data --key p/x --body "$work/obj" >/dev/null 2>&1
+res=$(ctl POST /phantom "$(node -e 'console.log(JSON.stringify({bucket:"data",size:5,
+  keys:require("fs").readFileSync(process.argv[1],"utf8").split("\n").filter(Boolean)}))' "$work/ph.keys")")
+check "POST /phantom adds 4 keys" test "$(json_get '[j.added, j.count, j.buckets.data.length].join()' <<<"$res")" = "4,4,4"
+echo p/x >>"$work/ph.keys"
+list_pages "$work/pages-ph" --bucket data --prefix p/ --delimiter /
+check "prefix p/ delimiter /: Contents [p/<300 L>, p/x], CommonPrefixes [p/../, p/./, p//]" node -e '
+const p = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const c = JSON.stringify([p.Contents.map(o => o.Key), p.CommonPrefixes.map(o => o.Prefix), p.KeyCount]);
+if (c !== JSON.stringify([[process.argv[2], "p/x"], ["p/../", "p/./", "p//"], 5])) { console.log(c); process.exit(1); }' \
+    "$work/pages-ph.01" "$long"
+check "...the phantom entry: Size 5, fixed ETag and LastModified" node -e '
+const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).Contents[0];
+const c = [o.Size, o.ETag, o.LastModified].join();
+if (c !== "5,\"d41d8cd98f00b204e9800998ecf8427e\",2000-01-01T00:00:00+00:00" &&
+    c !== "5,\"d41d8cd98f00b204e9800998ecf8427e\",2000-01-01T00:00:00.000Z") { console.log(c); process.exit(1); }' "$work/pages-ph.01"
+list_pages "$work/pages-ph2" --bucket data --prefix p/ --delimiter / --max-keys 2
+check "...2 per page: pages 2+2+1, each item once, in byte order" \
+    node "$work/pages.js" "$work/ph.keys" p/ / '' 2 "$work"/pages-ph2.*
+list_pages "$work/pages-ph3" --bucket data --prefix p/ --max-keys 3
+check "...no delimiter, 3 per page: all 5 keys as Contents, in byte order" \
+    node "$work/pages.js" "$work/ph.keys" p/ '' '' 3 "$work"/pages-ph3.*
+list_pages "$work/pages-ph4" --bucket data --prefix p/ --delimiter / --max-keys 2 --start-after p/./
+check "...start-after p/./ lists p//, then the long key and p/x" \
+    node "$work/pages.js" "$work/ph.keys" p/ / p/./ 2 "$work"/pages-ph4.*
+aws s3api get-object --bucket data --key p//x "$work/x" >/dev/null 2>"$work/err"
+check "GET of phantom p//x -> NoSuchKey (though p/x, where s3rver would look, exists)" grep -q NoSuchKey "$work/err"
+aws s3api get-object --bucket data --key p/x "$work/got" >/dev/null 2>&1
+check "...GET of the real p/x still works" cmp -s "$work/obj" "$work/got"
+code=$(scurl "$EMPTY" -I -o /dev/null -w '%{http_code}' "$S3_ENDPOINT/data/$long")
+check "HEAD of the phantom 300-byte-segment key -> 404 ($code)" test "$code" = 404
+for k in p/./y p/../z; do
+    code=$(scurl "$EMPTY" --path-as-is -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/$k")
+    check "GET of phantom $k (curl --path-as-is) -> 404 NoSuchKey ($code)" \
+        bash -c 'test "$1" = 404 && grep -q "<Code>NoSuchKey</Code><Message>[^<]*</Message><Key>$2</Key>" "$3"' _ "$code" "$k" "$work/x"
+done
+check "GET /phantom?bucket=data lists the 4 keys in byte order" test \
+    "$(ctl GET '/phantom?bucket=data' | json_get 'j.buckets.data.map(e => e.key + ":" + e.size).join(" ")')" \
+    "=" "p/../z:5 p/./y:5 p//x:5 $long:5"
+ctl POST /list-index/clear >/dev/null
+aws s3api delete-objects --bucket data --delete 'Objects=[{Key=p/nothing}]' >/dev/null 2>&1
+n=$(aws s3api list-objects-v2 --bucket data --prefix p/ --query 'length(Contents)' --output text 2>&1)
+check "phantom keys survive index drops and rebuilds ($n Contents without delimiter)" test "$n" = 5
+check "POST /phantom without bucket -> 400" test "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{"keys":["a"]}' "$S3_CONTROL/phantom")" = 400
+check "POST /phantom to a missing bucket -> 404" test "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{"bucket":"nosuch","keys":["a"]}' "$S3_CONTROL/phantom")" = 404
+check "DELETE /phantom {bucket, keys:[p//x]} removes just that one" \
+    test "$(ctl DELETE /phantom '{"bucket":"data","keys":["p//x"]}' | json_get '[j.removed, j.count].join()')" = "1,3"
+check "DELETE /phantom?bucket=data removes the rest" \
+    test "$(ctl DELETE '/phantom?bucket=data' | json_get '[j.removed, j.count].join()')" = "3,0"
+got=$(aws s3api list-objects-v2 --bucket data --prefix p/ --delimiter / --output json | json_get '[(j.Contents || []).map(o => o.Key), j.CommonPrefixes || []].join("|")')
+check "...listing p/ shows only the real p/x again ($got)" test "$got" = "p/x|"
+check "GET /phantom: none left" test "$(ctl GET /phantom | json_get j.count)" = 0
+
 # subject to faults and counted like any request
 ctl POST /counters/reset >/dev/null
 ctl POST /faults '{"count":1,"kinds":"503","methods":"ListObjectsV2"}' >/dev/null
