@@ -4,7 +4,8 @@
 #   2. the same unit tests built with AddressSanitizer + UBSan,
 #   3. brief libFuzzer runs (tests/fuzz/run.sh) when clang is there,
 #   4. mount tests: the real daemon, mounted for real.
-# Starts what the tests need, always cleans up (mounts, servers, scratch
+# Starts what the tests need (the S3 test server, tests/s3/), always cleans
+# up (mounts, servers, scratch
 # directories), and ends with one line "chunkfs: N passed, N failed,
 # N skipped".  Exit status 0 only when nothing failed.
 set -u
@@ -14,7 +15,9 @@ results=$(mktemp)
 scratch=$(mktemp -d /tmp/chunkfs-tests.XXXXXX)
 export RESULTS_FILE=$results CHUNKFS_TEST_TMP=$scratch CHUNKFS_BIN=$PWD/chunkfs
 
+s3_state=$scratch/s3.state
 cleanup() {
+	[ -f "$s3_state" ] && tests/s3/stop.sh "$s3_state" >/dev/null 2>&1
 	# Unmount anything a crashed test left under the scratch directory.
 	awk -v d="$scratch" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r mp; do
 		fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null
@@ -29,6 +32,20 @@ record_failure() { echo "0 1 0" >>"$results"; echo "*** $*"; }
 
 step "build"
 make -j2 all || record_failure "build failed"
+
+step "S3 test server"
+# The tests find it through CHUNKFS_TEST_S3_*; without it they report
+# themselves NOT RUN.  Credentials are set by each test, not here.
+if S3_STATE_FILE=$s3_state tests/s3/start.sh --bucket chunkfs-test \
+	--public-bucket chunkfs-public --quiet >/dev/null; then
+	# shellcheck disable=SC1090
+	. "$s3_state"
+	export CHUNKFS_TEST_S3_ENDPOINT=$S3_ENDPOINT CHUNKFS_TEST_S3_CONTROL=$S3_CONTROL \
+		CHUNKFS_TEST_S3_BUCKET=chunkfs-test CHUNKFS_TEST_S3_PUBLIC_BUCKET=chunkfs-public
+	echo "S3 test server at $S3_ENDPOINT (control $S3_CONTROL)"
+else
+	echo "*** the S3 test server did not start; S3 tests will be reported NOT RUN"
+fi
 
 step "unit tests"
 RESULT_LABEL=unit make -s unit || true
