@@ -5,6 +5,8 @@
  */
 #include "backend.h"
 
+#include "io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -53,24 +55,14 @@ struct backend_source backend_source_buffer(const void *buf, size_t len)
 
 static int fd_read(const struct backend_source *src, uint64_t off, void *dst, size_t len)
 {
-	char *p = dst;
+	ssize_t n;
 
 	if (off > src->size || len > src->size - off)
 		return -EINVAL;
-	while (len > 0) {
-		ssize_t n = pread(src->fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO; /* the file shrank under us */
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	n = io_pread_all(src->fd, dst, len, (off_t)off);
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO; /* the file shrank under us */
 }
 
 struct backend_source backend_source_fd(int fd, uint64_t size)
@@ -110,24 +102,6 @@ ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void
 	return (ssize_t)done;
 }
 
-static int write_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st)
 {
 	struct backend_stat first;
@@ -151,7 +125,7 @@ int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backen
 		}
 		if (n == 0)
 			break;
-		ret = write_all(fd, buf, (size_t)n, (off_t)off);
+		ret = io_pwrite_all(fd, buf, (size_t)n, (off_t)off);
 		if (ret < 0)
 			goto out;
 		off += (uint64_t)n;

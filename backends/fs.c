@@ -43,6 +43,8 @@
  */
 #include "fs.h"
 
+#include "io.h"
+
 #include "log.h"
 
 #include <dirent.h>
@@ -348,25 +350,6 @@ static int fs_tmp_commit(int pfd, int fd, const char *tmp, const char *name,
 	return 0;
 }
 
-static int fs_write_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Apply attrs to the open file or directory fd: owner (an EPERM is ignored:
  * only root may give files away), then permissions (chown clears set-id
@@ -448,19 +431,10 @@ static ssize_t fs_read(struct backend *b, const char *key, uint64_t off, void *d
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
 	if (!p.marker && off < cur.size) {
-		while (done < len) {
-			ssize_t n = pread(fd, (char *)dst + done, len - done, (off_t)(off + done));
-
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				ret = -errno;
-				goto out_fd;
-			}
-			if (n == 0)
-				break;
-			done += (size_t)n;
-		}
+		ret = io_pread_all(fd, dst, len, (off_t)off);
+		if (ret < 0)
+			goto out_fd;
+		done = (size_t)ret;
 	}
 	if (st != NULL)
 		*st = cur;
@@ -566,7 +540,7 @@ static int fs_save(struct backend *b, const char *key, const struct backend_sour
 		ret = src->read(src, off, buf, n);
 		if (ret < 0)
 			goto out_unlink;
-		ret = fs_write_all(fd, buf, n, (off_t)off);
+		ret = io_pwrite_all(fd, buf, n, (off_t)off);
 		if (ret < 0)
 			goto out_unlink;
 		off += n;
@@ -643,7 +617,7 @@ static int fs_copy_data(int sfd, int dfd)
 			}
 			n = pread(sfd, buf, FS_PIECE_SIZE, in);
 			if (n > 0) {
-				ret = fs_write_all(dfd, buf, (size_t)n, out);
+				ret = io_pwrite_all(dfd, buf, (size_t)n, out);
 				if (ret < 0)
 					break;
 				in += n;

@@ -68,6 +68,8 @@
  */
 #include "creds.h"
 
+#include "iso8601.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
@@ -309,79 +311,14 @@ void creds_free(struct creds *c)
 /* ------------------------------------------------------------------------ */
 /* Time                                                                     */
 
-/* Read exactly n digits at *p into *v and advance *p. */
-static int digits(const char **p, int n, int *v)
-{
-	*v = 0;
-	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)(*p)[i]))
-			return -EINVAL;
-		*v = *v * 10 + ((*p)[i] - '0');
-	}
-	*p += n;
-	return 0;
-}
-
-static int expect(const char **p, char c)
-{
-	if (**p != c)
-		return -EINVAL;
-	(*p)++;
-	return 0;
-}
-
 int creds_parse_time(const char *s, time_t *t)
 {
-	int year, mon, day, hour, min, sec, oh = 0, om = 0;
-	long offset = 0;
-	struct tm tm = {0};
-	const char *p = s;
-	time_t v;
+	struct timespec ts;
+	int ret = iso8601_parse(s, 0, &ts);
 
-	if (s == NULL)
-		return -EINVAL;
-	if (digits(&p, 4, &year) || expect(&p, '-') || digits(&p, 2, &mon) || expect(&p, '-') ||
-	    digits(&p, 2, &day) || expect(&p, 'T') || digits(&p, 2, &hour) || expect(&p, ':') ||
-	    digits(&p, 2, &min) || expect(&p, ':') || digits(&p, 2, &sec))
-		return -EINVAL;
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
-		return -EINVAL;
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return -EINVAL;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	if (*p == 'Z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int sign = *p == '-' ? -1 : 1;
-
-		p++;
-		if (digits(&p, 2, &oh))
-			return -EINVAL;
-		if (*p == ':')
-			p++;
-		if (digits(&p, 2, &om) || oh > 23 || om > 59)
-			return -EINVAL;
-		offset = sign * (oh * 3600L + om * 60L);
-	} else {
-		return -EINVAL;
-	}
-	if (*p != '\0')
-		return -EINVAL;
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec;
-	v = timegm(&tm);
-	if (v == (time_t)-1)
-		return -EINVAL;
-	*t = v - offset;
-	return 0;
+	if (ret == 0)
+		*t = ts.tv_sec;
+	return ret;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -4,6 +4,8 @@
  */
 #include "s3xml.h"
 
+#include "iso8601.h"
+
 #include <errno.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -76,90 +78,10 @@ int s3xml_parse_error(const char *body, size_t len, struct s3xml_error *err)
 	return ret;
 }
 
-/* Read exactly n decimal digits at *p into *v and advance *p. */
-static int fixed_digits(const char **p, int n, int *v)
-{
-	*v = 0;
-	for (int i = 0; i < n; i++) {
-		char c = (*p)[i];
-
-		if (c < '0' || c > '9')
-			return -EINVAL;
-		*v = *v * 10 + (c - '0');
-	}
-	*p += n;
-	return 0;
-}
-
-static int expect_char(const char **p, char c)
-{
-	if (**p != c)
-		return -EINVAL;
-	(*p)++;
-	return 0;
-}
-
-static int days_in_month(int year, int mon)
-{
-	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-
-	return mon == 2 && leap ? 29 : days[mon - 1];
-}
-
-/*
- * Exactly "YYYY-MM-DDTHH:MM:SS", an optional fraction of one or more
- * digits (milliseconds kept), then "Z" or "+00:00" and nothing after.
- * Fields out of range (month 13, February 30, hour 24) are rejected, not
- * normalized; second 60 (a leap second) is allowed.  *t is written only on
- * success.
- */
+/* S3 writes listing times in UTC, "Z" (or "+00:00"). */
 int s3xml_parse_time(const char *s, struct timespec *t)
 {
-	int year, mon, day, hour, min, sec;
-	const char *p = s;
-	struct tm tm;
-	unsigned ms = 0;
-	time_t v;
-
-	if (s == NULL)
-		return -EINVAL;
-	if (fixed_digits(&p, 4, &year) || expect_char(&p, '-') || fixed_digits(&p, 2, &mon) ||
-	    expect_char(&p, '-') || fixed_digits(&p, 2, &day) || expect_char(&p, 'T') ||
-	    fixed_digits(&p, 2, &hour) || expect_char(&p, ':') || fixed_digits(&p, 2, &min) ||
-	    expect_char(&p, ':') || fixed_digits(&p, 2, &sec))
-		return -EINVAL;
-	if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
-	    min > 59 || sec > 60)
-		return -EINVAL;
-	if (*p == '.') {
-		int digits = 0;
-
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-			if (digits < 3)
-				ms = ms * 10 + (unsigned)(*p - '0');
-		}
-		if (digits == 0)
-			return -EINVAL;
-		for (; digits < 3; digits++)
-			ms *= 10;
-	}
-	if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
-		return -EINVAL;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec;
-	v = timegm(&tm);
-	if (v == (time_t)-1 &&
-	    !(year == 1969 && mon == 12 && day == 31 && hour == 23 && min == 59 && sec == 59))
-		return -EINVAL;
-	t->tv_sec = v;
-	t->tv_nsec = (long)ms * 1000000L;
-	return 0;
+	return iso8601_parse(s, ISO8601_UTC_ONLY, t);
 }
 
 /* Unquote an ETag ("\"abc\"" -> "abc") into dst. */

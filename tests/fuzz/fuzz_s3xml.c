@@ -1,7 +1,7 @@
 /*
  * fuzz_s3xml.c - libFuzzer target for backends/s3/s3xml.c.
  *
- * fuzz-sources: backends/s3/s3xml.c backends/backend.c
+ * fuzz-sources: backends/s3/s3xml.c backends/backend.c lib/iso8601.c lib/io.c
  * fuzz-pkgs: libxml-2.0
  *
  * (tests/fuzz/run.sh reads the two lines above: what to compile in, and
@@ -215,7 +215,7 @@ static void fuzz_time(const uint8_t *data, size_t size)
 	s[size] = '\0';
 	if (s3xml_parse_time(s, &t) != 0)
 		return;
-	CHECK(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L && t.tv_nsec % 1000000 == 0);
+	CHECK(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L);
 	CHECK(strlen(s) >= 20);
 	CHECK(gmtime_r(&t.tv_sec, &tm) != NULL);
 	CHECK(snprintf(back, sizeof(back), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
