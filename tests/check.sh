@@ -1,5 +1,6 @@
 #!/bin/bash
 # The whole test suite, run by `make check`:
+#   0. the formatting check (make format-check),
 #   1. unit tests in the normal build,
 #   2. the same unit tests built with AddressSanitizer + UBSan,
 #   3. brief libFuzzer runs (tests/fuzz/run.sh) when clang is there,
@@ -45,6 +46,19 @@ if S3_STATE_FILE=$s3_state tests/s3/start.sh --bucket chunkfs-test \
 	echo "S3 test server at $S3_ENDPOINT (control $S3_CONTROL)"
 else
 	echo "*** the S3 test server did not start; S3 tests will be reported NOT RUN"
+fi
+
+step "formatting (.clang-format)"
+if command -v clang-format >/dev/null; then
+	if make -s format-check; then
+		echo "format: 1 passed, 0 failed"
+		echo "1 0 0" >>"$results"
+	else
+		record_failure "sources differ from .clang-format: run make format"
+	fi
+else
+	echo "NOT RUN format: clang-format is not installed"
+	echo "0 0 1" >>"$results"
 fi
 
 step "unit tests"
