@@ -1036,6 +1036,30 @@ START_TEST(test_s3_tls_verified)
 }
 END_TEST
 
+/* The server closes idle kept-alive connections after 5 s; the next read
+ * still succeeds (a request that fails on such a connection is retried). */
+START_TEST(test_s3_idle_connections_closed)
+{
+	char buf[65536], want[65536];
+	int fd;
+
+	put_pattern("idle.bin", 4 << 20, 14);
+	mount_rw();
+	fd = open(tm_path(m.mnt, "idle.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	sleep(6);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	for (int i = 0; i < 8; i++) {
+		off_t off = (off_t)i * (512 << 10);
+		ck_assert_int_eq(pread(fd, buf, sizeof(buf), off), (ssize_t)sizeof(buf));
+		tm_pattern(want, (uint64_t)off, sizeof(want), 14);
+		ck_assert(memcmp(buf, want, sizeof(buf)) == 0);
+	}
+	close(fd);
+}
+END_TEST
+
 static void add_s3_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_s3_mount_errors);
@@ -1047,6 +1071,7 @@ static void add_s3_tests(TCase *tc)
 	tcase_add_test(tc, test_s3_directories_and_odd_keys);
 	tcase_add_test(tc, test_s3_numpy_and_torch);
 	tcase_add_test(tc, test_s3_tls_verified);
+	tcase_add_test(tc, test_s3_idle_connections_closed);
 }
 
 static Suite *mount_suite(enum store_kind kind)
