@@ -528,12 +528,12 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	node = inode_find(fs->inodes, pnode, name);
 	if (node != NULL) {
-		/* Mark it first so a concurrent close does not save it again. */
+		/* Mark it first so a concurrent close does not save it again;
+		 * the mark alone stops saves, so a failed remove can undo it
+		 * without losing unsaved writes. */
 		pthread_mutex_lock(&node->lock);
 		staged = node->stage != NULL;
 		node->unlinked = 1;
-		if (node->stage != NULL)
-			node->stage->dirty = 0;
 		pthread_mutex_unlock(&node->lock);
 	}
 	ret = fs->be->ops->remove(fs->be, key);
