@@ -18,6 +18,7 @@
  * key order.  list_all() checks the paging invariants on the way.
  */
 #include "backend.h"
+#include "cache.h"
 #include "fs.h"
 #include "mem.h"
 #include "s3/s3.h"
@@ -1613,6 +1614,21 @@ static void plain_destroy(struct backend *b)
 	backend_destroy(b);
 }
 
+/* The block cache over a mem backend, with small blocks and a budget of 16
+ * of them, so the cases cross blocks and evict. */
+static struct backend *cache_factory_create(void)
+{
+	struct cache_opts o = {.block_size = 64 * 1024, .mem_budget = MIB};
+	struct backend *inner = mem_backend_create(), *b;
+
+	if (inner == NULL)
+		return NULL;
+	b = cache_create(inner, &o);
+	if (b == NULL)
+		backend_destroy(inner);
+	return b;
+}
+
 static struct backend *fs_factory_create(void)
 {
 	snprintf(g_fs_dir, sizeof(g_fs_dir), "%s/fs.XXXXXX", g_root);
@@ -1686,6 +1702,7 @@ static const struct contract_factory contract_factories[] = {
      .create = fs_factory_create,
      .destroy_fixture = fs_factory_destroy,
      .add_cases = add_fs_cases},
+    {.name = "cache", .create = cache_factory_create, .destroy_fixture = plain_destroy},
     {.name = "s3", .create = s3_factory_create, .destroy_fixture = s3_factory_destroy},
 };
 

@@ -1,0 +1,722 @@
+/*
+ * cache.c - the memory block cache layer (see cache.h).
+ *
+ * Design
+ *   One mutex (cache.lock) guards all mutable state; one condition
+ *   variable (cache.fetched) is broadcast whenever a fetch ends.  The lock
+ *   is never held across a call into the inner backend, a malloc of a block
+ *   buffer or a copy of block bytes.
+ *
+ *   A block (struct cache_block) is named by (key, etag, index) and lives
+ *   in a chained hash table.  Its states:
+ *
+ *     FETCHING  created by the reader that missed it (the fetcher), which
+ *               holds a reference and reads it from the inner backend
+ *               without the lock.  Other readers of the same block find it
+ *               in the hash, take a reference and wait on cache.fetched:
+ *               one inner read per block however many readers want it.
+ *     READY     the fetch ended.  On success (err == 0, len > 0) the block
+ *               enters the LRU list, unless it was invalidated meanwhile
+ *               (it is no longer hashed, or its key's generation moved).
+ *               On failure (err < 0) or an empty result it leaves the hash
+ *               at once: failures are never cached, the waiters get err.
+ *
+ *   A block is freed when it is neither hashed nor referenced.  Readers
+ *   copy bytes out of a READY block without the lock while holding a
+ *   reference; eviction skips referenced blocks and invalidation only
+ *   unhashes them, so the last reader frees them.
+ *
+ * Memory budget
+ *   bytes_held counts every block buffer that is allocated or about to be:
+ *   block_size for a FETCHING block (reserved under the lock before the
+ *   malloc), len for a READY one, whether cached or only still referenced.
+ *   A miss first evicts unreferenced LRU blocks until block_size more
+ *   fits.  When nothing more can be evicted (everything left is being
+ *   fetched or copied), the reader reads its piece straight into its own
+ *   buffer from the inner backend, uncached, instead of waiting: a reader
+ *   never blocks on memory, so the budget can never deadlock the cache.
+ *
+ * Versions
+ *   A read with an etag uses it.  A read without one stats the inner
+ *   backend first (no stat caching: every etag-less read costs one stat;
+ *   the FUSE driver pins an etag at open, so that path is rare) and pins
+ *   the read to the etag found.  If the object changes in the middle, the
+ *   inner read answers -ESTALE and the read starts over; after
+ *   CACHE_STALE_RETRIES such restarts it reads the range through in one
+ *   inner call (one call is one version).  A backend that reports no etag
+ *   ("") is read through uncached.
+ *
+ * Invalidation
+ *   save/remove/copy/rename drop the cached blocks of the keys they touch
+ *   once the inner op returns, and bump the key's generation (one of
+ *   CACHE_GEN_STRIPES counters chosen by a hash of the key; a prefix
+ *   rename bumps all).  A fetch records the generation when it starts and
+ *   enters the cache only if it is unchanged and the block is still
+ *   hashed, so a slow fetch of a replaced version cannot land after the
+ *   invalidation that should have removed it.  Writes made to the inner
+ *   store behind the layer's back are not seen by reads pinned to an etag
+ *   whose blocks are cached: they keep getting that version's bytes.
+ *
+ * Invariants (cache_check(), unless NDEBUG; run after every change)
+ *   - every hashed block sits in the bucket of its hash; a hashed READY
+ *     block has err == 0, len > 0 and is on the LRU list; a FETCHING block
+ *     is referenced and not on the list;
+ *   - the LRU list holds exactly the hashed READY blocks, links agree;
+ *   - bytes_cached == sum of len over the LRU list
+ *     <= bytes_held <= mem_budget.
+ */
+#include "cache.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_GEN_STRIPES   64
+#define CACHE_STALE_RETRIES 3
+#define CACHE_MIN_BLOCK     4096u
+
+enum { CACHE_FETCHING, CACHE_READY };
+
+struct cache_block {
+	struct cache_block *hnext;       /* lock; hash chain while hashed */
+	struct cache_block *prev, *next; /* lock; LRU links while in_lru */
+	char *key;                       /* immutable */
+	char etag[BACKEND_ETAG_MAX];     /* immutable */
+	uint64_t idx;                    /* immutable; block index */
+	uint64_t hash;                   /* immutable */
+	uint64_t gen;                    /* immutable; key generation at creation */
+	unsigned char *data;             /* lock; immutable once READY */
+	size_t len;                      /* lock; immutable once READY */
+	struct backend_stat st;          /* the fetcher's while FETCHING, then immutable */
+	size_t held;                     /* lock; bytes counted in bytes_held */
+	int state;                       /* lock; CACHE_* */
+	int err;                         /* lock; 0 or -errno once READY */
+	int refs;                        /* lock */
+	int hashed, in_lru;              /* lock */
+};
+
+struct cache {
+	struct backend base;
+	struct backend_ops ops;          /* immutable; our table, trimmed to inner's */
+	struct backend *inner;           /* owned */
+	size_t block_size;               /* immutable */
+	unsigned block_shift;            /* immutable; log2(block_size) */
+	uint64_t budget;                 /* immutable */
+	pthread_mutex_t lock;            /* the only lock */
+	pthread_cond_t fetched;          /* broadcast when a fetch ends */
+	struct cache_block **buckets;    /* lock */
+	size_t n_buckets;                /* immutable; power of two */
+	struct cache_block lru;          /* lock; list head: next = newest */
+	uint64_t bytes_held;             /* lock; see the top */
+	uint64_t gen[CACHE_GEN_STRIPES]; /* lock */
+	struct cache_stats stats;        /* lock */
+};
+
+static const struct backend_ops cache_ops;
+
+static struct cache *cache_of(struct backend *b)
+{
+	return (struct cache *)b;
+}
+
+static struct backend *cache_inner(struct backend *b)
+{
+	return cache_of(b)->inner;
+}
+
+/* FNV-1a over s, continuing from h. */
+static uint64_t cache_fnv(uint64_t h, const void *s, size_t len)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static uint64_t cache_key_hash(const char *key)
+{
+	return cache_fnv(0xcbf29ce484222325ull, key, strlen(key) + 1);
+}
+
+static uint64_t cache_block_hash(const char *key, const char *etag, uint64_t idx)
+{
+	uint64_t h = cache_key_hash(key);
+
+	h = cache_fnv(h, etag, strlen(etag) + 1);
+	return cache_fnv(h, &idx, sizeof(idx));
+}
+
+static unsigned cache_stripe(const char *key)
+{
+	return (unsigned)(cache_key_hash(key) % CACHE_GEN_STRIPES);
+}
+
+#ifndef NDEBUG
+/* Assert the invariants listed at the top.  Caller holds c->lock. */
+static void cache_check(const struct cache *c)
+{
+	uint64_t sum = 0;
+	size_t n_ready = 0, n_lru = 0;
+	const struct cache_block *b;
+
+	for (size_t i = 0; i < c->n_buckets; i++) {
+		for (b = c->buckets[i]; b != NULL; b = b->hnext) {
+			assert(b->hashed);
+			assert((b->hash & (c->n_buckets - 1)) == i);
+			if (b->state == CACHE_READY) {
+				assert(b->err == 0 && b->len > 0 && b->in_lru);
+				n_ready++;
+			} else {
+				assert(b->state == CACHE_FETCHING);
+				assert(b->refs > 0 && !b->in_lru);
+			}
+		}
+	}
+	for (b = c->lru.next; b != &c->lru; b = b->next) {
+		assert(b->in_lru && b->hashed && b->state == CACHE_READY);
+		assert(b->next->prev == b && b->prev->next == b);
+		sum += b->len;
+		n_lru++;
+	}
+	assert(n_lru == n_ready);
+	assert(sum == c->stats.bytes_cached);
+	assert(c->stats.bytes_cached <= c->bytes_held);
+	assert(c->bytes_held <= c->budget);
+}
+#else
+#define cache_check(c) ((void)(c))
+#endif
+
+/* --- block table (all helpers: caller holds c->lock) -------------------- */
+
+static struct cache_block *cache_lookup(const struct cache *c, const char *key, const char *etag,
+                                        uint64_t idx, uint64_t hash)
+{
+	struct cache_block *b = c->buckets[hash & (c->n_buckets - 1)];
+
+	for (; b != NULL; b = b->hnext)
+		if (b->hash == hash && b->idx == idx && strcmp(b->key, key) == 0 &&
+		    strcmp(b->etag, etag) == 0)
+			return b;
+	return NULL;
+}
+
+static void cache_hash_insert(struct cache *c, struct cache_block *b)
+{
+	struct cache_block **head = &c->buckets[b->hash & (c->n_buckets - 1)];
+
+	b->hnext = *head;
+	*head = b;
+	b->hashed = 1;
+}
+
+static void cache_hash_remove(struct cache *c, struct cache_block *b)
+{
+	struct cache_block **p = &c->buckets[b->hash & (c->n_buckets - 1)];
+
+	while (*p != b)
+		p = &(*p)->hnext;
+	*p = b->hnext;
+	b->hnext = NULL;
+	b->hashed = 0;
+}
+
+static void cache_lru_push(struct cache *c, struct cache_block *b)
+{
+	b->prev = &c->lru;
+	b->next = c->lru.next;
+	c->lru.next->prev = b;
+	c->lru.next = b;
+	b->in_lru = 1;
+	c->stats.bytes_cached += b->len;
+}
+
+static void cache_lru_unlink(struct cache *c, struct cache_block *b)
+{
+	b->prev->next = b->next;
+	b->next->prev = b->prev;
+	b->prev = b->next = NULL;
+	b->in_lru = 0;
+	c->stats.bytes_cached -= b->len;
+}
+
+static void cache_block_free(struct cache *c, struct cache_block *b)
+{
+	c->bytes_held -= b->held;
+	free(b->data);
+	free(b->key);
+	free(b);
+}
+
+/* Drop one reference; free b if it was the last and b is out of the hash. */
+static void cache_unref(struct cache *c, struct cache_block *b)
+{
+	assert(b->refs > 0);
+	if (--b->refs == 0 && !b->hashed)
+		cache_block_free(c, b);
+}
+
+/* Take b out of the cache (hash and LRU); free it unless referenced. */
+static void cache_drop(struct cache *c, struct cache_block *b)
+{
+	if (b->in_lru)
+		cache_lru_unlink(c, b);
+	if (b->hashed)
+		cache_hash_remove(c, b);
+	if (b->refs == 0)
+		cache_block_free(c, b);
+}
+
+/*
+ * Evict unreferenced blocks, oldest first, until need more bytes fit in
+ * the budget.  Returns 1 if they fit, 0 if not even evicting all
+ * unreferenced blocks makes room.
+ */
+static int cache_make_room(struct cache *c, size_t need)
+{
+	struct cache_block *b = c->lru.prev;
+
+	while (c->bytes_held + need > c->budget) {
+		struct cache_block *older;
+
+		while (b != &c->lru && b->refs > 0)
+			b = b->prev;
+		if (b == &c->lru)
+			return 0;
+		older = b->prev;
+		cache_drop(c, b);
+		c->stats.evictions++;
+		b = older;
+	}
+	return 1;
+}
+
+/*
+ * Drop every block of key (every version), or with prefix set of every key
+ * starting with key, and move the generations so fetches in flight for
+ * them do not enter the cache.
+ */
+static void cache_invalidate(struct cache *c, const char *key, int prefix)
+{
+	size_t klen = strlen(key);
+
+	pthread_mutex_lock(&c->lock);
+	if (prefix) {
+		for (size_t i = 0; i < CACHE_GEN_STRIPES; i++)
+			c->gen[i]++;
+	} else {
+		c->gen[cache_stripe(key)]++;
+	}
+	for (size_t i = 0; i < c->n_buckets; i++) {
+		struct cache_block *b = c->buckets[i], *next;
+
+		for (; b != NULL; b = next) {
+			next = b->hnext;
+			if (prefix ? strncmp(b->key, key, klen) == 0 : strcmp(b->key, key) == 0)
+				cache_drop(c, b);
+		}
+	}
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+/*
+ * Read want bytes at in_off of block idx of (key, etag) into dst, through
+ * the cache.  Returns the bytes copied or -errno.  *eof is set when the
+ * object ends within this block (the block is short).  st, if not NULL,
+ * receives the stat the inner read reported for the block.
+ */
+static ssize_t cache_read_block(struct cache *c, const char *key, const char *etag, uint64_t idx,
+                                size_t in_off, void *dst, size_t want, struct backend_stat *st,
+                                int *eof)
+{
+	const size_t bs = c->block_size;
+	uint64_t hash = cache_block_hash(key, etag, idx);
+	struct cache_block *b;
+	unsigned char *data;
+	ssize_t n, ret;
+
+	*eof = 0;
+	pthread_mutex_lock(&c->lock);
+	b = cache_lookup(c, key, etag, idx, hash);
+	if (b != NULL) {
+		b->refs++;
+		if (b->state == CACHE_READY) {
+			c->stats.hits++;
+			cache_lru_unlink(c, b); /* to the front */
+			cache_lru_push(c, b);
+		} else {
+			c->stats.waits++;
+			while (b->state == CACHE_FETCHING)
+				pthread_cond_wait(&c->fetched, &c->lock);
+		}
+		goto copy;
+	}
+	c->stats.misses++;
+	if (!cache_make_room(c, bs))
+		goto read_through;
+	b = calloc(1, sizeof(*b));
+	if (b == NULL || (b->key = strdup(key)) == NULL) {
+		free(b);
+		cache_check(c);
+		pthread_mutex_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	snprintf(b->etag, sizeof(b->etag), "%s", etag);
+	b->idx = idx;
+	b->hash = hash;
+	b->gen = c->gen[cache_stripe(key)];
+	b->state = CACHE_FETCHING;
+	b->refs = 1;
+	b->held = bs; /* reserved before the malloc */
+	c->bytes_held += bs;
+	cache_hash_insert(c, b);
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+
+	data = malloc(bs);
+	n = data == NULL
+	        ? -ENOMEM
+	        : c->inner->ops->read(c->inner, key, idx << c->block_shift, data, bs, etag, &b->st);
+	if (n > 0 && (size_t)n < bs) {
+		unsigned char *shrunk = realloc(data, (size_t)n);
+
+		if (shrunk != NULL)
+			data = shrunk;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	if (data != NULL) {
+		c->stats.fetches++;
+		c->stats.fetch_bytes += n > 0 ? (uint64_t)n : 0;
+	}
+	if (n > 0) {
+		b->data = data;
+		b->len = (size_t)n;
+		c->bytes_held -= bs - b->len;
+		b->held = b->len;
+		if (b->hashed && b->gen == c->gen[cache_stripe(key)])
+			cache_lru_push(c, b);
+		else if (b->hashed)
+			cache_hash_remove(c, b); /* a neighbour's invalidation: play safe */
+	} else {
+		free(data);
+		b->err = (int)n; /* 0: nothing there, not cached either */
+		c->bytes_held -= b->held;
+		b->held = 0;
+		if (b->hashed)
+			cache_hash_remove(c, b);
+	}
+	b->state = CACHE_READY;
+	pthread_cond_broadcast(&c->fetched);
+
+copy:
+	/* b is READY and referenced; c->lock held. */
+	if (b->err < 0) {
+		ret = b->err;
+		cache_unref(c, b);
+		cache_check(c);
+		pthread_mutex_unlock(&c->lock);
+		return ret;
+	}
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+	if (st != NULL)
+		*st = b->st;
+	*eof = b->len < bs;
+	ret = 0;
+	if (in_off < b->len) {
+		ret = (ssize_t)(b->len - in_off < want ? b->len - in_off : want);
+		memcpy(dst, b->data + in_off, (size_t)ret);
+	}
+	pthread_mutex_lock(&c->lock);
+	cache_unref(c, b);
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+
+read_through:
+	/* No memory for a block: the caller's buffer takes the bytes. */
+	pthread_mutex_unlock(&c->lock);
+	n = c->inner->ops->read(c->inner, key, (idx << c->block_shift) + in_off, dst, want, etag,
+	                        st);
+	pthread_mutex_lock(&c->lock);
+	c->stats.fetches++;
+	c->stats.fetch_bytes += n > 0 ? (uint64_t)n : 0;
+	pthread_mutex_unlock(&c->lock);
+	*eof = n >= 0 && (size_t)n < want;
+	return n;
+}
+
+/* Read len bytes at off of version etag, block by block.  st as read(). */
+static ssize_t cache_read_pinned(struct cache *c, const char *key, uint64_t off, void *dst,
+                                 size_t len, const char *etag, struct backend_stat *st)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		uint64_t pos = off + done;
+		size_t in_off = (size_t)(pos & (c->block_size - 1));
+		size_t want = c->block_size - in_off;
+		ssize_t n;
+		int eof;
+
+		if (want > len - done)
+			want = len - done;
+		n = cache_read_block(c, key, etag, pos >> c->block_shift, in_off,
+		                     (char *)dst + done, want, done == 0 ? st : NULL, &eof);
+		if (n < 0)
+			return n;
+		done += (size_t)n;
+		if (eof || (size_t)n < want)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t cache_read(struct backend *bk, const char *key, uint64_t off, void *dst, size_t len,
+                          const char *etag, struct backend_stat *st)
+{
+	struct cache *c = cache_of(bk);
+	struct backend *in = c->inner;
+	struct backend_stat cur;
+	ssize_t n;
+	int ret;
+
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if (len == 0)
+		return in->ops->read(in, key, off, dst, len, etag, st);
+	if (etag != NULL && etag[0] != '\0')
+		return cache_read_pinned(c, key, off, dst, len, etag, st);
+
+	for (int attempt = 0; attempt <= CACHE_STALE_RETRIES; attempt++) {
+		ret = in->ops->stat(in, key, &cur);
+		if (ret < 0)
+			return ret;
+		if (cur.etag[0] == '\0')
+			break; /* no versions to key blocks by */
+		if (off >= cur.size) {
+			if (st != NULL)
+				*st = cur;
+			return 0;
+		}
+		n = cache_read_pinned(c, key, off, dst,
+		                      cur.size - off < len ? (size_t)(cur.size - off) : len,
+		                      cur.etag, NULL);
+		if (n != -ESTALE) {
+			if (n >= 0 && st != NULL)
+				*st = cur;
+			return n;
+		}
+	}
+	return in->ops->read(in, key, off, dst, len, NULL, st);
+}
+
+/* --- pass-through ops --------------------------------------------------- */
+
+static int cache_stat(struct backend *b, const char *key, struct backend_stat *st)
+{
+	return cache_inner(b)->ops->stat(cache_inner(b), key, st);
+}
+
+static int cache_save(struct backend *b, const char *key, const struct backend_source *src,
+                      const struct backend_save_attrs *attrs, struct backend_stat *st)
+{
+	int ret = cache_inner(b)->ops->save(cache_inner(b), key, src, attrs, st);
+
+	cache_invalidate(cache_of(b), key, 0);
+	return ret;
+}
+
+static int cache_remove(struct backend *b, const char *key)
+{
+	int ret = cache_inner(b)->ops->remove(cache_inner(b), key);
+
+	cache_invalidate(cache_of(b), key, 0);
+	return ret;
+}
+
+static int cache_list(struct backend *b, const char *prefix, char delimiter,
+                      const char *start_after, const char *token, size_t max_keys,
+                      struct backend_list *out)
+{
+	return cache_inner(b)->ops->list(cache_inner(b), prefix, delimiter, start_after, token,
+	                                 max_keys, out);
+}
+
+static int cache_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+{
+	int ret = cache_inner(b)->ops->copy(cache_inner(b), src, dst, st);
+
+	cache_invalidate(cache_of(b), dst, 0);
+	return ret;
+}
+
+static int cache_rename(struct backend *b, const char *src, const char *dst)
+{
+	size_t slen = strlen(src), dlen = strlen(dst);
+	int ret = cache_inner(b)->ops->rename(cache_inner(b), src, dst);
+
+	cache_invalidate(cache_of(b), src, slen > 0 && src[slen - 1] == '/');
+	cache_invalidate(cache_of(b), dst, dlen > 0 && dst[dlen - 1] == '/');
+	return ret;
+}
+
+static int cache_space(struct backend *b, uint64_t *total, uint64_t *avail)
+{
+	return cache_inner(b)->ops->space(cache_inner(b), total, avail);
+}
+
+static void cache_destroy(struct backend *bk)
+{
+	struct cache *c = cache_of(bk);
+
+	pthread_mutex_lock(&c->lock);
+	cache_check(c);
+	for (size_t i = 0; i < c->n_buckets; i++) {
+		struct cache_block *b = c->buckets[i], *next;
+
+		for (; b != NULL; b = next) {
+			next = b->hnext;
+			assert(b->refs == 0); /* no read may be running */
+			cache_drop(c, b);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	backend_destroy(c->inner);
+	free(c->buckets);
+	pthread_cond_destroy(&c->fetched);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static const struct backend_ops cache_ops = {
+    .abi_version = BACKEND_ABI_VERSION,
+    .name = "cache",
+    .stat = cache_stat,
+    .read = cache_read,
+    .read_fd = NULL,
+    .save = cache_save,
+    .remove = cache_remove,
+    .list = cache_list,
+    .copy = cache_copy,
+    .rename = cache_rename,
+    .space = cache_space,
+    .destroy = cache_destroy,
+};
+
+void cache_opts_init(struct cache_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->block_size = CACHE_DEFAULT_BLOCK_SIZE;
+	o->mem_budget = CACHE_DEFAULT_MEM_BUDGET;
+}
+
+struct backend *cache_create(struct backend *inner, const struct cache_opts *opts)
+{
+	struct cache_opts o;
+	struct cache *c;
+	uint64_t n_blocks;
+	int err;
+
+	cache_opts_init(&o);
+	if (opts != NULL) {
+		if (opts->block_size != 0)
+			o.block_size = opts->block_size;
+		if (opts->mem_budget != 0)
+			o.mem_budget = opts->mem_budget;
+	}
+	if (inner == NULL || o.block_size < CACHE_MIN_BLOCK ||
+	    (o.block_size & (o.block_size - 1)) != 0 || o.mem_budget < o.block_size) {
+		errno = EINVAL;
+		return NULL;
+	}
+
+	err = ENOMEM;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		goto fail;
+	c->ops = cache_ops;
+	if (inner->ops->copy == NULL)
+		c->ops.copy = NULL;
+	if (inner->ops->rename == NULL)
+		c->ops.rename = NULL;
+	if (inner->ops->space == NULL)
+		c->ops.space = NULL;
+	c->base.ops = &c->ops;
+	c->base.flags = inner->flags;
+	c->inner = inner;
+	c->block_size = o.block_size;
+	while (((size_t)1 << c->block_shift) < c->block_size)
+		c->block_shift++;
+	c->budget = o.mem_budget;
+	c->lru.next = c->lru.prev = &c->lru;
+
+	/* About two buckets per block the budget can hold. */
+	n_blocks = o.mem_budget / o.block_size;
+	c->n_buckets = 64;
+	while (c->n_buckets < 2 * n_blocks && c->n_buckets < ((size_t)1 << 20))
+		c->n_buckets *= 2;
+	c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
+	if (c->buckets == NULL)
+		goto fail_c;
+	err = pthread_mutex_init(&c->lock, NULL);
+	if (err != 0)
+		goto fail_buckets;
+	err = pthread_cond_init(&c->fetched, NULL);
+	if (err != 0)
+		goto fail_mutex;
+	return &c->base;
+
+fail_mutex:
+	pthread_mutex_destroy(&c->lock);
+fail_buckets:
+	free(c->buckets);
+fail_c:
+	free(c);
+fail:
+	errno = err;
+	return NULL;
+}
+
+/* 1 if b is a cache layer (its ops table is the copy inside it). */
+static int cache_is(struct backend *b)
+{
+	return b != NULL && b->ops != NULL && b->ops->destroy == cache_destroy;
+}
+
+void cache_get_stats(struct backend *b, struct cache_stats *out)
+{
+	struct cache *c;
+
+	if (!cache_is(b)) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
+	c = cache_of(b);
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_debug_check(struct backend *b)
+{
+	struct cache *c;
+
+	if (!cache_is(b))
+		return;
+	c = cache_of(b);
+	pthread_mutex_lock(&c->lock);
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+}

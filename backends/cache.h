@@ -1,0 +1,79 @@
+/*
+ * cache.h - the memory block cache layer.
+ *
+ * A backend that wraps an inner backend and keeps recently read parts of
+ * objects in memory, in blocks of block_size bytes.  A block is named by
+ * (key, etag, block index), so a changed object never serves stale bytes:
+ * a read is pinned to one etag (the caller's, or the one a stat of the
+ * inner backend reports when the caller gives none) and every block of the
+ * read is fetched with inner->read(key, block offset, block_size, etag).
+ *
+ * Memory: mem_budget is a hard bound on the block buffers the layer has
+ * allocated (cached blocks, blocks being fetched, and blocks dropped from
+ * the cache but still being copied out by a reader).  A fetch reserves its
+ * block_size bytes before allocating.  When the budget is full and no
+ * unpinned block can be evicted, the reader does not wait: it reads its
+ * piece straight from the inner backend into its own buffer, uncached.
+ *
+ * Concurrent reads of one missing block share one inner read; the others
+ * wait for it.  A failed fetch is not cached: its waiters get the error and
+ * the next read tries again.
+ *
+ * save, remove, copy and rename go to the inner backend and then drop
+ * every cached block of the keys they touched (all versions); a fetch that
+ * was in flight meanwhile delivers its bytes to its readers but does not
+ * enter the cache.  stat and list pass through uncached.  read_fd is NULL
+ * (the layer has no file to hand out).  copy, rename and space are present
+ * exactly when the inner backend has them.
+ */
+#ifndef CHUNKFS_CACHE_H
+#define CHUNKFS_CACHE_H
+
+#include "backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_DEFAULT_BLOCK_SIZE (1u << 20)            /* 1 MiB */
+#define CACHE_DEFAULT_MEM_BUDGET ((uint64_t)256 << 20) /* 256 MiB */
+
+struct cache_opts {
+	size_t block_size;   /* power of two, >= 4096; 0: default */
+	uint64_t mem_budget; /* bytes of block buffers, >= block_size; 0: default */
+};
+
+/* Counters since creation.  bytes_cached is a level, not a counter. */
+struct cache_stats {
+	uint64_t hits;         /* blocks served from the cache */
+	uint64_t misses;       /* blocks not in the cache (fetched or read through) */
+	uint64_t fetches;      /* inner read() calls made for blocks */
+	uint64_t fetch_bytes;  /* bytes those calls returned */
+	uint64_t evictions;    /* blocks dropped to make room (not invalidations) */
+	uint64_t waits;        /* blocks waited for while another reader fetched them */
+	uint64_t bytes_cached; /* bytes in cached blocks now */
+};
+
+/* Fill *o with the defaults. */
+void cache_opts_init(struct cache_opts *o);
+
+/*
+ * Create a cache layer over inner.  opts may be NULL (defaults).  On
+ * success the layer owns inner: backend_destroy() of the layer destroys
+ * inner too.  On failure it returns NULL with errno set (EINVAL for bad
+ * options, ENOMEM) and the caller still owns inner.
+ */
+struct backend *cache_create(struct backend *inner, const struct cache_opts *opts);
+
+/* Copy the counters of b (a cache layer) into *out; zeroed for any other
+ * backend. */
+void cache_get_stats(struct backend *b, struct cache_stats *out);
+
+/*
+ * Check the layer's invariants (hash and LRU list agree, bytes_cached is
+ * the sum of cached block sizes, allocated block memory within budget) and
+ * abort on a violation.  A no-op in NDEBUG builds and for other backends.
+ * For tests.
+ */
+void cache_debug_check(struct backend *b);
+
+#endif /* CHUNKFS_CACHE_H */
