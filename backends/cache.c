@@ -92,6 +92,8 @@ struct cache_block {
 	unsigned char *data;             /* lock; immutable once READY */
 	size_t len;                      /* lock; immutable once READY */
 	struct backend_stat st;          /* the fetcher's while FETCHING, then immutable */
+	int eof;                         /* lock; immutable once READY: the object
+	                                  * ends in or right after this block */
 	size_t held;                     /* lock; bytes counted in bytes_held */
 	int state;                       /* lock; CACHE_* */
 	int err;                         /* lock; 0 or -errno once READY */
@@ -402,6 +404,9 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 	if (n > 0) {
 		b->data = data;
 		b->len = (size_t)n;
+		/* A full last block: the stat tells, so no empty fetch follows. */
+		b->eof = b->len < bs ||
+		         (b->st.etag[0] != '\0' && (idx << c->block_shift) + b->len >= b->st.size);
 		c->bytes_held -= bs - b->len;
 		b->held = b->len;
 		if (b->hashed && b->gen == c->gen[cache_stripe(key)])
@@ -432,7 +437,7 @@ copy:
 	pthread_mutex_unlock(&c->lock);
 	if (st != NULL)
 		*st = b->st;
-	*eof = b->len < bs;
+	*eof = b->len < bs || b->eof;
 	ret = 0;
 	if (in_off < b->len) {
 		ret = (ssize_t)(b->len - in_off < want ? b->len - in_off : want);
