@@ -98,6 +98,15 @@ static int slow_copy(struct backend *b, const char *src, const char *dst, struct
 	return slow_of(b)->inner->ops->copy(slow_of(b)->inner, src, dst, st);
 }
 
+/* One key only (copy, then remove): enough to see the cache invalidate. */
+static int slow_rename(struct backend *b, const char *src, const char *dst)
+{
+	struct backend *in = slow_of(b)->inner;
+	int ret = in->ops->copy(in, src, dst, NULL);
+
+	return ret < 0 ? ret : in->ops->remove(in, src);
+}
+
 static void slow_destroy(struct backend *b)
 {
 	backend_destroy(slow_of(b)->inner);
@@ -113,6 +122,7 @@ static const struct backend_ops slow_ops = {
     .remove = slow_remove,
     .list = slow_list,
     .copy = slow_copy,
+    .rename = slow_rename,
     .destroy = slow_destroy,
 };
 
@@ -337,6 +347,29 @@ START_TEST(test_overwrite_invalidates)
 	ck_assert_uint_eq(check_pat(buf, 3000, 3, 0), 3000);
 	cache_debug_check(g_cache);
 	free(buf);
+}
+END_TEST
+
+/* rename drops the blocks of both names. */
+START_TEST(test_rename_invalidates)
+{
+	unsigned char buf[3000];
+	struct backend_stat a, b;
+
+	stack(4 * KIB, 64 * KIB);
+	ck_assert_ptr_nonnull(g_cache->ops->rename);
+	put_pat("a", 3000, 20, &a);
+	put_pat("b", 3000, 21, &b);
+	ck_assert_int_eq(cread("a", 0, buf, 3000, NULL), 3000);
+	ck_assert_int_eq(cread("b", 0, buf, 3000, NULL), 3000);
+	ck_assert_uint_eq(cstats().bytes_cached, 6000);
+	ck_assert_int_eq(g_cache->ops->rename(g_cache, "a", "b"), 0);
+	ck_assert_uint_eq(cstats().bytes_cached, 0);
+	ck_assert_int_eq(cread("a", 0, buf, 3000, a.etag), -ENOENT);
+	ck_assert_int_eq(cread("b", 0, buf, 3000, b.etag), -ESTALE);
+	ck_assert_int_eq(cread("b", 0, buf, 3000, NULL), 3000);
+	ck_assert_uint_eq(check_pat(buf, 3000, 20, 0), 3000);
+	cache_debug_check(g_cache);
 }
 END_TEST
 
@@ -690,6 +723,7 @@ int main(void)
 	tcase_add_test(tc, test_create_options);
 	tcase_add_test(tc, test_sequential_counts);
 	tcase_add_test(tc, test_overwrite_invalidates);
+	tcase_add_test(tc, test_rename_invalidates);
 	tcase_add_test(tc, test_single_flight);
 	tcase_add_test(tc, test_failure_not_cached);
 	tcase_add_test(tc, test_boundaries);
