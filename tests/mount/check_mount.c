@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -355,6 +356,39 @@ START_TEST(test_parallel_readers)
 		ck_assert_msg(args[i].errors == 0, "reader %d saw %d wrong reads", i,
 		              args[i].errors);
 	}
+}
+END_TEST
+
+/* mmap reads the same bytes as read(), and a shared writable mapping's
+ * stores reach the store. */
+START_TEST(test_mmap)
+{
+	size_t size = (3 << 20) + 4321;
+	char *want = malloc(size), *map;
+	int fd;
+
+	put_pattern("mapped.bin", size, 21);
+	mount_rw();
+	fd = open(tm_path(m.mnt, "mapped.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	ck_assert(map != MAP_FAILED);
+	tm_pattern(want, 0, size, 21);
+	ck_assert(memcmp(map, want, size) == 0);
+	munmap(map, size);
+	close(fd);
+
+	fd = open(tm_path(m.mnt, "mapped.bin"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert(map != MAP_FAILED);
+	memcpy(map + 5000, "mapped write", 12);
+	ck_assert_int_eq(msync(map, size, MS_SYNC), 0);
+	munmap(map, size);
+	ck_assert_int_eq(close(fd), 0);
+	memcpy(want + 5000, "mapped write", 12);
+	stored_equals("mapped.bin", want, size);
+	free(want);
 }
 END_TEST
 
@@ -1087,6 +1121,7 @@ static Suite *mount_suite(enum store_kind kind)
 	tcase_add_test(tc, test_two_handles_share_writes);
 	tcase_add_test(tc, test_1gib_streams_with_bounded_rss);
 	tcase_add_test(tc, test_parallel_readers);
+	tcase_add_test(tc, test_mmap);
 	tcase_add_test(tc, test_namespace_ops);
 	tcase_add_test(tc, test_errors_like_local_fs);
 	tcase_add_test(tc, test_read_only_mount);
