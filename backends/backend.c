@@ -184,6 +184,12 @@ void backend_list_free(struct backend_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+void backend_stats(struct backend *b, backend_stats_fn emit, void *ctx)
+{
+	if (b != NULL && b->ops->stats != NULL)
+		b->ops->stats(b, emit, ctx);
+}
+
 void backend_destroy(struct backend *b)
 {
 	if (b != NULL)

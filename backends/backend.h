@@ -108,6 +108,9 @@ struct backend_list {
 
 struct backend;
 
+/* Where stats() reports one counter. */
+typedef void (*backend_stats_fn)(void *ctx, const char *group, const char *name, uint64_t value);
+
 /* struct backend.flags */
 enum {
 	/*
@@ -217,6 +220,29 @@ struct backend_ops {
 	 */
 	int (*space)(struct backend *b, uint64_t *total, uint64_t *avail);
 
+	/*
+	 * prefetch (optional): start loading [off, off + len) of key's
+	 * version etag (NULL or "": the current version) in the background
+	 * and return at once, so later reads of the range find it ready.
+	 * Returns 0 when started or when there is nothing to do, -errno
+	 * otherwise (-EAGAIN: too much already queued).  It is a hint: a
+	 * failure of the background work is never an error a reader sees,
+	 * and a caller may ignore the return.  The range may run past the
+	 * object's end.  NULL: the backend cannot prefetch (every bottom
+	 * backend; the block cache can).
+	 */
+	int (*prefetch)(struct backend *b, const char *key, const char *etag, uint64_t off,
+	                uint64_t len);
+
+	/*
+	 * stats (optional): report this backend's counters, calling
+	 * emit(ctx, group, name, value) once per counter (group is the
+	 * backend's name: "s3", "cache", ...), and then, for a layer, its
+	 * inner backend's (backend_stats() does that for a layer without the
+	 * op).  Called from any thread; values may be slightly stale.
+	 */
+	void (*stats)(struct backend *b, backend_stats_fn emit, void *ctx);
+
 	/* destroy: free the backend and, for a layer, its inner backend. */
 	void (*destroy)(struct backend *b);
 };
@@ -266,6 +292,13 @@ int backend_copy(struct backend *b, const char *src, const char *dst, struct bac
 
 /* Free what list() put in *l and zero it.  Safe on an empty list. */
 void backend_list_free(struct backend_list *l);
+
+/*
+ * Report the counters of b (and of the backends under it, for layers that
+ * implement stats by calling this on their inner backend).  Nothing for a
+ * backend without the op.
+ */
+void backend_stats(struct backend *b, backend_stats_fn emit, void *ctx);
 
 /* Call b->ops->destroy(b) if b is not NULL. */
 void backend_destroy(struct backend *b);

@@ -31,6 +31,18 @@ struct chunkfs_opts {
 	char *log_level;
 };
 
+/* What the driver itself counts (stats.c); atomics, no lock. */
+struct chunkfs_counters {
+	uint64_t lookups, opens, reads, read_bytes, writes, write_bytes;
+	uint64_t saves, save_errors, save_bytes;
+};
+
+/* Add n to a counter of struct chunkfs_counters from any thread. */
+#define stats_add(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* The name of the extended attribute on the mount root holding the stats. */
+#define CHUNKFS_STATS_XATTR "user.chunkfs.stats"
+
 struct chunkfs {
 	struct backend *be;         /* top of the backend stack; owned */
 	struct inode_table *inodes; /* owned */
@@ -38,9 +50,10 @@ struct chunkfs {
 	char *staging_dir; /* resolved staging directory; owned */
 	uid_t uid;         /* owner shown for every file */
 	gid_t gid;
-	struct timespec mount_time; /* mtime shown for implicit directories */
-	char bdi[32];               /* "major:minor" of the mount, for readahead */
-	pthread_once_t tune_once;   /* readahead is set at the first open */
+	struct timespec mount_time;       /* mtime shown for implicit directories */
+	char bdi[32];                     /* "major:minor" of the mount, for readahead */
+	pthread_once_t tune_once;         /* readahead is set at the first open */
+	struct chunkfs_counters counters; /* updated with stats_add() */
 };
 
 /* A local copy of a file being written (file.c).  Protected by node->lock. */
@@ -90,6 +103,12 @@ int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
 
 /* file.c: save a dirty stage to the backend.  Node lock held.  0 or -errno. */
 int file_save(struct chunkfs *fs, struct node *node);
+
+/*
+ * stats.c: the statistics document, JSON (see README "Statistics").  The
+ * caller frees it.  NULL on failure.
+ */
+char *chunkfs_stats_json(struct chunkfs *fs);
 
 /* The monotonic clock, and whether t is less than secs ago. */
 struct timespec chunkfs_now(void);

@@ -124,6 +124,11 @@ int file_save(struct chunkfs *fs, struct node *node)
 	if (key == NULL)
 		return -ENOMEM;
 	ret = fs->be->ops->save(fs->be, key, &src, &attrs, &st);
+	stats_add(fs->counters.saves, 1);
+	if (ret < 0)
+		stats_add(fs->counters.save_errors, 1);
+	else
+		stats_add(fs->counters.save_bytes, s->size);
 	if (ret == 0) {
 		s->dirty = 0;
 		node->st = st;
@@ -225,6 +230,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	tune_fs = fs;
 	pthread_once(&fs->tune_once, tune_once_cb);
+	stats_add(fs->counters.opens, 1);
 	if (writable && fs->opts->ro) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -377,7 +383,7 @@ fail:
 }
 
 /* Answer a read from the handle's local file, spliced where the kernel can. */
-static void reply_spliced(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+static void reply_spliced(struct chunkfs *fs, fuse_req_t req, struct fh *fh, size_t size, off_t off)
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 
@@ -389,6 +395,7 @@ static void reply_spliced(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fh->fd;
 	bv.buf[0].pos = off;
+	stats_add(fs->counters.read_bytes, size);
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
@@ -402,13 +409,14 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	char *key;
 
 	(void)ino;
+	stats_add(fs->counters.reads, 1);
 	if (buf == NULL)
 		goto out;
 	pthread_mutex_lock(&node->lock);
 	if (node->stage == NULL && fh->fd >= 0) {
 		pthread_mutex_unlock(&node->lock);
 		free(buf);
-		reply_spliced(req, fh, size, off);
+		reply_spliced(fs, req, fh, size, off);
 		return;
 	}
 	if (node->stage != NULL) {
@@ -431,10 +439,12 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	}
 	free(key);
 out:
-	if (n < 0)
+	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	else
+	} else {
+		stats_add(fs->counters.read_bytes, n);
 		fuse_reply_buf(req, buf, (size_t)n);
+	}
 	free(buf);
 }
 
@@ -442,9 +452,11 @@ void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
                 struct fuse_file_info *fi)
 {
 	struct node *node = fh_of(fi)->node;
+	struct chunkfs *fs = fs_of(req);
 	ssize_t n;
 
 	(void)ino;
+	stats_add(fs->counters.writes, 1);
 	pthread_mutex_lock(&node->lock);
 	if (node->stage == NULL) {
 		n = -EBADF;
@@ -460,10 +472,12 @@ void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
 		}
 	}
 	pthread_mutex_unlock(&node->lock);
-	if (n < 0)
+	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	else
+	} else {
+		stats_add(fs->counters.write_bytes, n);
 		fuse_reply_write(req, (size_t)n);
+	}
 }
 
 /* Save a writable handle's file if dirty: what close() and fsync() return. */

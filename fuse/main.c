@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -54,6 +55,7 @@ static void usage(const char *prog)
 {
 	printf(
 	    "usage: %s SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
+	    "       chunkfs stats MOUNTPOINT   (JSON statistics of a mount)\n"
 	    "\n"
 	    "Mount chunk storage as a directory.  SOURCE is a directory, a file:// URL\n"
 	    "or s3://BUCKET[/PREFIX].\n"
@@ -326,6 +328,40 @@ static int add_fsname(struct fuse_args *args, const char *source)
 	return ret;
 }
 
+/* `chunkfs stats MOUNTPOINT`: print the statistics document of a mount. */
+static int stats_command(int argc, char *argv[])
+{
+	ssize_t len;
+	char *buf;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: chunkfs stats MOUNTPOINT\n");
+		return 2;
+	}
+	len = getxattr(argv[2], CHUNKFS_STATS_XATTR, NULL, 0);
+	if (len < 0) {
+		if (errno == ENODATA || errno == ENOTSUP)
+			fprintf(stderr, "chunkfs: %s is not a chunkfs mount\n", argv[2]);
+		else
+			fprintf(stderr, "chunkfs: cannot read the stats of %s: %s\n", argv[2],
+			        strerror(errno));
+		return 1;
+	}
+	buf = malloc((size_t)len + 4096); /* the document may grow meanwhile */
+	if (buf == NULL)
+		return 1;
+	len = getxattr(argv[2], CHUNKFS_STATS_XATTR, buf, (size_t)len + 4096);
+	if (len < 0) {
+		fprintf(stderr, "chunkfs: cannot read the stats of %s: %s\n", argv[2],
+		        strerror(errno));
+		free(buf);
+		return 1;
+	}
+	printf("%.*s\n", (int)len, buf);
+	free(buf);
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -348,6 +384,8 @@ int main(int argc, char *argv[])
 	enum log_level level;
 	int ret = 1;
 
+	if (argc >= 2 && strcmp(argv[1], "stats") == 0)
+		return stats_command(argc, argv);
 	s3_opts_init(&s3o);
 	if (s3_opts_parse(&args, &s3o) < 0 || fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;

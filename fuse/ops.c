@@ -264,6 +264,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node *node;
 	int ret = lookup_node(fs, inode_from_ino(fs->inodes, parent), name, &node);
 
+	stats_add(fs->counters.lookups, 1);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -966,6 +967,49 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/*
+ * Extended attributes: the mount root has one, user.chunkfs.stats, the
+ * statistics document (stats.c).  No other attributes exist.
+ */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct chunkfs *fs = fs_of(req);
+	char *text;
+	size_t len;
+
+	if (ino != FUSE_ROOT_ID || strcmp(name, CHUNKFS_STATS_XATTR) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	text = chunkfs_stats_json(fs);
+	if (text == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	len = strlen(text);
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, text, len);
+	free(text);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char names[] = CHUNKFS_STATS_XATTR; /* with its NUL */
+
+	if (ino != FUSE_ROOT_ID)
+		fuse_reply_xattr(req, 0);
+	else if (size == 0)
+		fuse_reply_xattr(req, sizeof(names));
+	else if (size < sizeof(names))
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, sizeof(names));
+}
+
 const struct fuse_lowlevel_ops chunkfs_ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -989,4 +1033,6 @@ const struct fuse_lowlevel_ops chunkfs_ops = {
     .readdirplus = op_readdirplus,
     .releasedir = op_releasedir,
     .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
 };

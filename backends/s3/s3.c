@@ -973,6 +973,24 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 	return ret;
 }
 
+static void s3_stats(struct backend *b, backend_stats_fn emit, void *ctx)
+{
+	struct s3_stats st;
+
+	s3_backend_get_stats(b, &st);
+	emit(ctx, "s3", "get", st.get);
+	emit(ctx, "s3", "head", st.head);
+	emit(ctx, "s3", "put", st.put);
+	emit(ctx, "s3", "post", st.post);
+	emit(ctx, "s3", "delete", st.del);
+	emit(ctx, "s3", "list", st.list);
+	emit(ctx, "s3", "copy", st.copy);
+	emit(ctx, "s3", "retries", st.retries);
+	emit(ctx, "s3", "errors", st.errors);
+	emit(ctx, "s3", "bytes_down", st.bytes_down);
+	emit(ctx, "s3", "bytes_up", st.bytes_up);
+}
+
 static void s3_destroy(struct backend *b)
 {
 	struct s3 *s3 = (struct s3 *)b;
@@ -1000,6 +1018,7 @@ static const struct backend_ops s3_ops = {
     .remove = s3_remove,
     .list = s3_list,
     .copy = s3_copy,
+    .stats = s3_stats,
     .destroy = s3_destroy,
 };
 

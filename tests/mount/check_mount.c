@@ -392,6 +392,58 @@ START_TEST(test_mmap)
 }
 END_TEST
 
+static long long server_counter(const char *name);
+
+/* The statistics document counts what happened: the driver's reads, and on
+ * S3 exactly the requests the server saw. */
+START_TEST(test_stats)
+{
+	const char *bin = getenv("CHUNKFS_BIN") ? getenv("CHUNKFS_BIN") : "./chunkfs";
+	size_t size = (3 << 20) + 17;
+	char cmd[PATH_MAX * 2], *text;
+	json_error_t jerr;
+	json_t *root, *f, *s3;
+	size_t len;
+
+	put_pattern("counted.bin", size, 22);
+	if (st.kind == STORE_S3)
+		ck_assert_int_eq(tm_sh("curl -sf -X POST '%s/counters/reset' >/dev/null",
+		                       getenv("CHUNKFS_TEST_S3_CONTROL")),
+		                 0);
+	mount_rw();
+	ck_assert_int_eq(tm_sh("cat '%s/counted.bin' > /dev/null", m.mnt), 0);
+	snprintf(cmd, sizeof(cmd), "%s stats '%s' > '%s/stats.json'", bin, m.mnt, m.root);
+	ck_assert_int_eq(system(cmd), 0);
+	text = tm_read_file(tm_path(m.root, "stats.json"), &len);
+	ck_assert_ptr_nonnull(text);
+	root = json_loads(text, 0, &jerr);
+	ck_assert_msg(root != NULL, "not JSON: %s", text);
+	f = json_object_get(root, "fuse");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(json_integer_value(json_object_get(f, "opens")), 1);
+	ck_assert_int_ge(json_integer_value(json_object_get(f, "reads")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "read_bytes")), (long long)size);
+	if (st.kind == STORE_S3) {
+		s3 = json_object_get(root, "s3");
+		ck_assert_ptr_nonnull(s3);
+		ck_assert_int_eq(json_integer_value(json_object_get(s3, "get")),
+		                 server_counter("GET"));
+		ck_assert_int_eq(json_integer_value(json_object_get(s3, "head")),
+		                 server_counter("HEAD"));
+		ck_assert_int_eq(json_integer_value(json_object_get(s3, "list")),
+		                 server_counter("ListObjectsV2"));
+		ck_assert_int_ge(json_integer_value(json_object_get(s3, "bytes_down")),
+		                 (long long)size);
+	}
+	json_decref(root);
+	free(text);
+	/* Not a chunkfs mount: a clear error. */
+	snprintf(cmd, sizeof(cmd), "%s stats '%s' 2>&1 | grep -q 'not a chunkfs mount'", bin,
+	         m.root);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(test_namespace_ops)
 {
 	struct stat sb;
@@ -661,6 +713,11 @@ static double seconds_since(struct timespec t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+static long long server_counter(const char *name)
+{
+	return counter(name);
 }
 
 /* Mounting fails fast, with one sentence that names the cause. */
@@ -1122,6 +1179,7 @@ static Suite *mount_suite(enum store_kind kind)
 	tcase_add_test(tc, test_1gib_streams_with_bounded_rss);
 	tcase_add_test(tc, test_parallel_readers);
 	tcase_add_test(tc, test_mmap);
+	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_namespace_ops);
 	tcase_add_test(tc, test_errors_like_local_fs);
 	tcase_add_test(tc, test_read_only_mount);

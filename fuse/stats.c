@@ -1,0 +1,62 @@
+/*
+ * stats.c - the statistics document: what the driver counted and what
+ * every backend of the stack reports, as one JSON object.
+ *
+ *   {"version": 1, "uptime_s": 12.5,
+ *    "fuse": {"lookups": .., "opens": .., "reads": .., "read_bytes": .., ...},
+ *    "s3": {"get": .., "head": .., ...}, "cache": {...}, ...}
+ *
+ * Programs read it as the extended attribute user.chunkfs.stats of the
+ * mount root (getfattr -n user.chunkfs.stats --only-values MOUNTPOINT), or
+ * with `chunkfs stats MOUNTPOINT`.
+ */
+#include "chunkfs_i.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <time.h>
+
+static uint64_t get(const uint64_t *field)
+{
+	return __atomic_load_n(field, __ATOMIC_RELAXED);
+}
+
+/* backend_stats() callback: counters go into their group's object. */
+static void emit(void *ctx, const char *group, const char *name, uint64_t value)
+{
+	json_t *root = ctx, *obj = json_object_get(root, group);
+
+	if (obj == NULL) {
+		obj = json_object();
+		json_object_set_new(root, group, obj);
+	}
+	json_object_set_new(obj, name, json_integer((json_int_t)value));
+}
+
+char *chunkfs_stats_json(struct chunkfs *fs)
+{
+	const struct chunkfs_counters *c = &fs->counters;
+	json_t *root = json_object(), *f = json_object();
+	struct timespec now;
+	char *text;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_object_set_new(root, "version", json_integer(1));
+	json_object_set_new(root, "uptime_s",
+	                    json_real((double)(now.tv_sec - fs->mount_time.tv_sec) +
+	                              (double)(now.tv_nsec - fs->mount_time.tv_nsec) / 1e9));
+	json_object_set_new(f, "lookups", json_integer((json_int_t)get(&c->lookups)));
+	json_object_set_new(f, "opens", json_integer((json_int_t)get(&c->opens)));
+	json_object_set_new(f, "reads", json_integer((json_int_t)get(&c->reads)));
+	json_object_set_new(f, "read_bytes", json_integer((json_int_t)get(&c->read_bytes)));
+	json_object_set_new(f, "writes", json_integer((json_int_t)get(&c->writes)));
+	json_object_set_new(f, "write_bytes", json_integer((json_int_t)get(&c->write_bytes)));
+	json_object_set_new(f, "saves", json_integer((json_int_t)get(&c->saves)));
+	json_object_set_new(f, "save_errors", json_integer((json_int_t)get(&c->save_errors)));
+	json_object_set_new(f, "save_bytes", json_integer((json_int_t)get(&c->save_bytes)));
+	json_object_set_new(root, "fuse", f);
+	backend_stats(fs->be, emit, root);
+	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	return text;
+}
