@@ -26,15 +26,36 @@
  *   reference; eviction skips referenced blocks and invalidation only
  *   unhashes them, so the last reader frees them.
  *
+ *   Block bytes live in slabs (struct cache_slab): one buffer filled by
+ *   one inner read, shared by the blocks of that read (one block for a
+ *   reader's miss, a run of adjacent blocks for a prefetch).  A slab is
+ *   freed with the last of its blocks.
+ *
  * Memory budget
- *   bytes_held counts every block buffer that is allocated or about to be:
- *   block_size for a FETCHING block (reserved under the lock before the
- *   malloc), len for a READY one, whether cached or only still referenced.
+ *   bytes_held counts every slab buffer that is allocated or about to be:
+ *   nblocks * block_size while FETCHING (reserved under the lock before
+ *   the malloc), the bytes the read returned once READY, until the last
+ *   block of the slab is freed.  Evicting one block of a slab whose other
+ *   blocks stay frees nothing, so eviction goes on down the LRU list.
  *   A miss first evicts unreferenced LRU blocks until block_size more
  *   fits.  When nothing more can be evicted (everything left is being
  *   fetched or copied), the reader reads its piece straight into its own
  *   buffer from the inner backend, uncached, instead of waiting: a reader
  *   never blocks on memory, so the budget can never deadlock the cache.
+ *
+ * Prefetch
+ *   cache_prefetch() splits the range into jobs, one per part
+ *   (part_size), on a FIFO queue (jobs; bounded by max_jobs, a job already
+ *   queued is not queued twice) served by worker threads started at the
+ *   first prefetch.  A worker walks the blocks of its part: blocks present
+ *   or in flight are skipped, each run of missing blocks becomes FETCHING
+ *   blocks (marked prefetched) over one slab and one inner read.  Room for
+ *   a run comes from evicting blocks that are unreferenced and not
+ *   "prefetched and never read"; if not even one block fits, the job ends
+ *   (prefetch_dropped).  A reader that waited on a prefetched block whose
+ *   fetch failed or came back empty drops it and fetches the block itself.
+ *   destroy sets stopping, wakes and joins the workers (each finishes the
+ *   inner read it is in) and frees the queued jobs.
  *
  * Versions
  *   A read with an etag uses it.  A read without one stats the inner
@@ -57,13 +78,18 @@
  *   store behind the layer's back are not seen by reads pinned to an etag
  *   whose blocks are cached: they keep getting that version's bytes.
  *
+ * Locks
+ *   cache.lock guards everything mutable, including the job queue;
+ *   cache.work is signalled when a job is queued or stopping is set.
+ *
  * Invariants (cache_check(), unless NDEBUG; run after every change)
  *   - every hashed block sits in the bucket of its hash; a hashed READY
  *     block has err == 0, len > 0 and is on the LRU list; a FETCHING block
  *     is referenced and not on the list;
  *   - the LRU list holds exactly the hashed READY blocks, links agree;
  *   - bytes_cached == sum of len over the LRU list
- *     <= bytes_held <= mem_budget.
+ *     <= bytes_held <= mem_budget;
+ *   - n_jobs is the length of the job queue, <= max_jobs.
  */
 #include "cache.h"
 
@@ -81,6 +107,13 @@
 
 enum { CACHE_FETCHING, CACHE_READY };
 
+/* The buffer of one inner read, shared by the blocks it filled. */
+struct cache_slab {
+	unsigned char *data; /* lock; set when the read returns; NULL if empty */
+	size_t size;         /* lock; bytes counted in bytes_held */
+	int blocks;          /* lock; blocks pointing here not yet freed */
+};
+
 struct cache_block {
 	struct cache_block *hnext;       /* lock; hash chain while hashed */
 	struct cache_block *prev, *next; /* lock; LRU links while in_lru */
@@ -89,12 +122,14 @@ struct cache_block {
 	uint64_t idx;                    /* immutable; block index */
 	uint64_t hash;                   /* immutable */
 	uint64_t gen;                    /* immutable; key generation at creation */
-	unsigned char *data;             /* lock; immutable once READY */
+	struct cache_slab *slab;         /* immutable; owns the bytes */
+	unsigned char *data;             /* lock; into slab; immutable once READY */
 	size_t len;                      /* lock; immutable once READY */
 	struct backend_stat st;          /* the fetcher's while FETCHING, then immutable */
 	int eof;                         /* lock; immutable once READY: the object
 	                                  * ends in or right after this block */
-	size_t held;                     /* lock; bytes counted in bytes_held */
+	int prefetched;                  /* immutable; fetched by a prefetch job */
+	int touched;                     /* lock; a reader has used it */
 	int state;                       /* lock; CACHE_* */
 	int err;                         /* lock; 0 or -errno once READY */
 	int refs;                        /* lock */
@@ -116,6 +151,26 @@ struct cache {
 	uint64_t bytes_held;             /* lock; see the top */
 	uint64_t gen[CACHE_GEN_STRIPES]; /* lock */
 	struct cache_stats stats;        /* lock */
+
+	/* Prefetch workers and their queue. */
+	unsigned fetch_threads;       /* immutable; workers to start */
+	size_t part_size;             /* immutable; multiple of block_size */
+	size_t max_jobs;              /* immutable */
+	pthread_cond_t work;          /* signalled: job queued or stopping */
+	pthread_t *workers;           /* lock; fetch_threads slots */
+	unsigned n_workers;           /* lock; started so far */
+	int stopping;                 /* lock; destroy has begun */
+	struct cache_job *jobs;       /* lock; FIFO head */
+	struct cache_job **jobs_tail; /* lock */
+	size_t n_jobs;                /* lock */
+};
+
+/* One part of a prefetch: [off, off + len) of (key, etag). */
+struct cache_job {
+	struct cache_job *next;
+	char *key;
+	char etag[BACKEND_ETAG_MAX]; /* "": stat and use the current version */
+	uint64_t off, len;
 };
 
 static const struct backend_ops cache_ops;
@@ -191,6 +246,10 @@ static void cache_check(const struct cache *c)
 	assert(sum == c->stats.bytes_cached);
 	assert(c->stats.bytes_cached <= c->bytes_held);
 	assert(c->bytes_held <= c->budget);
+	n_ready = 0;
+	for (const struct cache_job *j = c->jobs; j != NULL; j = j->next)
+		n_ready++;
+	assert(n_ready == c->n_jobs && c->n_jobs <= c->max_jobs);
 }
 #else
 #define cache_check(c) ((void)(c))
@@ -251,8 +310,13 @@ static void cache_lru_unlink(struct cache *c, struct cache_block *b)
 
 static void cache_block_free(struct cache *c, struct cache_block *b)
 {
-	c->bytes_held -= b->held;
-	free(b->data);
+	struct cache_slab *s = b->slab;
+
+	if (s != NULL && --s->blocks == 0) {
+		c->bytes_held -= s->size;
+		free(s->data);
+		free(s);
+	}
 	free(b->key);
 	free(b);
 }
@@ -278,17 +342,19 @@ static void cache_drop(struct cache *c, struct cache_block *b)
 
 /*
  * Evict unreferenced blocks, oldest first, until need more bytes fit in
- * the budget.  Returns 1 if they fit, 0 if not even evicting all
- * unreferenced blocks makes room.
+ * the budget; for a prefetch (for_prefetch set), only blocks that are not
+ * prefetched-and-unread.  Returns 1 if they fit, 0 if not even evicting
+ * every such block makes room.
  */
-static int cache_make_room(struct cache *c, size_t need)
+static int cache_make_room(struct cache *c, size_t need, int for_prefetch)
 {
 	struct cache_block *b = c->lru.prev;
 
 	while (c->bytes_held + need > c->budget) {
 		struct cache_block *older;
 
-		while (b != &c->lru && b->refs > 0)
+		while (b != &c->lru &&
+		       (b->refs > 0 || (for_prefetch && b->prefetched && !b->touched)))
 			b = b->prev;
 		if (b == &c->lru)
 			return 0;
@@ -329,6 +395,109 @@ static void cache_invalidate(struct cache *c, const char *key, int prefix)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* --- fetching ----------------------------------------------------------- */
+
+/*
+ * A new FETCHING block idx of (key, etag), hashed and referenced once (by
+ * the caller), not yet on a slab.  NULL when out of memory.  Caller holds
+ * c->lock.
+ */
+static struct cache_block *cache_block_new(struct cache *c, const char *key, const char *etag,
+                                           uint64_t idx, uint64_t hash, int prefetched)
+{
+	struct cache_block *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || (b->key = strdup(key)) == NULL) {
+		free(b);
+		return NULL;
+	}
+	snprintf(b->etag, sizeof(b->etag), "%s", etag);
+	b->idx = idx;
+	b->hash = hash;
+	b->gen = c->gen[cache_stripe(key)];
+	b->state = CACHE_FETCHING;
+	b->refs = 1;
+	b->prefetched = prefetched;
+	cache_hash_insert(c, b);
+	return b;
+}
+
+/*
+ * Fill the n adjacent FETCHING blocks blk[] (indexes blk[0]->idx, +1, ...)
+ * of (key, etag) with one inner read into slab, whose n * block_size bytes
+ * are already reserved in bytes_held.  Called and returns with c->lock
+ * held; drops it around the malloc and the inner read.  On return every
+ * block is READY: cached if it got bytes and was not invalidated
+ * meanwhile, else out of the hash with err set (0 for no bytes).  The
+ * caller still holds its reference on each.
+ */
+static void cache_fetch(struct cache *c, const char *key, const char *etag,
+                        struct cache_block **blk, size_t n, struct cache_slab *slab)
+{
+	const size_t bs = c->block_size, want = n * bs;
+	const uint64_t first = blk[0]->idx;
+	struct backend_stat st;
+	unsigned char *data;
+	size_t alloc = want;
+	ssize_t got;
+
+	pthread_mutex_unlock(&c->lock);
+	memset(&st, 0, sizeof(st));
+	data = malloc(want);
+	got = data == NULL ? -ENOMEM
+	                   : c->inner->ops->read(c->inner, key, first << c->block_shift, data, want,
+	                                         etag, &st);
+	if (got > 0 && (size_t)got < want) {
+		unsigned char *shrunk = realloc(data, (size_t)got);
+
+		if (shrunk != NULL) {
+			data = shrunk;
+			alloc = (size_t)got;
+		}
+	}
+
+	pthread_mutex_lock(&c->lock);
+	if (data != NULL) {
+		c->stats.fetches++;
+		c->stats.fetch_bytes += got > 0 ? (uint64_t)got : 0;
+	}
+	if (got <= 0) {
+		free(data);
+		data = NULL;
+		alloc = 0;
+	}
+	slab->data = data;
+	c->bytes_held -= slab->size - alloc;
+	slab->size = alloc;
+	for (size_t i = 0; i < n; i++) {
+		struct cache_block *b = blk[i];
+		size_t boff = i * bs;
+
+		b->st = st;
+		if (got > 0 && (size_t)got > boff) {
+			b->data = data + boff;
+			b->len = (size_t)got - boff < bs ? (size_t)got - boff : bs;
+			/* A full last block: the stat tells, so no empty fetch follows. */
+			b->eof =
+			    b->len < bs || (st.etag[0] != '\0' &&
+			                    ((first + i) << c->block_shift) + b->len >= st.size);
+			if (b->hashed && b->gen == c->gen[cache_stripe(key)]) {
+				cache_lru_push(c, b);
+				if (b->prefetched)
+					c->stats.prefetch_blocks++;
+			} else if (b->hashed) {
+				cache_hash_remove(c, b); /* a neighbour's invalidation: play safe */
+			}
+		} else {
+			b->err = got < 0 ? (int)got : 0; /* 0: nothing there, not cached either */
+			if (b->hashed)
+				cache_hash_remove(c, b);
+		}
+		b->state = CACHE_READY;
+	}
+	pthread_cond_broadcast(&c->fetched);
+}
+
 /* --- reading ------------------------------------------------------------ */
 
 /*
@@ -344,11 +513,12 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 	const size_t bs = c->block_size;
 	uint64_t hash = cache_block_hash(key, etag, idx);
 	struct cache_block *b;
-	unsigned char *data;
+	struct cache_slab *slab;
 	ssize_t n, ret;
 
 	*eof = 0;
 	pthread_mutex_lock(&c->lock);
+again:
 	b = cache_lookup(c, key, etag, idx, hash);
 	if (b != NULL) {
 		b->refs++;
@@ -360,69 +530,35 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 			c->stats.waits++;
 			while (b->state == CACHE_FETCHING)
 				pthread_cond_wait(&c->fetched, &c->lock);
+			if (b->prefetched && (b->err < 0 || b->len == 0)) {
+				/* A prefetch's failure is not ours: fetch it ourselves. */
+				cache_unref(c, b);
+				goto again;
+			}
 		}
+		if (b->prefetched && !b->touched && b->len > 0)
+			c->stats.prefetch_hits++;
+		b->touched = 1;
 		goto copy;
 	}
 	c->stats.misses++;
-	if (!cache_make_room(c, bs))
+	if (!cache_make_room(c, bs, 0))
 		goto read_through;
-	b = calloc(1, sizeof(*b));
-	if (b == NULL || (b->key = strdup(key)) == NULL) {
-		free(b);
+	slab = calloc(1, sizeof(*slab));
+	b = slab == NULL ? NULL : cache_block_new(c, key, etag, idx, hash, 0);
+	if (b == NULL) {
+		free(slab);
 		cache_check(c);
 		pthread_mutex_unlock(&c->lock);
 		return -ENOMEM;
 	}
-	snprintf(b->etag, sizeof(b->etag), "%s", etag);
-	b->idx = idx;
-	b->hash = hash;
-	b->gen = c->gen[cache_stripe(key)];
-	b->state = CACHE_FETCHING;
-	b->refs = 1;
-	b->held = bs; /* reserved before the malloc */
+	b->touched = 1;
+	b->slab = slab;
+	slab->blocks = 1;
+	slab->size = bs; /* reserved before the malloc */
 	c->bytes_held += bs;
-	cache_hash_insert(c, b);
 	cache_check(c);
-	pthread_mutex_unlock(&c->lock);
-
-	data = malloc(bs);
-	n = data == NULL
-	        ? -ENOMEM
-	        : c->inner->ops->read(c->inner, key, idx << c->block_shift, data, bs, etag, &b->st);
-	if (n > 0 && (size_t)n < bs) {
-		unsigned char *shrunk = realloc(data, (size_t)n);
-
-		if (shrunk != NULL)
-			data = shrunk;
-	}
-
-	pthread_mutex_lock(&c->lock);
-	if (data != NULL) {
-		c->stats.fetches++;
-		c->stats.fetch_bytes += n > 0 ? (uint64_t)n : 0;
-	}
-	if (n > 0) {
-		b->data = data;
-		b->len = (size_t)n;
-		/* A full last block: the stat tells, so no empty fetch follows. */
-		b->eof = b->len < bs ||
-		         (b->st.etag[0] != '\0' && (idx << c->block_shift) + b->len >= b->st.size);
-		c->bytes_held -= bs - b->len;
-		b->held = b->len;
-		if (b->hashed && b->gen == c->gen[cache_stripe(key)])
-			cache_lru_push(c, b);
-		else if (b->hashed)
-			cache_hash_remove(c, b); /* a neighbour's invalidation: play safe */
-	} else {
-		free(data);
-		b->err = (int)n; /* 0: nothing there, not cached either */
-		c->bytes_held -= b->held;
-		b->held = 0;
-		if (b->hashed)
-			cache_hash_remove(c, b);
-	}
-	b->state = CACHE_READY;
-	pthread_cond_broadcast(&c->fetched);
+	cache_fetch(c, key, etag, &b, 1, slab);
 
 copy:
 	/* b is READY and referenced; c->lock held. */
@@ -527,6 +663,206 @@ static ssize_t cache_read(struct backend *bk, const char *key, uint64_t off, voi
 	return in->ops->read(in, key, off, dst, len, NULL, st);
 }
 
+/* --- prefetch ----------------------------------------------------------- */
+
+static void cache_job_free(struct cache_job *j)
+{
+	free(j->key);
+	free(j);
+}
+
+/*
+ * Fetch the missing blocks of job j into the cache, one inner read per run
+ * of adjacent missing blocks, within the budget (see the top).
+ */
+static void cache_run_job(struct cache *c, const struct cache_job *j)
+{
+	const size_t bs = c->block_size;
+	char etag[BACKEND_ETAG_MAX];
+	struct cache_block **blk;
+	uint64_t off = j->off, len = j->len, idx, end;
+
+	snprintf(etag, sizeof(etag), "%s", j->etag);
+	if (etag[0] == '\0') {
+		struct backend_stat st;
+
+		if (c->inner->ops->stat(c->inner, j->key, &st) < 0 || st.etag[0] == '\0' ||
+		    off >= st.size)
+			return;
+		snprintf(etag, sizeof(etag), "%s", st.etag);
+		if (len > st.size - off)
+			len = st.size - off;
+	}
+	if (len == 0)
+		return;
+	idx = off >> c->block_shift;
+	end = ((off + len - 1) >> c->block_shift) + 1;
+	blk = malloc((size_t)(end - idx) * sizeof(*blk));
+	if (blk == NULL)
+		return;
+
+	pthread_mutex_lock(&c->lock);
+	while (idx < end && !c->stopping) {
+		struct cache_slab *slab;
+		size_t n = 0, made;
+
+		while (idx < end && cache_lookup(c, j->key, etag, idx,
+		                                 cache_block_hash(j->key, etag, idx)) != NULL)
+			idx++; /* present or in flight */
+		while (idx + n < end &&
+		       cache_lookup(c, j->key, etag, idx + n,
+		                    cache_block_hash(j->key, etag, idx + n)) == NULL)
+			n++;
+		if (n == 0)
+			break;
+		if (!cache_make_room(c, n * bs, 1)) {
+			uint64_t room = c->budget - c->bytes_held;
+
+			if (room / bs < n)
+				n = (size_t)(room / bs);
+			if (n == 0) {
+				c->stats.prefetch_dropped++; /* backpressure: stop here */
+				break;
+			}
+		}
+		slab = calloc(1, sizeof(*slab));
+		if (slab == NULL)
+			break;
+		for (made = 0; made < n; made++) {
+			blk[made] = cache_block_new(c, j->key, etag, idx + made,
+			                            cache_block_hash(j->key, etag, idx + made), 1);
+			if (blk[made] == NULL)
+				break;
+			blk[made]->slab = slab;
+		}
+		if (made == 0) {
+			free(slab);
+			break;
+		}
+		slab->blocks = (int)made;
+		slab->size = made * bs;
+		c->bytes_held += slab->size;
+		cache_check(c);
+		cache_fetch(c, j->key, etag, blk, made, slab);
+		for (size_t i = 0; i < made; i++)
+			cache_unref(c, blk[i]);
+		cache_check(c);
+		idx += made;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(blk);
+}
+
+static void *cache_worker(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct cache_job *j;
+
+		while (!c->stopping && c->jobs == NULL)
+			pthread_cond_wait(&c->work, &c->lock);
+		if (c->stopping)
+			break;
+		j = c->jobs;
+		c->jobs = j->next;
+		if (c->jobs == NULL)
+			c->jobs_tail = &c->jobs;
+		c->n_jobs--;
+		pthread_mutex_unlock(&c->lock);
+		cache_run_job(c, j);
+		cache_job_free(j);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Start the workers if none run yet.  0 or -errno.  Caller holds c->lock. */
+static int cache_start_workers(struct cache *c)
+{
+	while (c->n_workers < c->fetch_threads) {
+		int err = pthread_create(&c->workers[c->n_workers], NULL, cache_worker, c);
+
+		if (err != 0)
+			return c->n_workers > 0 ? 0 : -err;
+		c->n_workers++;
+	}
+	return 0;
+}
+
+/* 1 if every block of [off, end) of (key, etag) is cached or in flight.
+ * Caller holds c->lock. */
+static int cache_range_present(const struct cache *c, const char *key, const char *etag,
+                               uint64_t off, uint64_t end)
+{
+	for (uint64_t i = off >> c->block_shift; i <= (end - 1) >> c->block_shift; i++)
+		if (cache_lookup(c, key, etag, i, cache_block_hash(key, etag, i)) == NULL)
+			return 0;
+	return 1;
+}
+
+/* 1 if a job for (key, etag) starting at off is queued.  Caller holds c->lock. */
+static int cache_job_queued(const struct cache *c, const char *key, const char *etag, uint64_t off)
+{
+	for (const struct cache_job *j = c->jobs; j != NULL; j = j->next)
+		if (j->off == off && strcmp(j->key, key) == 0 && strcmp(j->etag, etag) == 0)
+			return 1;
+	return 0;
+}
+
+static int cache_prefetch(struct backend *bk, const char *key, const char *etag, uint64_t off,
+                          uint64_t len)
+{
+	struct cache *c = cache_of(bk);
+	const uint64_t part = c->part_size;
+	uint64_t end, pos;
+	int ret;
+
+	if (etag == NULL)
+		etag = "";
+	if (len == 0)
+		return 0;
+	if (strlen(etag) >= BACKEND_ETAG_MAX)
+		return -EINVAL;
+	/* Whole parts: round the end up (no overflow past the largest part). */
+	end = off + len < off || off + len > UINT64_MAX - part
+	          ? (UINT64_MAX / part) * part
+	          : (off + len + part - 1) / part * part;
+	pthread_mutex_lock(&c->lock);
+	ret = c->stopping ? -ESHUTDOWN : cache_start_workers(c);
+	for (pos = off; ret == 0 && pos < end; pos = (pos / part + 1) * part) {
+		uint64_t pend = (pos / part + 1) * part;
+		struct cache_job *j;
+
+		if (etag[0] != '\0' && cache_range_present(c, key, etag, pos, pend))
+			continue;
+		if (cache_job_queued(c, key, etag, pos))
+			continue;
+		if (c->n_jobs >= c->max_jobs) {
+			ret = -EAGAIN;
+			break;
+		}
+		j = calloc(1, sizeof(*j));
+		if (j == NULL || (j->key = strdup(key)) == NULL) {
+			free(j);
+			ret = -ENOMEM;
+			break;
+		}
+		snprintf(j->etag, sizeof(j->etag), "%s", etag);
+		j->off = pos;
+		j->len = pend - pos;
+		*c->jobs_tail = j;
+		c->jobs_tail = &j->next;
+		c->n_jobs++;
+		pthread_cond_signal(&c->work);
+	}
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
 /* --- pass-through ops --------------------------------------------------- */
 
 static int cache_stat(struct backend *b, const char *key, struct backend_stat *st)
@@ -587,6 +923,21 @@ static void cache_destroy(struct backend *bk)
 	struct cache *c = cache_of(bk);
 
 	pthread_mutex_lock(&c->lock);
+	c->stopping = 1;
+	pthread_cond_broadcast(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < c->n_workers; i++)
+		pthread_join(c->workers[i], NULL);
+
+	pthread_mutex_lock(&c->lock);
+	while (c->jobs != NULL) {
+		struct cache_job *j = c->jobs;
+
+		c->jobs = j->next;
+		cache_job_free(j);
+	}
+	c->jobs_tail = &c->jobs;
+	c->n_jobs = 0;
 	cache_check(c);
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		struct cache_block *b = c->buckets[i], *next;
@@ -600,6 +951,8 @@ static void cache_destroy(struct backend *bk)
 	pthread_mutex_unlock(&c->lock);
 	backend_destroy(c->inner);
 	free(c->buckets);
+	free(c->workers);
+	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->fetched);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -617,6 +970,7 @@ static const struct backend_ops cache_ops = {
     .copy = cache_copy,
     .rename = cache_rename,
     .space = cache_space,
+    .prefetch = cache_prefetch,
     .destroy = cache_destroy,
 };
 
@@ -625,6 +979,8 @@ void cache_opts_init(struct cache_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->block_size = CACHE_DEFAULT_BLOCK_SIZE;
 	o->mem_budget = CACHE_DEFAULT_MEM_BUDGET;
+	o->fetch_threads = CACHE_DEFAULT_FETCH_THREADS;
+	o->part_size = CACHE_DEFAULT_PART_SIZE;
 }
 
 struct backend *cache_create(struct backend *inner, const struct cache_opts *opts)
@@ -640,12 +996,20 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 			o.block_size = opts->block_size;
 		if (opts->mem_budget != 0)
 			o.mem_budget = opts->mem_budget;
+		if (opts->fetch_threads != 0)
+			o.fetch_threads = opts->fetch_threads;
+		if (opts->part_size != 0)
+			o.part_size = opts->part_size;
 	}
 	if (inner == NULL || o.block_size < CACHE_MIN_BLOCK ||
-	    (o.block_size & (o.block_size - 1)) != 0 || o.mem_budget < o.block_size) {
+	    (o.block_size & (o.block_size - 1)) != 0 || o.mem_budget < o.block_size ||
+	    o.fetch_threads > CACHE_MAX_FETCH_THREADS || o.part_size > SIZE_MAX / 2) {
 		errno = EINVAL;
 		return NULL;
 	}
+	o.part_size = (o.part_size + o.block_size - 1) / o.block_size * o.block_size;
+	if (o.part_size > o.mem_budget)
+		o.part_size = (size_t)(o.mem_budget / o.block_size * o.block_size);
 
 	err = ENOMEM;
 	c = calloc(1, sizeof(*c));
@@ -666,6 +1030,12 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 		c->block_shift++;
 	c->budget = o.mem_budget;
 	c->lru.next = c->lru.prev = &c->lru;
+	c->fetch_threads = o.fetch_threads;
+	c->part_size = o.part_size;
+	c->max_jobs = (size_t)(o.mem_budget / o.part_size);
+	if (c->max_jobs < 2 * (size_t)o.fetch_threads)
+		c->max_jobs = 2 * (size_t)o.fetch_threads;
+	c->jobs_tail = &c->jobs;
 
 	/* About two buckets per block the budget can hold. */
 	n_blocks = o.mem_budget / o.block_size;
@@ -675,16 +1045,26 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
 	if (c->buckets == NULL)
 		goto fail_c;
+	c->workers = calloc(o.fetch_threads, sizeof(*c->workers));
+	if (c->workers == NULL)
+		goto fail_buckets;
 	err = pthread_mutex_init(&c->lock, NULL);
 	if (err != 0)
-		goto fail_buckets;
+		goto fail_workers;
 	err = pthread_cond_init(&c->fetched, NULL);
 	if (err != 0)
 		goto fail_mutex;
+	err = pthread_cond_init(&c->work, NULL);
+	if (err != 0)
+		goto fail_fetched;
 	return &c->base;
 
+fail_fetched:
+	pthread_cond_destroy(&c->fetched);
 fail_mutex:
 	pthread_mutex_destroy(&c->lock);
+fail_workers:
+	free(c->workers);
 fail_buckets:
 	free(c->buckets);
 fail_c:

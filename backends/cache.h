@@ -19,6 +19,20 @@
  * wait for it.  A failed fetch is not cached: its waiters get the error and
  * the next read tries again.
  *
+ * Prefetch: the prefetch op queues the range as jobs of whole parts
+ * (part_size, several blocks: the range's end is rounded up to a part
+ * boundary) that fetch_threads worker threads (started at the first
+ * prefetch, stopped by destroy) load into the cache, one inner read per run
+ * of adjacent missing blocks, so the store sees few large ranged reads.
+ * Prefetched blocks go through the same single-flight table: a reader that
+ * wants a block being prefetched waits for it, and if that prefetch fails,
+ * reads the block itself (a prefetch error never reaches a reader).  A
+ * prefetch reserves its memory from the same hard budget; it may evict
+ * blocks readers have used (LRU) but not blocks prefetched and not yet
+ * read, and when nothing more fits it stops (the rest of the job is
+ * dropped, counted in prefetch_dropped).  Without an etag a job stats the
+ * inner backend first and prefetches the version found.
+ *
  * save, remove, copy and rename go to the inner backend and then drop
  * every cached block of the keys they touched (all versions); a fetch that
  * was in flight meanwhile delivers its bytes to its readers but does not
@@ -34,23 +48,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_DEFAULT_BLOCK_SIZE (1u << 20)            /* 1 MiB */
-#define CACHE_DEFAULT_MEM_BUDGET ((uint64_t)256 << 20) /* 256 MiB */
+#define CACHE_DEFAULT_BLOCK_SIZE    (1u << 20)            /* 1 MiB */
+#define CACHE_DEFAULT_MEM_BUDGET    ((uint64_t)256 << 20) /* 256 MiB */
+#define CACHE_DEFAULT_FETCH_THREADS 8
+#define CACHE_DEFAULT_PART_SIZE     ((size_t)8 << 20) /* 8 MiB */
+#define CACHE_MAX_FETCH_THREADS     64
 
 struct cache_opts {
-	size_t block_size;   /* power of two, >= 4096; 0: default */
-	uint64_t mem_budget; /* bytes of block buffers, >= block_size; 0: default */
+	size_t block_size;      /* power of two, >= 4096; 0: default */
+	uint64_t mem_budget;    /* bytes of block buffers, >= block_size; 0: default */
+	unsigned fetch_threads; /* prefetch workers, <= CACHE_MAX_FETCH_THREADS;
+	                         * 0: default */
+	size_t part_size;       /* largest inner read of a prefetch; rounded up to
+	                         * a multiple of block_size, capped at the budget;
+	                         * 0: default */
 };
 
 /* Counters since creation.  bytes_cached is a level, not a counter. */
 struct cache_stats {
-	uint64_t hits;         /* blocks served from the cache */
-	uint64_t misses;       /* blocks not in the cache (fetched or read through) */
-	uint64_t fetches;      /* inner read() calls made for blocks */
-	uint64_t fetch_bytes;  /* bytes those calls returned */
-	uint64_t evictions;    /* blocks dropped to make room (not invalidations) */
-	uint64_t waits;        /* blocks waited for while another reader fetched them */
-	uint64_t bytes_cached; /* bytes in cached blocks now */
+	uint64_t hits;             /* blocks served from the cache */
+	uint64_t misses;           /* blocks not in the cache (fetched or read through) */
+	uint64_t fetches;          /* inner read() calls made for blocks */
+	uint64_t fetch_bytes;      /* bytes those calls returned */
+	uint64_t evictions;        /* blocks dropped to make room (not invalidations) */
+	uint64_t waits;            /* blocks waited for while another reader fetched them */
+	uint64_t bytes_cached;     /* bytes in cached blocks now */
+	uint64_t prefetch_blocks;  /* blocks fetched into the cache by prefetch */
+	uint64_t prefetch_hits;    /* reads served from a prefetched block, first
+	                            * read of that block only */
+	uint64_t prefetch_dropped; /* prefetch jobs cut short: budget full */
 };
 
 /* Fill *o with the defaults. */

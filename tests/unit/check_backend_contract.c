@@ -21,6 +21,7 @@
 #include "cache.h"
 #include "fs.h"
 #include "mem.h"
+#include "prefetch.h"
 #include "s3/s3.h"
 
 #include <check.h>
@@ -1629,6 +1630,30 @@ static struct backend *cache_factory_create(void)
 	return b;
 }
 
+/* The prefetch layer over the cache over a mem backend: small blocks and
+ * parts and a small window, so the contract's reads prefetch and evict. */
+static struct backend *prefetch_factory_create(void)
+{
+	struct cache_opts co = {.block_size = 64 * 1024,
+	                        .mem_budget = MIB,
+	                        .fetch_threads = 4,
+	                        .part_size = 256 * 1024};
+	struct prefetch_opts po = {.initial_window = 64 * 1024, .max_window = 512 * 1024};
+	struct backend *inner = mem_backend_create(), *cache, *b;
+
+	if (inner == NULL)
+		return NULL;
+	cache = cache_create(inner, &co);
+	if (cache == NULL) {
+		backend_destroy(inner);
+		return NULL;
+	}
+	b = prefetch_create(cache, &po);
+	if (b == NULL)
+		backend_destroy(cache);
+	return b;
+}
+
 static struct backend *fs_factory_create(void)
 {
 	snprintf(g_fs_dir, sizeof(g_fs_dir), "%s/fs.XXXXXX", g_root);
@@ -1703,6 +1728,7 @@ static const struct contract_factory contract_factories[] = {
      .destroy_fixture = fs_factory_destroy,
      .add_cases = add_fs_cases},
     {.name = "cache", .create = cache_factory_create, .destroy_fixture = plain_destroy},
+    {.name = "prefetch", .create = prefetch_factory_create, .destroy_fixture = plain_destroy},
     {.name = "s3", .create = s3_factory_create, .destroy_fixture = s3_factory_destroy},
 };
 
