@@ -495,8 +495,11 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (ret < 0)
 		goto out;
 	ret = fs->be->ops->remove(fs->be, prefix);
-	if (ret == -ENOENT && has_marker)
-		ret = 0; /* removed concurrently: the directory is gone either way */
+	/* No marker: an implicit directory whose last key went away (rm -r
+	 * unlinks the files first), or a marker removed concurrently.  The
+	 * directory is gone either way. */
+	if (ret == -ENOENT)
+		ret = 0;
 	if (ret < 0)
 		goto out;
 	node = inode_find(fs->inodes, pnode, name);

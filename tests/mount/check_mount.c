@@ -480,6 +480,10 @@ START_TEST(test_namespace_ops)
 	ck_assert_int_eq(errno, EEXIST);
 	ck_assert_int_eq(rmdir(tm_path(m.mnt, "d1")), 0);
 	ck_assert(!store_has_dir(&st, "d1"));
+	/* rm -r of a tree (implicit directories on S3) leaves nothing behind */
+	ck_assert_int_eq(tm_sh("rm -r '%s/ünïcødé'", m.mnt), 0);
+	ck_assert(!store_has_dir(&st, "ünïcødé"));
+	ck_assert_int_eq(access(tm_path(m.mnt, "ünïcødé"), F_OK), -1);
 	/* unlink */
 	ck_assert_int_eq(unlink(tm_path(m.mnt, "bert2/layer_0.pt")), 0);
 	ck_assert(!store_has(&st, "bert2/layer_0.pt"));
