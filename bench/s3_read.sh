@@ -31,6 +31,8 @@
 #   BENCH_FIO_SECONDS=20    fio runtime
 #   BENCH_TENSORS=50        tensors read through numpy.memmap
 #   BENCH_TIMEOUT=300       bound on each timed step (seconds)
+#   BENCH_LS_TIMEOUT=120    bound on ls -l (rclone HEADs every key one at a
+#                           time: about 24 s per 1,000 keys at 20 ms)
 #   CHUNKFS=PATH            binary (default ./chunkfs, built with make if missing)
 #   CHUNKFS_OPTS=LIST       extra -o options for chunkfs (endpoint and ro are added)
 #   BENCH_TMPDIR=DIR        where the objects' local copies go (default $TMPDIR or /tmp)
@@ -45,6 +47,7 @@ LAT=${BENCH_LATENCY_MS:-20}
 FIO_S=${BENCH_FIO_SECONDS:-20}
 NTENSORS=${BENCH_TENSORS:-50}
 TO=${BENCH_TIMEOUT:-300}
+LS_TO=${BENCH_LS_TIMEOUT:-120}
 PEERS=${BENCH_PEERS:-chunkfs s3fs rclone-off rclone-full raw}
 PY=/usr/bin/python3
 BUCKET=bench
@@ -115,7 +118,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-case "$SIZE_MB$KEYS$LAT$FIO_S$NTENSORS$TO" in *[!0-9]*) die "BENCH_* sizes, counts and times must be numbers" ;; esac
+case "$SIZE_MB$KEYS$LAT$FIO_S$NTENSORS$TO$LS_TO" in *[!0-9]*) die "BENCH_* sizes, counts and times must be numbers" ;; esac
 [ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
 [ "$(id -u)" = 0 ] || say "warning: not root; FUSE mounts or page-cache drops may fail"
 for t in curl node fio fusermount3 mountpoint timeout; do
@@ -412,25 +415,26 @@ bench_peer() {
 	if mount_peer "$peer"; then
 		ctl -X POST "$S3_CONTROL/counters/reset" >/dev/null
 		t0=$(date +%s.%N)
-		n=$(timeout -k 10 "$TO" ls -l "$MNT/small" 2>"$WORK/ls.err" | grep -c '^-')
-		rc=${PIPESTATUS[0]}
+		timeout -k 10 "$LS_TO" ls -l "$MNT/small" >"$WORK/ls.out" 2>"$WORK/ls.err"
+		rc=$?
 		t1=$(date +%s.%N)
+		n=$(grep -c '^-' "$WORK/ls.out")
 		j=$(counters_json)
-		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-			LS[$peer]="timeout (${TO} s)"
-		elif [ "$rc" != 0 ] || [ "$n" != "$KEYS" ]; then
-			say "ls -l on $peer: rc=$rc, $n of $KEYS files: $(head -n 2 "$WORK/ls.err")"
-			LS[$peer]="error ($n files)"
-		else
-			LS[$peer]=$(
-				"$PY" -c '
+		# "SECS s / N req (n LIST, n HEAD, n GET)", from the server's counters
+		LS[$peer]=$(
+			"$PY" -c '
 import json, sys
 j = json.loads(sys.argv[1]); secs = float(sys.argv[2])
 parts = [(k, j.get(k, 0)) for k in ("ListObjectsV2", "HEAD", "GET")]
 detail = ", ".join("%d %s" % (v, "LIST" if k == "ListObjectsV2" else k) for k, v in parts if v)
 print("%.2f s / %d req%s" % (secs, j["total"], " (" + detail + ")" if detail else ""))
 ' "$j" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
-			)
+		) || LS[$peer]=error
+		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+			LS[$peer]="timeout: > ${LS[$peer]} so far"
+		elif [ "$rc" != 0 ] || [ "$n" != "$KEYS" ]; then
+			say "ls -l on $peer: rc=$rc, $n of $KEYS files: $(head -n 2 "$WORK/ls.err")"
+			LS[$peer]="error ($n of $KEYS files; ${LS[$peer]})"
 		fi
 		out=$(timeout -k 10 "$TO" "$PY" "$WORK/st.py" read "$MNT/model.safetensors" "$NTENSORS" "$SRC/model.safetensors" 2>"$WORK/st.err")
 		rc=$?
