@@ -918,6 +918,28 @@ static int cache_space(struct backend *b, uint64_t *total, uint64_t *avail)
 	return cache_inner(b)->ops->space(cache_inner(b), total, avail);
 }
 
+/* The counters of cache_stats, then the inner backend's. */
+static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
+{
+	struct cache *c = cache_of(b);
+	struct cache_stats s;
+
+	pthread_mutex_lock(&c->lock);
+	s = c->stats;
+	pthread_mutex_unlock(&c->lock);
+	emit(ctx, "cache", "hits", s.hits);
+	emit(ctx, "cache", "misses", s.misses);
+	emit(ctx, "cache", "fetches", s.fetches);
+	emit(ctx, "cache", "fetch_bytes", s.fetch_bytes);
+	emit(ctx, "cache", "evictions", s.evictions);
+	emit(ctx, "cache", "waits", s.waits);
+	emit(ctx, "cache", "bytes_cached", s.bytes_cached);
+	emit(ctx, "cache", "prefetch_blocks", s.prefetch_blocks);
+	emit(ctx, "cache", "prefetch_hits", s.prefetch_hits);
+	emit(ctx, "cache", "prefetch_dropped", s.prefetch_dropped);
+	backend_stats(c->inner, emit, ctx);
+}
+
 static void cache_destroy(struct backend *bk)
 {
 	struct cache *c = cache_of(bk);
@@ -971,6 +993,7 @@ static const struct backend_ops cache_ops = {
     .rename = cache_rename,
     .space = cache_space,
     .prefetch = cache_prefetch,
+    .stats = cache_stats_op,
     .destroy = cache_destroy,
 };
 

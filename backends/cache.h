@@ -91,7 +91,8 @@ void cache_opts_init(struct cache_opts *o);
 struct backend *cache_create(struct backend *inner, const struct cache_opts *opts);
 
 /* Copy the counters of b (a cache layer) into *out; zeroed for any other
- * backend. */
+ * backend.  The stats op reports the same counters (group "cache"), then
+ * the inner backend's. */
 void cache_get_stats(struct backend *b, struct cache_stats *out);
 
 /*

@@ -274,6 +274,23 @@ static int prefetch_prefetch(struct backend *b, const char *key, const char *eta
 	return prefetch_inner(b)->ops->prefetch(prefetch_inner(b), key, etag, off, len);
 }
 
+/* The counters of prefetch_stats, then the inner backend's. */
+static void prefetch_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
+{
+	struct prefetch *p = prefetch_of(b);
+	struct prefetch_stats s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->stats;
+	pthread_mutex_unlock(&p->lock);
+	emit(ctx, "prefetch", "streams", s.streams);
+	emit(ctx, "prefetch", "sequential_hits", s.sequential_hits);
+	emit(ctx, "prefetch", "seeks", s.seeks);
+	emit(ctx, "prefetch", "prefetch_requests", s.prefetch_requests);
+	emit(ctx, "prefetch", "prefetch_bytes", s.prefetch_bytes);
+	backend_stats(p->inner, emit, ctx);
+}
+
 static void prefetch_destroy(struct backend *b)
 {
 	struct prefetch *p = prefetch_of(b);
@@ -299,6 +316,7 @@ static const struct backend_ops prefetch_ops = {
     .rename = prefetch_rename,
     .space = prefetch_space,
     .prefetch = prefetch_prefetch,
+    .stats = prefetch_stats_op,
     .destroy = prefetch_destroy,
 };
 

@@ -66,7 +66,8 @@ void prefetch_opts_init(struct prefetch_opts *o);
  * inner too.  On failure it returns NULL with errno set (EINVAL for bad
  * options, ENOMEM) and the caller still owns inner.  Optional ops (copy,
  * rename, space, read_fd, prefetch) are present exactly when inner has
- * them.
+ * them.  The stats op reports the counters below (group "prefetch"), then
+ * inner's.
  */
 struct backend *prefetch_create(struct backend *inner, const struct prefetch_opts *opts);
 

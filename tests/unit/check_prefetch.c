@@ -581,6 +581,38 @@ START_TEST(test_many_streams)
 }
 END_TEST
 
+struct stats_seen {
+	int prefetch, cache;
+	uint64_t sequential_hits;
+};
+
+static void stats_emit(void *ctx, const char *group, const char *name, uint64_t value)
+{
+	struct stats_seen *seen = ctx;
+
+	seen->prefetch += strcmp(group, "prefetch") == 0;
+	seen->cache += strcmp(group, "cache") == 0;
+	if (strcmp(name, "sequential_hits") == 0)
+		seen->sequential_hits = value;
+}
+
+/* The stats op reports the layer's counters, then the cache's. */
+START_TEST(test_stats_op)
+{
+	struct stats_seen seen = {0};
+
+	stack(64 * KIB, MIB, 256 * KIB, 1);
+	put_pat("x", 512 * KIB, 12, NULL);
+	for (uint64_t off = 0; off < 512 * KIB; off += 64 * KIB)
+		read_check("x", 512 * KIB, 12, off, 64 * KIB, NULL);
+	wait_quiet();
+	backend_stats(g_top, stats_emit, &seen);
+	ck_assert_int_eq(seen.prefetch, 5);
+	ck_assert_int_eq(seen.cache, 10);
+	ck_assert_uint_eq(seen.sequential_hits, 7);
+}
+END_TEST
+
 START_TEST(test_create_options)
 {
 	struct prefetch_opts o;
@@ -633,6 +665,7 @@ int main(void)
 	tcase_add_test(tc, test_tiny_budget);
 	tcase_add_test(tc, test_prefetch_failure_hidden);
 	tcase_add_test(tc, test_many_streams);
+	tcase_add_test(tc, test_stats_op);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
