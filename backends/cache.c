@@ -93,6 +93,8 @@
  */
 #include "cache.h"
 
+#include <stddef.h>
+
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -1127,4 +1129,54 @@ void cache_debug_check(struct backend *b)
 	pthread_mutex_lock(&c->lock);
 	cache_check(c);
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* --- options --------------------------------------------------------------- */
+
+/* The command line, in the units people type. */
+struct cache_cmdline {
+	unsigned cache_size_mb, block_size_kb, fetch_threads, read_part_size_mb;
+	int no_cache;
+};
+
+#define CACHEOPT(t, p, v)                                                                          \
+	{                                                                                          \
+		t, offsetof(struct cache_cmdline, p), v                                            \
+	}
+static const struct fuse_opt cache_opt_spec[] = {
+    CACHEOPT("cache_size=%u", cache_size_mb, 0),
+    CACHEOPT("block_size=%u", block_size_kb, 0),
+    CACHEOPT("fetch_threads=%u", fetch_threads, 0),
+    CACHEOPT("read_part_size=%u", read_part_size_mb, 0),
+    CACHEOPT("no_cache", no_cache, 1),
+    FUSE_OPT_END,
+};
+
+int cache_opts_parse(struct fuse_args *args, struct cache_opts *o, int *disabled)
+{
+	struct cache_cmdline c = {0};
+
+	if (fuse_opt_parse(args, &c, cache_opt_spec, NULL) < 0)
+		return -1;
+	if (c.cache_size_mb)
+		o->mem_budget = (uint64_t)c.cache_size_mb << 20;
+	if (c.block_size_kb)
+		o->block_size = (size_t)c.block_size_kb << 10;
+	if (c.fetch_threads)
+		o->fetch_threads = c.fetch_threads;
+	if (c.read_part_size_mb)
+		o->part_size = (size_t)c.read_part_size_mb << 20;
+	*disabled = c.no_cache;
+	return 0;
+}
+
+void cache_opts_usage(FILE *out)
+{
+	fprintf(out,
+	        "Read cache and prefetch (S3 sources):\n"
+	        "    -o cache_size=MiB      memory for cached blocks, a hard bound (default 256)\n"
+	        "    -o block_size=KiB      cache block size, a power of two (default 1024)\n"
+	        "    -o fetch_threads=N     parallel prefetch requests (default 8)\n"
+	        "    -o read_part_size=MiB  largest prefetch request (default 8)\n"
+	        "    -o no_cache            no block cache and no prefetch\n");
 }

@@ -45,8 +45,10 @@
 
 #include "backend.h"
 
+#include <fuse_opt.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CACHE_DEFAULT_BLOCK_SIZE    (1u << 20)            /* 1 MiB */
 #define CACHE_DEFAULT_MEM_BUDGET    ((uint64_t)256 << 20) /* 256 MiB */
@@ -81,6 +83,15 @@ struct cache_stats {
 
 /* Fill *o with the defaults. */
 void cache_opts_init(struct cache_opts *o);
+
+/*
+ * Take the cache's -o options out of args: cache_size=MiB, block_size=KiB,
+ * fetch_threads=N, read_part_size=MiB, no_cache (sets *disabled).  0 or -1.
+ */
+int cache_opts_parse(struct fuse_args *args, struct cache_opts *o, int *disabled);
+
+/* Print the options' help. */
+void cache_opts_usage(FILE *out);
 
 /*
  * Create a cache layer over inner.  opts may be NULL (defaults).  On

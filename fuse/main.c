@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "fs.h"
 #include "log.h"
+#include "prefetch.h"
 #include "s3/s3.h"
 
 #define CHUNKFS_VERSION "0.1.0"
@@ -133,10 +136,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
  * Build the backend stack for SOURCE: the one place that composes it.  On
  * failure, prints one sentence naming the cause and returns NULL.
  */
-static struct backend *stack_create(const char *source, const struct s3_opts *s3o)
+static struct backend *stack_create(const char *source, const struct s3_opts *s3o,
+                                    const struct cache_opts *co, int no_cache)
 {
 	const char *path = source;
-	struct backend *be;
+	struct backend *be, *cache, *top;
 	char err[1024];
 
 	if (strncmp(source, "s3://", 5) == 0) {
@@ -144,10 +148,30 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 		 * (and away from ptrace by other users). */
 		prctl(PR_SET_DUMPABLE, 0);
 		be = s3_backend_create(source, s3o, err, sizeof(err));
-		if (be == NULL)
+		if (be == NULL) {
 			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
-		return be;
+			return NULL;
+		}
+		if (no_cache)
+			return be;
+		/* prefetch -> cache -> s3; each layer owns the one below. */
+		cache = cache_create(be, co);
+		if (cache == NULL) {
+			fprintf(stderr, "chunkfs: cannot set up the read cache: %s\n",
+			        strerror(errno));
+			backend_destroy(be);
+			return NULL;
+		}
+		top = prefetch_create(cache, NULL);
+		if (top == NULL) {
+			fprintf(stderr, "chunkfs: cannot set up prefetching: %s\n",
+			        strerror(errno));
+			backend_destroy(cache);
+		}
+		return top;
 	}
+	/* Local files are read by splicing from their descriptors (read_fd);
+	 * the kernel's page cache is their cache. */
 	if (strncmp(source, "file://", 7) == 0)
 		path = source + 7;
 	else if (strstr(source, "://") != NULL) {
@@ -376,6 +400,8 @@ int main(int argc, char *argv[])
 	};
 	struct chunkfs_opts *opts = &ps.opts;
 	struct s3_opts s3o;
+	struct cache_opts cache_o;
+	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
 	struct chunkfs *fs = NULL;
@@ -386,13 +412,22 @@ int main(int argc, char *argv[])
 
 	if (argc >= 2 && strcmp(argv[1], "stats") == 0)
 		return stats_command(argc, argv);
+	/* Large buffers (cache parts, reads) come and go at a high rate from
+	 * many threads; with glibc's adaptive threshold they would pile up in
+	 * per-thread arenas and the daemon's memory would outgrow the cache
+	 * budget.  A fixed threshold maps them and gives them back on free. */
+	mallopt(M_MMAP_THRESHOLD, 2 << 20);
 	s3_opts_init(&s3o);
-	if (s3_opts_parse(&args, &s3o) < 0 || fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
+	cache_opts_init(&cache_o);
+	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
+	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
 		usage(argv[0]);
 		printf("\n");
 		s3_opts_usage(stdout);
+		printf("\n");
+		cache_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -414,7 +449,7 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
-	be = stack_create(opts->source, &s3o);
+	be = stack_create(opts->source, &s3o, &cache_o, no_cache);
 	if (be == NULL)
 		goto out;
 	fs = chunkfs_create(be, opts);

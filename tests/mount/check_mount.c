@@ -277,7 +277,8 @@ START_TEST(test_1gib_streams_with_bounded_rss)
 	int fd;
 
 	put_pattern("big.bin", BIG_SIZE, 42);
-	mount_rw();
+	/* The read cache's budget is a hard bound; keep it small here. */
+	mount_with(st.kind == STORE_S3 ? "cache_size=32" : NULL);
 	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	for (;;) {
@@ -295,6 +296,7 @@ START_TEST(test_1gib_streams_with_bounded_rss)
 	peak = tm_daemon_peak_rss_kb(&m);
 	ck_assert_int_gt(peak, 0);
 	ck_assert_msg(peak < 100 * 1024, "daemon peak RSS %ld KiB is over 100 MiB", peak);
+	printf("note: 1 GiB read, daemon peak RSS %ld KiB\n", peak);
 	free(buf);
 	free(want);
 }
