@@ -8,7 +8,8 @@
 #                   (page cache for that file dropped first), MB/s
 #   warm re-read    the same dd again on the same mount, MB/s
 #   4K rand IOPS    fio randread bs=4k psync 1 job, BENCH_FIO_SECONDS (20),
-#                   --invalidate=1, on a fresh mount (cold caches)
+#                   --invalidate=1, on a fresh mount (cold caches); with the
+#                   GETs and bytes the server sent meanwhile
 #   ls -l           ls -l of the directory of BENCH_KEYS small keys on a fresh
 #                   mount: seconds, and requests seen by the server
 #   tensors         BENCH_TENSORS (50) random tensors read through
@@ -141,6 +142,10 @@ if want chunkfs; then
 			make -C "$REPO" chunkfs >&2 || SKIP_chunkfs="make chunkfs failed"
 		fi
 	fi
+fi
+CHUNKFS_LABEL=
+if want chunkfs && [ -z "$SKIP_chunkfs" ]; then
+	CHUNKFS_LABEL="($(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'), binary of $(date -u -r "$(command -v "$CHUNKFS")" '+%m-%d %H:%M'))"
 fi
 command -v s3fs >/dev/null || SKIP_s3fs="s3fs not installed (scripts/install-deps.sh bench)"
 command -v rclone >/dev/null || SKIP_rclone="rclone not installed (scripts/install-deps.sh bench)"
@@ -392,6 +397,7 @@ bench_peer() {
 	# 2. fio 4K random reads, fresh mount
 	say "$peer: fio 4K random reads, ${FIO_S} s"
 	if mount_peer "$peer"; then
+		ctl -X POST "$S3_CONTROL/counters/reset" >/dev/null
 		out=$(cd "$WORK" && timeout -k 10 $((FIO_S + TO)) fio --name=r --filename="$MNT/big.bin" --readonly \
 			--rw=randread --bs=4k --runtime="$FIO_S" --time_based --ioengine=psync --numjobs=1 \
 			--direct=0 --invalidate=1 --output-format=json 2>"$WORK/fio.err")
@@ -404,6 +410,9 @@ bench_peer() {
 			say "fio on $peer failed: $(tail -n 2 "$WORK/fio.err")"
 			IOPS[$peer]=error
 		fi
+		# what the daemon fetched meanwhile (a whole-file download shows here)
+		j=$(counters_json)
+		IOPS[$peer]+=$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print(" (%d GET, %.0f MB fetched)" % (j.get("GET", 0), j.get("bytes_out", 0) / 1e6))' "$j" 2>/dev/null)
 		hwm_max "$peer" "$DPID"
 		unmount "$MNT" "$DPID"
 	else
@@ -514,7 +523,7 @@ t_run=$(($(date +%s) - t_run))
 # --- report --------------------------------------------------------------------
 label() {
 	case $1 in
-	chunkfs) echo "chunkfs $(cd "$REPO" && git describe --always --dirty 2>/dev/null)" ;;
+	chunkfs) echo "chunkfs $CHUNKFS_LABEL" ;;
 	s3fs) echo "s3fs $(s3fs --version 2>/dev/null | sed -n '1s/.*V\([0-9.]*\).*/\1/p')" ;;
 	rclone-off) echo "rclone $(rclone version 2>/dev/null | sed -n '1s/^rclone v//p') --vfs-cache-mode off" ;;
 	rclone-full) echo "rclone $(rclone version 2>/dev/null | sed -n '1s/^rclone v//p') --vfs-cache-mode full" ;;
@@ -535,7 +544,7 @@ Server: tests/s3 (s3rver 3.7.1 + front end) on 127.0.0.1, ${LAT} ms before each 
 file's page cache; warm: the same dd again; fio: randread 4k psync, 1 job, ${FIO_S} s, --invalidate=1; ls -l: time and requests
 counted by the server; tensors: ${NTENSORS} random (of ${ntens}; all if fewer) through numpy.memmap, bytes checked; RSS: VmHWM of the daemon.
 
-| | cold seq read (MB/s) | warm re-read (MB/s) | 4K rand read (IOPS) | ls -l ${KEYS} keys | ${NTENSORS} random tensors | peak RSS (MiB) |
+| | cold seq read (MB/s) | warm re-read (MB/s) | 4K rand read IOPS (server traffic) | ls -l ${KEYS} keys | ${NTENSORS} random tensors | peak RSS (MiB) |
 |---|---:|---:|---:|---|---|---:|
 EOF
 for p in "${ROWS[@]}"; do
