@@ -19,6 +19,7 @@
  */
 #include "backend.h"
 #include "cache.h"
+#include "diskcache.h"
 #include "fs.h"
 #include "mem.h"
 #include "prefetch.h"
@@ -1668,6 +1669,39 @@ static void fs_factory_destroy(struct backend *b)
 	rm_rf(g_fs_dir);
 }
 
+/* The disk cache over a mem backend, in a scratch directory under g_root,
+ * with small blocks and room for 16 of them, so the cases cross blocks and
+ * evict. */
+static char g_dc_dir[1100];
+
+static struct backend *diskcache_factory_create(void)
+{
+	struct diskcache_opts o;
+	struct backend *inner, *b;
+
+	snprintf(g_dc_dir, sizeof(g_dc_dir), "%s/diskcache.XXXXXX", g_root);
+	if (mkdtemp(g_dc_dir) == NULL)
+		return NULL;
+	inner = mem_backend_create();
+	if (inner == NULL)
+		return NULL;
+	diskcache_opts_init(&o);
+	o.dir = g_dc_dir;
+	o.block_size = 64 * 1024;
+	o.max_bytes = 16 * (64 * 1024 + 4096);
+	o.min_free_percent = -1;
+	b = diskcache_create(inner, &o);
+	if (b == NULL)
+		backend_destroy(inner);
+	return b;
+}
+
+static void diskcache_factory_destroy(struct backend *b)
+{
+	backend_destroy(b);
+	rm_rf(g_dc_dir);
+}
+
 /*
  * S3: a fresh prefix of the test bucket on the server tests/check.sh
  * starts (CHUNKFS_TEST_S3_*).  Without it the suite is NOT RUN.
@@ -1729,6 +1763,9 @@ static const struct contract_factory contract_factories[] = {
      .add_cases = add_fs_cases},
     {.name = "cache", .create = cache_factory_create, .destroy_fixture = plain_destroy},
     {.name = "prefetch", .create = prefetch_factory_create, .destroy_fixture = plain_destroy},
+    {.name = "diskcache",
+     .create = diskcache_factory_create,
+     .destroy_fixture = diskcache_factory_destroy},
     {.name = "s3", .create = s3_factory_create, .destroy_fixture = s3_factory_destroy},
 };
 
