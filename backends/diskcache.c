@@ -43,6 +43,13 @@
  *      rename under lock).  The flight stays findable until the file is in
  *      place, so nobody fetches the block twice meanwhile.  A failed fetch
  *      is not stored: its waiters get the error.
+ *   A read spanning several blocks first looks for a run: when its first
+ *   two or more blocks are neither indexed nor in flight, they all become
+ *   flights at once and are fetched with one inner read (up to
+ *   DC_MAX_RUN_BYTES; the memory cache's prefetch asks for whole parts, so
+ *   the store sees few large ranged reads), then stored one by one.  A
+ *   block that is indexed is read from disk as above (an indexed but
+ *   corrupt block is found there and refetched on its own).
  *
  * Invalidation
  *   save/remove/copy/rename call the inner op, then under lock delete the
@@ -81,6 +88,7 @@
 #define DC_STALE_RETRIES   3
 #define DC_NAME_HEX        64
 #define DC_INITIAL_BUCKETS 1024
+#define DC_MAX_RUN_BYTES   ((size_t)8 << 20) /* largest coalesced inner read */
 
 struct dc_header {
 	char magic[8];
@@ -599,6 +607,29 @@ static void dc_flight_put(struct diskcache *c, struct dc_flight *f)
 	}
 }
 
+/* The listed flight of block index of name, or NULL.  Under lock. */
+static struct dc_flight *dc_find_flight(struct diskcache *c, const unsigned char name[32],
+                                        uint64_t index)
+{
+	for (struct dc_flight *f = c->flights; f != NULL; f = f->next)
+		if (f->index == index && memcmp(f->name, name, 32) == 0)
+			return f;
+	return NULL;
+}
+
+/* Take f off the flights list if it is still there.  Under lock. */
+static void dc_unlist(struct diskcache *c, struct dc_flight *f)
+{
+	struct dc_flight **pp = &c->flights;
+
+	if (!f->listed)
+		return;
+	while (*pp != f)
+		pp = &(*pp)->next;
+	*pp = f->next;
+	f->listed = 0;
+}
+
 /* Copy what a block of n bytes (data) holds at in_off into dst. */
 static size_t dc_copy_out(const char *data, size_t n, size_t in_off, void *dst, size_t want)
 {
@@ -675,9 +706,7 @@ static ssize_t dc_read_block(struct diskcache *c, const char *key, const char *e
 
 	/* Miss, under lock: join a flight or start one. */
 	c->stats.misses++;
-	for (f = c->flights; f != NULL; f = f->next)
-		if (f->index == index && memcmp(f->name, name, 32) == 0)
-			break;
+	f = dc_find_flight(c, name, index);
 	if (f != NULL) {
 		f->refs++;
 		while (!f->done)
@@ -718,14 +747,7 @@ static ssize_t dc_read_block(struct diskcache *c, const char *key, const char *e
 			dc_store(c, f, etag);
 
 		pthread_mutex_lock(&c->lock);
-		if (f->listed) {
-			struct dc_flight **pp = &c->flights;
-
-			while (*pp != f)
-				pp = &(*pp)->next;
-			*pp = f->next;
-			f->listed = 0;
-		}
+		dc_unlist(c, f);
 	}
 	/* under lock, f done and referenced */
 	n = f->n;
@@ -738,6 +760,136 @@ static ssize_t dc_read_block(struct diskcache *c, const char *key, const char *e
 	dc_flight_put(c, f);
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+/*
+ * When the read [off, off + len) starts with at least two blocks that are
+ * neither on disk nor being fetched, fetch that run (up to the read's last
+ * block and DC_MAX_RUN_BYTES) with one inner read, as flights other
+ * readers can join, copy the read's part of it into dst and store the
+ * blocks.  Returns the bytes copied (*eof when the object ended within the
+ * run), -errno, or -EAGAIN when there is no such run (read block by
+ * block).
+ */
+static ssize_t dc_read_run(struct diskcache *c, const char *key, const char *etag, uint64_t off,
+                           void *dst, size_t len, struct backend_stat *st, int *eof)
+{
+	const size_t bs = c->block_size;
+	uint64_t first = off / bs, last = (off + len - 1) / bs;
+	size_t max = DC_MAX_RUN_BYTES / bs, run = 0, got;
+	struct dc_flight **fl;
+	unsigned char name[32];
+	struct backend_stat rst;
+	char *buf;
+	ssize_t n;
+
+	if (last == first)
+		return -EAGAIN;
+	if (max < 2)
+		max = 2;
+	if (last - first + 1 < max)
+		max = (size_t)(last - first + 1);
+	dc_name_hash(name, key, etag);
+	fl = calloc(max, sizeof(*fl));
+	buf = malloc(max * bs);
+	if (fl == NULL || buf == NULL) {
+		free(fl);
+		free(buf);
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (run < max && dc_find(c, name, first + run) == NULL &&
+	       dc_find_flight(c, name, first + run) == NULL)
+		run++;
+	if (run < 2) {
+		pthread_mutex_unlock(&c->lock);
+		free(fl);
+		free(buf);
+		return -EAGAIN;
+	}
+	for (size_t i = 0; i < run; i++) {
+		struct dc_flight *f = calloc(1, sizeof(*f));
+
+		if (f == NULL || (f->key = strdup(key)) == NULL || (f->buf = malloc(bs)) == NULL) {
+			if (f != NULL)
+				free(f->key);
+			free(f);
+			run = i; /* fetch what has a flight */
+			break;
+		}
+		memcpy(f->name, name, 32);
+		f->index = first + i;
+		f->refs = 1;
+		f->listed = 1;
+		f->next = c->flights;
+		c->flights = f;
+		fl[i] = f;
+	}
+	if (run > 0) {
+		c->stats.misses += run;
+		c->stats.fetches++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (run == 0) {
+		free(fl);
+		free(buf);
+		return -EAGAIN;
+	}
+
+	memset(&rst, 0, sizeof(rst));
+	n = c->inner->ops->read(c->inner, key, first * bs, buf, run * bs, etag, &rst);
+	if (n >= 0 && rst.etag[0] == '\0')
+		snprintf(rst.etag, sizeof(rst.etag), "%s", etag);
+
+	pthread_mutex_lock(&c->lock);
+	if (n > 0)
+		c->stats.fetch_bytes += (uint64_t)n;
+	for (size_t i = 0; i < run; i++) {
+		struct dc_flight *f = fl[i];
+
+		if (n < 0) {
+			f->n = n;
+		} else {
+			uint64_t at = (uint64_t)i * bs;
+
+			f->n = (uint64_t)n <= at
+			           ? 0
+			           : ((uint64_t)n - at < bs ? (ssize_t)(n - at) : (ssize_t)bs);
+			memcpy(f->buf, buf + at, (size_t)f->n);
+			f->st = rst;
+		}
+		f->done = 1;
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+
+	got = 0;
+	if (n >= 0) {
+		uint64_t in_run = off - first * bs;
+		uint64_t end = off + len < (first + run) * bs ? off + len : (first + run) * bs;
+
+		if ((uint64_t)n > in_run) {
+			got = (size_t)(end - off);
+			if (got > (uint64_t)n - in_run)
+				got = (size_t)((uint64_t)n - in_run);
+			memcpy(dst, buf + in_run, got);
+		}
+		*eof = (uint64_t)n < (uint64_t)run * bs;
+		if (st != NULL)
+			*st = rst;
+	}
+	free(buf);
+	for (size_t i = 0; i < run; i++)
+		if (fl[i]->n > 0)
+			dc_store(c, fl[i], etag);
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < run; i++) {
+		dc_unlist(c, fl[i]);
+		dc_flight_put(c, fl[i]);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(fl);
+	return n < 0 ? n : (ssize_t)got;
 }
 
 /* Read len bytes at off of version etag, block by block.  st as read(). */
@@ -755,6 +907,16 @@ static ssize_t dc_read_pinned(struct diskcache *c, const char *key, uint64_t off
 
 		if (want > len - done)
 			want = len - done;
+		n = dc_read_run(c, key, etag, pos, (char *)dst + done, len - done,
+		                done == 0 ? st : NULL, &eof);
+		if (n != -EAGAIN) {
+			if (n < 0)
+				return n;
+			done += (size_t)n;
+			if (eof)
+				break;
+			continue;
+		}
 		n = dc_read_block(c, key, etag, pos / c->block_size, in_off, (char *)dst + done,
 		                  want, done == 0 ? st : NULL, &eof);
 		if (n < 0)

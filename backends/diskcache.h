@@ -22,7 +22,8 @@
  * holding dir has less than min_free_percent free or answers ENOSPC; reads
  * then come from the inner backend and still succeed.
  *
- * Concurrent reads of one missing block share one inner read.  save,
+ * Concurrent reads of one missing block share one inner read; a read of
+ * several missing blocks fetches them with one inner read.  save,
  * remove, copy and rename go to the inner backend and then delete every
  * cached block of the keys they touched (all versions).  stat and list pass
  * through.  read_fd and prefetch are NULL (the memory cache above does the
