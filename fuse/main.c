@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "diskcache.h"
 #include "fs.h"
 #include "log.h"
 #include "prefetch.h"
@@ -137,7 +138,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
  * failure, prints one sentence naming the cause and returns NULL.
  */
 static struct backend *stack_create(const char *source, const struct s3_opts *s3o,
-                                    const struct cache_opts *co, int no_cache)
+                                    const struct cache_opts *co, int no_cache,
+                                    const struct diskcache_opts *dco)
 {
 	const char *path = source;
 	struct backend *be, *cache, *top;
@@ -152,9 +154,27 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
 			return NULL;
 		}
+		if (dco->dir != NULL) {
+			/* diskcache -> s3: blocks survive remounts.  Same blocks as
+			 * the memory cache above it. */
+			struct diskcache_opts d = *dco;
+			struct backend *disk;
+
+			d.block_size = co->block_size ? co->block_size : CACHE_DEFAULT_BLOCK_SIZE;
+			disk = diskcache_create(be, &d);
+
+			if (disk == NULL) {
+				fprintf(stderr, "chunkfs: cannot use the disk cache %s: %s\n",
+				        dco->dir, strerror(errno));
+				backend_destroy(be);
+				return NULL;
+			}
+			be = disk;
+		}
 		if (no_cache)
 			return be;
-		/* prefetch -> cache -> s3; each layer owns the one below. */
+		/* prefetch -> cache -> [diskcache ->] s3; each layer owns the one
+		 * below. */
 		cache = cache_create(be, co);
 		if (cache == NULL) {
 			fprintf(stderr, "chunkfs: cannot set up the read cache: %s\n",
@@ -401,6 +421,7 @@ int main(int argc, char *argv[])
 	struct chunkfs_opts *opts = &ps.opts;
 	struct s3_opts s3o;
 	struct cache_opts cache_o;
+	struct diskcache_opts disk_o;
 	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
@@ -419,7 +440,9 @@ int main(int argc, char *argv[])
 	mallopt(M_MMAP_THRESHOLD, 2 << 20);
 	s3_opts_init(&s3o);
 	cache_opts_init(&cache_o);
+	diskcache_opts_init(&disk_o);
 	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
+	    diskcache_opts_parse(&args, &disk_o) < 0 ||
 	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
@@ -428,6 +451,8 @@ int main(int argc, char *argv[])
 		s3_opts_usage(stdout);
 		printf("\n");
 		cache_opts_usage(stdout);
+		printf("\n");
+		diskcache_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -449,7 +474,7 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
-	be = stack_create(opts->source, &s3o, &cache_o, no_cache);
+	be = stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o);
 	if (be == NULL)
 		goto out;
 	fs = chunkfs_create(be, opts);
@@ -509,5 +534,6 @@ out:
 	free(opts->staging_dir);
 	free(opts->log_level);
 	s3_opts_free(&s3o);
+	free((char *)disk_o.dir);
 	return ret;
 }

@@ -99,6 +99,17 @@ static void files_equal(const char *a, const char *b)
 	free(y);
 }
 
+static void files_equal_mem(const char *path, const void *want, size_t len)
+{
+	size_t got;
+	char *back = tm_read_file(path, &got);
+
+	ck_assert_msg(back != NULL, "cannot read %s", path);
+	ck_assert_msg(got == len, "%s has %zu bytes, want %zu", path, got, len);
+	ck_assert_msg(memcmp(back, want, len) == 0, "%s has other bytes", path);
+	free(back);
+}
+
 static void files_equal_str(const char *path, const char *want)
 {
 	size_t len;
@@ -1157,6 +1168,28 @@ START_TEST(test_s3_idle_connections_closed)
 }
 END_TEST
 
+/* -o cache_dir: blocks read once are served from disk after a remount,
+ * with no GET. */
+START_TEST(test_s3_disk_cache_survives_remount)
+{
+	size_t size = (5 << 20) + 99;
+	char opts[PATH_MAX + 64], *want = malloc(size);
+
+	put_pattern("cached.bin", size, 23);
+	tm_pattern(want, 0, size, 23);
+	snprintf(opts, sizeof(opts), "cache_dir=%s/dcache", m.root);
+	mount_with(opts);
+	files_equal_mem(tm_path(m.mnt, "cached.bin"), want, size);
+	tm_unmount(&m);
+	ck_assert_int_eq(tm_sh("[ $(stat -c %%a '%s/dcache') = 700 ]", m.root), 0);
+	ck_assert_int_eq(control("POST", "/counters/reset", NULL), 0);
+	mount_with(opts);
+	files_equal_mem(tm_path(m.mnt, "cached.bin"), want, size);
+	ck_assert_int_eq(counter("GET"), 0);
+	free(want);
+}
+END_TEST
+
 static void add_s3_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_s3_mount_errors);
@@ -1169,6 +1202,7 @@ static void add_s3_tests(TCase *tc)
 	tcase_add_test(tc, test_s3_numpy_and_torch);
 	tcase_add_test(tc, test_s3_tls_verified);
 	tcase_add_test(tc, test_s3_idle_connections_closed);
+	tcase_add_test(tc, test_s3_disk_cache_survives_remount);
 }
 
 static Suite *mount_suite(enum store_kind kind)
