@@ -1182,6 +1182,11 @@ static void explain(struct s3 *s3, const struct s3_failure *f, char *err, size_t
 	} else if (strcmp(code, "NoSuchBucket") == 0 || f->status == 404) {
 		snprintf(err, err_len, "bucket \"%s\" does not exist at %s", s3->bucket,
 		         s3->endpoint);
+	} else if (strcmp(code, "AuthorizationHeaderMalformed") == 0 ||
+	           strcmp(code, "PermanentRedirect") == 0) {
+		snprintf(err, err_len,
+		         "bucket \"%s\" is not in region %s (%s%s%s); give -o region=", s3->bucket,
+		         s3->region, code, f->xml.region[0] ? ", it says " : "", f->xml.region);
 	} else if (strcmp(code, "SignatureDoesNotMatch") == 0) {
 		snprintf(err, err_len,
 		         "the secret access key for key id %s (from %s) is wrong: %s answered "
@@ -1217,38 +1222,40 @@ static int check_bucket(struct s3 *s3, const struct s3_opts *o, char *err, size_
 	    .method = "GET", .op = "LIST", .query = q, .n_query = 2, .max_attempts = 2, .quiet = 1};
 	struct http_result res;
 	struct s3_failure f;
+	char other[32];
 	int ret;
 
 	for (int round = 0; round < 2; round++) {
+		other[0] = '\0';
 		ret = s3_do(s3, &head, &res, &f);
-		if (ret == 0) {
+		if (ret == 0)
+			goto done;
+		snprintf(other, sizeof(other), "%s", res.bucket_region);
+		if (f.status != 0 && other[0] == '\0') {
+			/* HEAD has no body: ask again with a GET to learn the code
+			 * (and the region S3 names in it). */
 			http_result_clear(&res);
-			return 0;
-		}
-		if (res.bucket_region[0] && strcmp(res.bucket_region, s3->region) != 0 &&
-		    round == 0) {
-			log_info("bucket %s is in region %s, not %s; using %s", s3->bucket,
-			         res.bucket_region, s3->region, res.bucket_region);
-			free(s3->region);
-			s3->region = strdup(res.bucket_region);
-			http_result_clear(&res);
-			if (s3->region == NULL || set_endpoint(s3, o, err, err_len) < 0)
-				return -ENOMEM;
-			continue;
+			ret = s3_do(s3, &list, &res, &f);
+			if (ret == 0)
+				goto done;
+			snprintf(other, sizeof(other), "%s",
+			         res.bucket_region[0] ? res.bucket_region : f.xml.region);
 		}
 		http_result_clear(&res);
-		break;
-	}
-	if (f.status != 0) {
-		/* HEAD has no body: ask again with a GET to learn the code. */
-		if (s3_do(s3, &list, &res, &f) == 0) {
-			http_result_clear(&res);
-			return 0;
-		}
-		http_result_clear(&res);
+		if (round > 0 || other[0] == '\0' || strcmp(other, s3->region) == 0)
+			break;
+		log_info("bucket %s is in region %s, not %s; using %s", s3->bucket, other,
+		         s3->region, other);
+		free(s3->region);
+		s3->region = strdup(other);
+		if (s3->region == NULL || set_endpoint(s3, o, err, err_len) < 0)
+			return -ENOMEM;
 	}
 	explain(s3, &f, err, err_len);
 	return ret;
+done:
+	http_result_clear(&res);
+	return 0;
 }
 
 struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char *err,

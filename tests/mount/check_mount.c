@@ -1190,6 +1190,37 @@ START_TEST(test_s3_disk_cache_survives_remount)
 }
 END_TEST
 
+/* A bucket in another region than the one configured: the region the
+ * server names is used (as the AWS SDKs do), and the mount works. */
+START_TEST(test_s3_region_corrected)
+{
+	const char *bin = getenv("CHUNKFS_BIN") ? getenv("CHUNKFS_BIN") : "./chunkfs";
+	char state[PATH_MAX], *text, *ep;
+	size_t len;
+
+	snprintf(state, sizeof(state), "%s/regional.state", m.root);
+	ck_assert_int_eq(tm_sh("S3_STATE_FILE='%s' tests/s3/start.sh --bucket regional --region "
+	                       "eu-west-2 --quiet >/dev/null",
+	                       state),
+	                 0);
+	text = tm_read_file(state, &len);
+	ck_assert_ptr_nonnull(text);
+	ep = strstr(text, "S3_ENDPOINT=");
+	ck_assert_ptr_nonnull(ep);
+	ep += strlen("S3_ENDPOINT=");
+	ep[strcspn(ep, "\n")] = '\0';
+	ck_assert_int_eq(tm_sh("env AWS_REGION=us-west-1 %s s3://regional '%s' -o endpoint=%s "
+	                       "-o log_level=info 2>'%s/regional.log'",
+	                       bin, m.mnt, ep, m.root),
+	                 0);
+	ck_assert_int_eq(tm_sh("echo over > '%s/f' && [ \"$(cat '%s/f')\" = over ]", m.mnt, m.mnt),
+	                 0);
+	ck_assert_int_eq(tm_sh("fusermount3 -u '%s'", m.mnt), 0);
+	tm_sh("tests/s3/stop.sh '%s' >/dev/null 2>&1", state);
+	free(text);
+}
+END_TEST
+
 static void add_s3_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_s3_mount_errors);
@@ -1203,6 +1234,7 @@ static void add_s3_tests(TCase *tc)
 	tcase_add_test(tc, test_s3_tls_verified);
 	tcase_add_test(tc, test_s3_idle_connections_closed);
 	tcase_add_test(tc, test_s3_disk_cache_survives_remount);
+	tcase_add_test(tc, test_s3_region_corrected);
 }
 
 static Suite *mount_suite(enum store_kind kind)
