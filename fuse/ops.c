@@ -12,9 +12,9 @@
  *   When a name is both an object and a prefix ("a" and "a/x" both exist,
  *   possible on S3), the directory wins, in readdir and lookup alike: "a"
  *   is a directory and the object "a" is not reachable through the mount
- *   (a warning says so).  On a backend without BACKEND_REAL_DIRS this costs
- *   lookup a one-key listing after finding an object; the read-path work
- *   can make the two requests concurrent.
+ *   (a warning says so).  On a backend without BACKEND_REAL_DIRS a lookup
+ *   is one listing of the name as a prefix (probe_by_listing()), which
+ *   answers both questions in one request.
  *
  * Every op turns the request's inode into a node (inode.h), builds the
  * key, calls the backend outside any lock and replies.  Errors from the
@@ -120,6 +120,43 @@ static int dir_exists(struct backend *be, const char *key)
 }
 
 /*
+ * probe() for a store whose names can be both object and prefix (S3): one
+ * listing of the key as a prefix, with the delimiter, answers both
+ * questions.  It returns the object "key" itself (it sorts first), names
+ * that merely start with it, and the common prefix "key/" when anything
+ * lies under it.  Only when that page is cut short before "key/" could
+ * show is a second, one-key listing needed.  The object's attributes come
+ * from the listing, as in readdir.
+ */
+static int probe_by_listing(struct backend *be, const char *key, struct backend_stat *st)
+{
+	size_t len = strlen(key);
+	struct backend_list l = {0};
+	int ret, is_obj = 0, is_dir = 0;
+
+	ret = be->ops->list(be, key, '/', NULL, NULL, 1000, &l);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < l.n_entries && !is_obj; i++) {
+		if (strcmp(l.entries[i].key, key) == 0) {
+			*st = l.entries[i].st;
+			is_obj = 1;
+		}
+	}
+	for (size_t i = 0; i < l.n_prefixes && !is_dir; i++)
+		is_dir =
+		    strncmp(l.prefixes[i], key, len) == 0 && strcmp(l.prefixes[i] + len, "/") == 0;
+	if (!is_dir && l.next_token != NULL)
+		is_dir = dir_exists(be, key);
+	backend_list_free(&l);
+	if (is_dir < 0)
+		return is_dir;
+	if (is_dir && is_obj)
+		log_warn("\"%s\" is both an object and a directory; showing the directory", key);
+	return is_dir ? S_IFDIR : is_obj ? S_IFREG : -ENOENT;
+}
+
+/*
  * What the store has at key: a file (fills *st), a directory, or -ENOENT.
  * Returns S_IFREG, S_IFDIR or -errno.
  */
@@ -130,17 +167,11 @@ static int probe(struct backend *be, const char *key, struct backend_stat *st)
 	memset(st, 0, sizeof(*st));
 	if (*key == '\0')
 		return S_IFDIR;
+	if (!(be->flags & BACKEND_REAL_DIRS))
+		return probe_by_listing(be, key, st);
 	ret = be->ops->stat(be, key, st);
-	if (ret == 0 && (be->flags & BACKEND_REAL_DIRS))
+	if (ret == 0)
 		return S_IFREG;
-	if (ret == 0) {
-		/* Both an object and a prefix: the directory wins, as in readdir. */
-		ret = dir_exists(be, key);
-		if (ret > 0)
-			log_warn("\"%s\" is both an object and a directory; showing the directory",
-			         key);
-		return ret < 0 ? ret : ret ? S_IFDIR : S_IFREG;
-	}
 	if (ret != -ENOENT)
 		return ret;
 	ret = dir_exists(be, key);
