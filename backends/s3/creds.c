@@ -321,6 +321,32 @@ int creds_parse_time(const char *s, time_t *t)
 	return ret;
 }
 
+/*
+ * The common end of every temporary-credentials answer (container, IMDS,
+ * STS): parse the expiration, copy the strings into *out and check them.
+ * what names the source in why.  0 or -errno (with why set).
+ */
+static int creds_from_answer(struct creds *out, const char *what, const char *id,
+                             const char *secret, const char *token, const char *exp, char *why)
+{
+	time_t expiration = 0;
+	int err;
+
+	if (exp != NULL && creds_parse_time(exp, &expiration) != 0) {
+		why_set(why, "%s answered with an Expiration that is not an ISO 8601 time", what);
+		return -EPROTO;
+	}
+	err = creds_set(out, id, secret, token, expiration);
+	if (err) {
+		why_set(why, "out of memory");
+		return err;
+	}
+	err = creds_validate(out, why);
+	if (err)
+		creds_free(out);
+	return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Secret buffer                                                            */
 
@@ -650,7 +676,6 @@ static int json_creds(const struct sbuf *body, const char *what, struct creds *o
 {
 	const char *id, *secret, *token, *exp, *code;
 	json_error_t jerr;
-	time_t expiration = 0;
 	json_t *root;
 	int err;
 
@@ -675,19 +700,7 @@ static int json_creds(const struct sbuf *body, const char *what, struct creds *o
 		err = -EPROTO;
 		goto out;
 	}
-	if (exp != NULL && creds_parse_time(exp, &expiration) != 0) {
-		why_set(why, "%s answered with an Expiration that is not an ISO 8601 time", what);
-		err = -EPROTO;
-		goto out;
-	}
-	err = creds_set(out, id, secret, token, expiration);
-	if (err) {
-		why_set(why, "out of memory");
-		goto out;
-	}
-	err = creds_validate(out, why);
-	if (err)
-		creds_free(out);
+	err = creds_from_answer(out, what, id, secret, token, exp, why);
 out:
 	if (root != NULL) {
 		if (json_is_object(root))
@@ -1104,7 +1117,6 @@ static int sts_error(long status, const struct sbuf *body, const char *token, ch
 static int sts_parse(const struct sbuf *body, struct creds *out, char *why)
 {
 	char *id = NULL, *secret = NULL, *token = NULL, *exp = NULL;
-	time_t expiration = 0;
 	xmlNode *c;
 	xmlDoc *doc;
 	int err;
@@ -1129,19 +1141,7 @@ static int sts_parse(const struct sbuf *body, struct creds *out, char *why)
 		err = -EPROTO;
 		goto out;
 	}
-	if (exp != NULL && creds_parse_time(exp, &expiration) != 0) {
-		why_set(why, "STS answered with an Expiration that is not an ISO 8601 time");
-		err = -EPROTO;
-		goto out;
-	}
-	err = creds_set(out, id, secret, token, expiration);
-	if (err) {
-		why_set(why, "out of memory");
-		goto out;
-	}
-	err = creds_validate(out, why);
-	if (err)
-		creds_free(out);
+	err = creds_from_answer(out, "STS", id, secret, token, exp, why);
 out:
 	wipe_xml(id);
 	wipe_xml(secret);
