@@ -744,7 +744,7 @@ START_TEST(test_s3_mount_errors)
 	struct {
 		const char *env, *source, *endpoint, *expect;
 	} cases[] = {
-	    {"AWS_SECRET_ACCESS_KEY=wrong", st.source, ep, "SignatureDoesNotMatch"},
+	    {"AWS_SECRET_ACCESS_KEY=n0tTh3S3cr3t", st.source, ep, "SignatureDoesNotMatch"},
 	    {"AWS_ACCESS_KEY_ID=NOSUCHKEY", st.source, ep, "is not known"},
 	    {"X=1", "s3://no-such-bucket-here", ep, "does not exist"},
 	    {"X=1", st.source, "http://127.0.0.1:1", "cannot connect"},
@@ -777,8 +777,8 @@ START_TEST(test_s3_mount_errors)
 		}
 		ck_assert_msg(strstr(out, cases[i].expect) != NULL, "case %zu: unclear message: %s",
 		              i, out);
-		ck_assert_msg(strstr(out, "S3RVER\n") == NULL || i != 0, "secret in output: %s",
-		              out);
+		ck_assert_msg(strstr(out, "n0tTh3S3cr3t") == NULL,
+		              "the secret is in the output: %s", out);
 		ck_assert_msg(seconds_since(t0) < 10, "case %zu took %.1f s", i, seconds_since(t0));
 		ck_assert_msg(strchr(out, '\n') == strrchr(out, '\n'),
 		              "case %zu: more than one line: %s", i, out);
