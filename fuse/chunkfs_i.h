@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "inode.h"
+#include "pagefill.h"
 
 /* Command-line options of the driver (main.c parses them). */
 struct chunkfs_opts {
@@ -29,6 +30,7 @@ struct chunkfs_opts {
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
+	unsigned fill_max_mb; /* largest file fetched whole on random reads, 0: never */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -54,6 +56,8 @@ struct chunkfs {
 	char bdi[32];                     /* "major:minor" of the mount, for readahead */
 	pthread_once_t tune_once;         /* readahead is set at the first open */
 	struct chunkfs_counters counters; /* updated with stats_add() */
+	struct fuse_session *se;          /* set once the session exists */
+	struct pagefill_set fills;        /* pagefill.c */
 };
 
 /* A local copy of a file being written (file.c).  Protected by node->lock. */
@@ -72,6 +76,8 @@ struct fh {
 	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
 	int fd;                      /* that version as a local file, or -1 */
 	uint64_t size;               /* its size, when fd >= 0 */
+	uint64_t next_off;           /* end of the last read (pagefill.c, atomic) */
+	unsigned seeks;              /* reads that did not follow on (atomic) */
 };
 
 /* The low-level operations table (ops.c). */

@@ -282,6 +282,11 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (ret == 0)
 		node->nopen++;
 	pthread_mutex_unlock(&node->lock);
+	/* A fill of the old bytes must not store after this open's reply. */
+	if (ret == 0 && writable)
+		pagefill_cancel(fs, node);
+	else if (ret == 0)
+		pagefill_cancel_other(fs, node, fh->etag);
 	if (ret < 0) {
 		if (fh->fd >= 0)
 			close(fh->fd);
@@ -427,6 +432,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		goto out;
 	}
 	pthread_mutex_unlock(&node->lock);
+	pagefill_note_read(fs, fh, (uint64_t)off, size);
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		goto out;

@@ -43,6 +43,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("max_threads=%u", max_threads),
     OPT("read_ahead_kb=%u", read_ahead_kb),
     OPT("log_level=%s", log_level),
+    OPT("fill_max=%u", fill_max_mb),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -73,6 +74,9 @@ static void usage(const char *prog)
 	    "    -o max_threads=N       FUSE worker threads (default 16)\n"
 	    "    -o read_ahead_kb=N     kernel readahead for the mount (default 4096, 0: leave)\n"
 	    "    -o log_level=LEVEL     error, warn (default), info or debug\n"
+	    "    -o fill_max=MiB        after random reads of a file up to this size, fetch it\n"
+	    "                           whole into the page cache (default 4096, at most half\n"
+	    "                           the available memory; 0: never)\n"
 	    "    -f                     stay in the foreground, log to stderr\n"
 	    "    -d                     debug: -f, log_level=debug and FUSE request tracing\n"
 	    "    -h, --help             this help\n"
@@ -322,6 +326,10 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	fs->gid = getgid();
 	clock_gettime(CLOCK_REALTIME, &fs->mount_time);
 	fs->tune_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+	if (pagefill_set_init(&fs->fills) < 0) {
+		free(fs);
+		return NULL;
+	}
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
@@ -334,6 +342,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	return fs;
 fail:
 	inode_table_destroy(fs->inodes);
+	pagefill_set_destroy(&fs->fills);
 	free(fs);
 	return NULL;
 }
@@ -346,7 +355,9 @@ void chunkfs_destroy(struct chunkfs *fs)
 	if (fs->opts->staging_dir == NULL && rmdir(fs->staging_dir) < 0 && errno == ENOTEMPTY)
 		log_error("unsaved files remain in %s", fs->staging_dir);
 	free(fs->staging_dir);
+	pagefill_shutdown(fs);
 	inode_table_destroy(fs->inodes);
+	pagefill_set_destroy(&fs->fills);
 	backend_destroy(fs->be);
 	free(fs);
 }
@@ -416,6 +427,7 @@ int main(int argc, char *argv[])
 	            .entry_timeout = 1.0,
 	            .max_threads = 16,
 	            .read_ahead_kb = 4096,
+	            .fill_max_mb = 4096,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
@@ -497,6 +509,7 @@ int main(int argc, char *argv[])
 	se = fuse_session_new(&args, &chunkfs_ops, sizeof(chunkfs_ops), fs);
 	if (se == NULL)
 		goto out;
+	fs->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, mnt) != 0) {
@@ -521,6 +534,7 @@ int main(int argc, char *argv[])
 
 out_unmount:
 	fuse_session_unmount(se);
+	pagefill_shutdown(fs); /* stores fail now: nothing can block them */
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
