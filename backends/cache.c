@@ -43,6 +43,15 @@
  *   buffer from the inner backend, uncached, instead of waiting: a reader
  *   never blocks on memory, so the budget can never deadlock the cache.
  *
+ * Buffer pool
+ *   A freed slab buffer of exactly part_size or block_size bytes is kept
+ *   for the next fetch of that size (pool, at most pool_cap bytes in
+ *   CACHE_POOL_SLOTS slots) instead of going back to the system: a fresh
+ *   mapping of 8 MiB costs 2,048 page faults and as many zeroed pages,
+ *   which was a third of the daemon's CPU on a cold sequential read.  The
+ *   pool is outside bytes_held; budget is the configured bound minus
+ *   pool_cap, so blocks and pool together stay under the bound.
+ *
  * Prefetch
  *   cache_prefetch() splits the range into jobs, one per part
  *   (part_size), on a FIFO queue (jobs; bounded by max_jobs, a job already
@@ -104,6 +113,7 @@
 #include <string.h>
 
 #define CACHE_GEN_STRIPES   64
+#define CACHE_POOL_SLOTS    8
 #define CACHE_STALE_RETRIES 3
 #define CACHE_MIN_BLOCK     4096u
 
@@ -165,6 +175,13 @@ struct cache {
 	struct cache_job *jobs;       /* lock; FIFO head */
 	struct cache_job **jobs_tail; /* lock */
 	size_t n_jobs;                /* lock */
+
+	/* Spare slab buffers (see "Buffer pool" above). */
+	void *pool[CACHE_POOL_SLOTS];       /* lock */
+	size_t pool_size[CACHE_POOL_SLOTS]; /* lock */
+	unsigned pool_n;                    /* lock */
+	uint64_t pool_bytes;                /* lock; <= pool_cap */
+	uint64_t pool_cap;                  /* immutable */
 };
 
 /* One part of a prefetch: [off, off + len) of (key, etag). */
@@ -248,6 +265,7 @@ static void cache_check(const struct cache *c)
 	assert(sum == c->stats.bytes_cached);
 	assert(c->stats.bytes_cached <= c->bytes_held);
 	assert(c->bytes_held <= c->budget);
+	assert(c->pool_bytes <= c->pool_cap && c->pool_n <= CACHE_POOL_SLOTS);
 	n_ready = 0;
 	for (const struct cache_job *j = c->jobs; j != NULL; j = j->next)
 		n_ready++;
@@ -310,13 +328,45 @@ static void cache_lru_unlink(struct cache *c, struct cache_block *b)
 	c->stats.bytes_cached -= b->len;
 }
 
+/* A spare buffer of exactly size bytes from the pool, or NULL. */
+static void *cache_pool_take(struct cache *c, size_t size)
+{
+	for (unsigned i = 0; i < c->pool_n; i++) {
+		void *p = c->pool[i];
+
+		if (c->pool_size[i] != size)
+			continue;
+		c->pool_bytes -= size;
+		c->pool_n--;
+		c->pool[i] = c->pool[c->pool_n];
+		c->pool_size[i] = c->pool_size[c->pool_n];
+		c->stats.buffers_reused++;
+		return p;
+	}
+	return NULL;
+}
+
+/* Keep a freed slab buffer for reuse if it has a usual size and fits. */
+static void cache_pool_put(struct cache *c, void *p, size_t size)
+{
+	if (p != NULL && (size == c->part_size || size == c->block_size) &&
+	    c->pool_n < CACHE_POOL_SLOTS && c->pool_bytes + size <= c->pool_cap) {
+		c->pool[c->pool_n] = p;
+		c->pool_size[c->pool_n] = size;
+		c->pool_n++;
+		c->pool_bytes += size;
+		return;
+	}
+	free(p);
+}
+
 static void cache_block_free(struct cache *c, struct cache_block *b)
 {
 	struct cache_slab *s = b->slab;
 
 	if (s != NULL && --s->blocks == 0) {
 		c->bytes_held -= s->size;
-		free(s->data);
+		cache_pool_put(c, s->data, s->size);
 		free(s);
 	}
 	free(b->key);
@@ -443,9 +493,11 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	size_t alloc = want;
 	ssize_t got;
 
+	data = cache_pool_take(c, want);
 	pthread_mutex_unlock(&c->lock);
 	memset(&st, 0, sizeof(st));
-	data = malloc(want);
+	if (data == NULL)
+		data = malloc(want);
 	got = data == NULL ? -ENOMEM
 	                   : c->inner->ops->read(c->inner, key, first << c->block_shift, data, want,
 	                                         etag, &st);
@@ -939,6 +991,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "cache", "prefetch_blocks", s.prefetch_blocks);
 	emit(ctx, "cache", "prefetch_hits", s.prefetch_hits);
 	emit(ctx, "cache", "prefetch_dropped", s.prefetch_dropped);
+	emit(ctx, "cache", "buffers_reused", s.buffers_reused);
 	backend_stats(c->inner, emit, ctx);
 }
 
@@ -972,6 +1025,8 @@ static void cache_destroy(struct backend *bk)
 			cache_drop(c, b);
 		}
 	}
+	while (c->pool_n > 0)
+		free(cache_pool_take(c, c->pool_size[c->pool_n - 1]));
 	pthread_mutex_unlock(&c->lock);
 	backend_destroy(c->inner);
 	free(c->buckets);
@@ -1053,7 +1108,13 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	c->block_size = o.block_size;
 	while (((size_t)1 << c->block_shift) < c->block_size)
 		c->block_shift++;
-	c->budget = o.mem_budget;
+	/* The pool's share of the bound: two parts, at most an eighth. */
+	c->pool_cap = 2 * (uint64_t)o.part_size;
+	if (c->pool_cap > o.mem_budget / 8)
+		c->pool_cap = o.mem_budget / 8;
+	if (o.mem_budget - c->pool_cap < o.part_size)
+		c->pool_cap = 0;
+	c->budget = o.mem_budget - c->pool_cap;
 	c->lru.next = c->lru.prev = &c->lru;
 	c->fetch_threads = o.fetch_threads;
 	c->part_size = o.part_size;

@@ -404,12 +404,49 @@ static void reply_spliced(struct chunkfs *fs, fuse_req_t req, struct fh *fh, siz
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/*
+ * The calling worker thread's read buffer, at least size bytes; NULL when
+ * out of memory.  Each FUSE worker keeps one (freed when the thread ends),
+ * so a read costs no allocation and no page faults on fresh memory.
+ */
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+struct read_buf {
+	size_t size;
+	char data[];
+};
+
+static void read_buf_key_create(void)
+{
+	if (pthread_key_create(&read_buf_key, free) != 0)
+		abort();
+}
+
+static char *read_buf(size_t size)
+{
+	struct read_buf *b;
+
+	pthread_once(&read_buf_once, read_buf_key_create);
+	b = pthread_getspecific(read_buf_key);
+	if (b != NULL && b->size >= size)
+		return b->data;
+	free(b);
+	pthread_setspecific(read_buf_key, NULL);
+	b = malloc(sizeof(*b) + size);
+	if (b == NULL)
+		return NULL;
+	b->size = size;
+	pthread_setspecific(read_buf_key, b);
+	return b->data;
+}
+
 void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct chunkfs *fs = fs_of(req);
 	struct fh *fh = fh_of(fi);
 	struct node *node = fh->node;
-	char *buf = malloc(size ? size : 1);
+	char *buf = read_buf(size ? size : 1);
 	ssize_t n = -ENOMEM;
 	char *key;
 
@@ -420,7 +457,6 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	pthread_mutex_lock(&node->lock);
 	if (node->stage == NULL && fh->fd >= 0) {
 		pthread_mutex_unlock(&node->lock);
-		free(buf);
 		reply_spliced(fs, req, fh, size, off);
 		return;
 	}
@@ -451,7 +487,6 @@ out:
 		stats_add(fs->counters.read_bytes, n);
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
-	free(buf);
 }
 
 void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

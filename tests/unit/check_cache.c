@@ -613,6 +613,41 @@ static void *sampler(void *p)
 	return NULL;
 }
 
+/* Streaming through a full cache reuses the evicted blocks' buffers, with
+ * right bytes, and blocks plus spare buffers stay within the budget. */
+START_TEST(test_buffers_reused)
+{
+	const size_t bs = 64 * KIB, size = 64 * bs;
+	unsigned char *buf = malloc(bs);
+	struct cache_opts o;
+	struct backend_stat st;
+	struct cache_stats s;
+
+	ck_assert_ptr_nonnull(buf);
+	cache_opts_init(&o);
+	o.block_size = bs;
+	o.mem_budget = 32 * bs;
+	o.part_size = 4 * bs; /* the pool keeps at most budget / 8: 4 blocks */
+	g_mem = mem_backend_create();
+	ck_assert_ptr_nonnull(g_mem);
+	g_cache = cache_create(g_mem, &o);
+	ck_assert_ptr_nonnull(g_cache);
+	put_pat("s", size, 5, &st);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t off = 0; off < size; off += bs) {
+			ck_assert_int_eq(cread("s", off, buf, bs, st.etag), (ssize_t)bs);
+			ck_assert_uint_eq(check_pat(buf, bs, 5, off), bs);
+			cache_debug_check(g_cache);
+		}
+	}
+	s = cstats();
+	ck_assert_uint_eq(s.misses, 2 * size / bs); /* 64 blocks never fit in 32 */
+	ck_assert_uint_gt(s.buffers_reused, size / bs);
+	ck_assert_uint_le(s.bytes_cached + 4 * bs, 32 * bs);
+	free(buf);
+}
+END_TEST
+
 /* Budget of 4 blocks, 100 blocks read by many threads: the bound holds. */
 START_TEST(test_budget_pressure)
 {
@@ -729,6 +764,7 @@ int main(void)
 	tcase_add_test(tc, test_boundaries);
 	tcase_add_test(tc, test_lru_order);
 	tcase_add_test(tc, test_budget_pressure);
+	tcase_add_test(tc, test_buffers_reused);
 	tcase_add_test(tc, test_invalidate_during_fetch);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
