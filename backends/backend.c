@@ -195,3 +195,10 @@ void backend_destroy(struct backend *b)
 	if (b != NULL)
 		b->ops->destroy(b);
 }
+
+void backend_release_ref(struct backend_ref *ref)
+{
+	if (ref->owner != NULL && ref->owner->ops->release_ref != NULL)
+		ref->owner->ops->release_ref(ref->owner, ref);
+	ref->n = 0;
+}

@@ -121,6 +121,18 @@ enum {
 	BACKEND_REAL_DIRS = 1 << 0,
 };
 
+/* Pieces of a backend's memory lent by read_ref (see there). */
+#define BACKEND_REF_SEGS 32
+struct backend_ref {
+	unsigned n;            /* pieces filled */
+	struct backend *owner; /* whose release_ref() to call */
+	struct backend_ref_seg {
+		const void *data;
+		size_t len;
+		void *pin; /* the owner's handle on the memory */
+	} seg[BACKEND_REF_SEGS];
+};
+
 struct backend_ops {
 	int abi_version;  /* BACKEND_ABI_VERSION */
 	const char *name; /* "fs", "s3", "mem", "cache", ... */
@@ -159,6 +171,23 @@ struct backend_ops {
 	 */
 	int (*read_fd)(struct backend *b, const char *key, const char *etag,
 	               struct backend_stat *st);
+
+	/*
+	 * read_ref (optional): read() without the copy, for a caller that
+	 * hands the bytes straight to the kernel.  Instead of filling a buffer
+	 * it fills ref with up to BACKEND_REF_SEGS pieces of the backend's own
+	 * memory holding [off, off + return value), in order; the memory stays
+	 * valid and unchanged until backend_release_ref(ref), which the caller
+	 * must call once (from any thread) after a success.  etag is required (a
+	 * pinned read).  The return and st are as read()'s: short only at the
+	 * end of the object.  -ENOBUFS: not possible now (no memory to pin, too many
+	 * pieces): use read().  A layer without memory of its own passes
+	 * read_ref to its inner backend (the memory's owner sets ref->owner and
+	 * has release_ref); NULL: use read().
+	 */
+	ssize_t (*read_ref)(struct backend *b, const char *key, uint64_t off, size_t len,
+	                    const char *etag, struct backend_ref *ref, struct backend_stat *st);
+	void (*release_ref)(struct backend *b, struct backend_ref *ref);
 
 	/*
 	 * save: store src->size bytes read from src under key, replacing any
@@ -286,6 +315,9 @@ ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void
  * Returns 0 or -errno.  On success *st (if not NULL) is the object's stat.
  */
 int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st);
+
+/* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
+void backend_release_ref(struct backend_ref *ref);
 
 /* copy() with the fallback described at the op. */
 int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st);

@@ -559,10 +559,14 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
  * the cache.  Returns the bytes copied or -errno.  *eof is set when the
  * object ends within this block (the block is short).  st, if not NULL,
  * receives the stat the inner read reported for the block.
+ *
+ * With pin not NULL nothing is copied: the block stays referenced, *pin
+ * is set to it and *data to its bytes at in_off (drop the reference with
+ * cache_unpin()); -ENOBUFS when there is no memory for the block.
  */
 static ssize_t cache_read_block(struct cache *c, const char *key, const char *etag, uint64_t idx,
                                 size_t in_off, void *dst, size_t want, struct backend_stat *st,
-                                int *eof)
+                                int *eof, struct cache_block **pin, const void **data)
 {
 	const size_t bs = c->block_size;
 	uint64_t hash = cache_block_hash(key, etag, idx);
@@ -596,8 +600,13 @@ again:
 		goto copy;
 	}
 	c->stats.misses++;
-	if (!cache_make_room(c, bs, 0))
+	if (!cache_make_room(c, bs, 0)) {
+		if (pin != NULL) {
+			pthread_mutex_unlock(&c->lock);
+			return -ENOBUFS;
+		}
 		goto read_through;
+	}
 	slab = calloc(1, sizeof(*slab));
 	b = slab == NULL ? NULL : cache_block_new(c, key, etag, idx, hash, 0);
 	if (b == NULL) {
@@ -629,10 +638,15 @@ copy:
 		*st = b->st;
 	*eof = b->len < bs || b->eof;
 	ret = 0;
-	if (in_off < b->len) {
+	if (in_off < b->len)
 		ret = (ssize_t)(b->len - in_off < want ? b->len - in_off : want);
-		memcpy(dst, b->data + in_off, (size_t)ret);
+	if (pin != NULL) {
+		*pin = b; /* the reference goes to the caller */
+		*data = b->data + in_off;
+		return ret;
 	}
+	if (ret > 0)
+		memcpy(dst, b->data + in_off, (size_t)ret);
 	pthread_mutex_lock(&c->lock);
 	cache_unref(c, b);
 	cache_check(c);
@@ -668,7 +682,8 @@ static ssize_t cache_read_pinned(struct cache *c, const char *key, uint64_t off,
 		if (want > len - done)
 			want = len - done;
 		n = cache_read_block(c, key, etag, pos >> c->block_shift, in_off,
-		                     (char *)dst + done, want, done == 0 ? st : NULL, &eof);
+		                     (char *)dst + done, want, done == 0 ? st : NULL, &eof, NULL,
+		                     NULL);
 		if (n < 0)
 			return n;
 		done += (size_t)n;
@@ -715,6 +730,63 @@ static ssize_t cache_read(struct backend *bk, const char *key, uint64_t off, voi
 		}
 	}
 	return in->ops->read(in, key, off, dst, len, NULL, st);
+}
+
+static void cache_release_ref(struct backend *bk, struct backend_ref *ref)
+{
+	struct cache *c = cache_of(bk);
+
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < ref->n; i++)
+		cache_unref(c, ref->seg[i].pin);
+	cache_check(c);
+	pthread_mutex_unlock(&c->lock);
+	ref->n = 0;
+}
+
+/* read_ref: the blocks themselves, each held by a reference until release. */
+static ssize_t cache_read_ref(struct backend *bk, const char *key, uint64_t off, size_t len,
+                              const char *etag, struct backend_ref *ref, struct backend_stat *st)
+{
+	struct cache *c = cache_of(bk);
+	size_t done = 0;
+
+	ref->n = 0;
+	ref->owner = bk;
+	if (etag == NULL || etag[0] == '\0')
+		return -ENOBUFS;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	while (done < len) {
+		uint64_t pos = off + done;
+		size_t in_off = (size_t)(pos & (c->block_size - 1));
+		size_t want = c->block_size - in_off;
+		struct cache_block *b;
+		const void *data;
+		ssize_t n;
+		int eof;
+
+		if (ref->n == BACKEND_REF_SEGS) {
+			cache_release_ref(bk, ref);
+			return -ENOBUFS;
+		}
+		if (want > len - done)
+			want = len - done;
+		n = cache_read_block(c, key, etag, pos >> c->block_shift, in_off, NULL, want,
+		                     done == 0 ? st : NULL, &eof, &b, &data);
+		if (n < 0) {
+			cache_release_ref(bk, ref);
+			return n;
+		}
+		ref->seg[ref->n].data = data;
+		ref->seg[ref->n].len = (size_t)n;
+		ref->seg[ref->n].pin = b;
+		ref->n++;
+		done += (size_t)n;
+		if (eof || (size_t)n < want)
+			break;
+	}
+	return (ssize_t)done;
 }
 
 /* --- prefetch ----------------------------------------------------------- */
@@ -824,10 +896,12 @@ static void *cache_worker(void *arg)
 		if (c->jobs == NULL)
 			c->jobs_tail = &c->jobs;
 		c->n_jobs--;
+		c->stats.prefetch_jobs++; /* queued or running: still counted */
 		pthread_mutex_unlock(&c->lock);
 		cache_run_job(c, j);
 		cache_job_free(j);
 		pthread_mutex_lock(&c->lock);
+		c->stats.prefetch_jobs--;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -980,6 +1054,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 
 	pthread_mutex_lock(&c->lock);
 	s = c->stats;
+	s.prefetch_jobs += c->n_jobs;
 	pthread_mutex_unlock(&c->lock);
 	emit(ctx, "cache", "hits", s.hits);
 	emit(ctx, "cache", "misses", s.misses);
@@ -992,6 +1067,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "cache", "prefetch_hits", s.prefetch_hits);
 	emit(ctx, "cache", "prefetch_dropped", s.prefetch_dropped);
 	emit(ctx, "cache", "buffers_reused", s.buffers_reused);
+	emit(ctx, "cache", "prefetch_jobs", s.prefetch_jobs);
 	backend_stats(c->inner, emit, ctx);
 }
 
@@ -1043,6 +1119,8 @@ static const struct backend_ops cache_ops = {
     .stat = cache_stat,
     .read = cache_read,
     .read_fd = NULL,
+    .read_ref = cache_read_ref,
+    .release_ref = cache_release_ref,
     .save = cache_save,
     .remove = cache_remove,
     .list = cache_list,
@@ -1177,6 +1255,7 @@ void cache_get_stats(struct backend *b, struct cache_stats *out)
 	c = cache_of(b);
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
+	out->prefetch_jobs += c->n_jobs;
 	pthread_mutex_unlock(&c->lock);
 }
 

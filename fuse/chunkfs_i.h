@@ -76,7 +76,7 @@ struct fh {
 	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
 	int fd;                      /* that version as a local file, or -1 */
 	uint64_t size;               /* its size, when fd >= 0 */
-	uint64_t next_off;           /* end of the last read (pagefill.c, atomic) */
+	uint64_t next_off;           /* furthest read end since a seek (pagefill.c) */
 	unsigned seeks;              /* reads that did not follow on (atomic) */
 };
 

@@ -15,8 +15,10 @@
  *   that of the block cache plus one piece buffer per fill.
  *
  * When (pagefill_note_read)
- *   A read that starts more than PAGEFILL_SLACK away from where the
- *   handle's previous read ended is a seek; the PAGEFILL_SEEKS-th seek of a
+ *   A read that starts more than PAGEFILL_SLACK away from the furthest end
+ *   the handle's reads reached since its last seek is a seek (the kernel's
+ *   readahead, answered by many worker threads, arrives out of order by up
+ *   to twice its window); the PAGEFILL_SEEKS-th seek of a
  *   handle starts a fill if the file is read-only here (no stage), was
  *   read from the store (not a local file), is at most -o fill_max MiB and
  *   at most half of the memory available now, no fill of it is running,
@@ -57,7 +59,7 @@
 #include "chunkfs_i.h"
 #include "log.h"
 
-#define PAGEFILL_SLACK       ((uint64_t)2 << 20) /* kernel readahead reorders this much */
+#define PAGEFILL_SLACK       ((uint64_t)8 << 20) /* kernel readahead reorders this much */
 #define PAGEFILL_SEEKS       4
 #define PAGEFILL_MAX_RUNNING 2
 #define PAGEFILL_PIECE       ((size_t)8 << 20)    /* one read and one store */
@@ -289,11 +291,16 @@ static void pagefill_start(struct chunkfs *fs, struct fh *fh)
 
 void pagefill_note_read(struct chunkfs *fs, struct fh *fh, uint64_t off, size_t len)
 {
-	uint64_t prev = __atomic_exchange_n(&fh->next_off, off + len, __ATOMIC_RELAXED);
+	/* A hint: concurrent reads of one handle may race on next_off. */
+	uint64_t next = __atomic_load_n(&fh->next_off, __ATOMIC_RELAXED);
 	unsigned seeks;
 
-	if (off + PAGEFILL_SLACK >= prev && off <= prev + PAGEFILL_SLACK)
+	if (off + PAGEFILL_SLACK >= next && off <= next + PAGEFILL_SLACK) {
+		if (off + len > next)
+			__atomic_store_n(&fh->next_off, off + len, __ATOMIC_RELAXED);
 		return;
+	}
+	__atomic_store_n(&fh->next_off, off + len, __ATOMIC_RELAXED);
 	seeks = __atomic_add_fetch(&fh->seeks, 1, __ATOMIC_RELAXED);
 	if (seeks % PAGEFILL_SEEKS == 0 && fs->opts->fill_max_mb > 0 && fs->se != NULL)
 		pagefill_start(fs, fh);

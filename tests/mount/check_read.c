@@ -106,14 +106,17 @@ static int control(const char *method, const char *path)
 	             path);
 }
 
-/* pread 4 KiB at count scattered offsets of fd and check them against
- * pattern(seed); the offsets are far apart, so each one is a seek. */
+/* pread 4 KiB at count offsets of fd alternating between the two halves
+ * and check them against pattern(seed).  With the file over 17 MiB, each
+ * read is more than the driver's 8 MiB of slack from the one before: a
+ * seek. */
 static void scattered_reads(int fd, uint64_t size, uint32_t seed, int count)
 {
 	char got[4096], want[4096];
 
 	for (int i = 0; i < count; i++) {
-		uint64_t off = ((uint64_t)(i * 7919 + 13) % (size / 4096)) * 4096;
+		uint64_t off =
+		    ((i % 2) ? size / 2 / 4096 * 4096 : 0) + (uint64_t)(i / 2) * 4096 * 3;
 
 		ck_assert_int_eq(pread(fd, got, sizeof(got), (off_t)off), (ssize_t)sizeof(got));
 		tm_pattern(want, off, sizeof(want), seed);
@@ -184,33 +187,36 @@ START_TEST(test_random_reads_fill_page_cache)
 }
 END_TEST
 
-/* fill_max=0 turns fills off; a file larger than fill_max is not filled. */
+/* fill_max=0 turns fills off; a file larger than fill_max is not filled,
+ * one within it is; a sequential reader starts none. */
 START_TEST(test_fill_max)
 {
-	const uint64_t size = 3 << 20;
+	const uint64_t big = (20 << 20) + 1, small = 18 << 20;
 	int fd;
 
-	put_pattern("a.bin", size, 3);
+	put_pattern("big.bin", big, 3);
+	put_pattern("small.bin", small, 4);
 	mount_with("ro,fill_max=0");
-	fd = open(tm_path(m.mnt, "a.bin"), O_RDONLY);
+	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
-	scattered_reads(fd, size, 3, 12);
+	scattered_reads(fd, big, 3, 12);
 	close(fd);
 	ck_assert_int_eq(stat_num("pagefill", "started"), 0);
 	ck_assert_int_eq(tm_unmount(&m), 0);
 
-	put_pattern("b.bin", (2 << 20) + 1, 4);
-	mount_with("ro,fill_max=2");
-	fd = open(tm_path(m.mnt, "b.bin"), O_RDONLY);
+	mount_with("ro,fill_max=20");
+	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
-	scattered_reads(fd, (2 << 20) + 1, 4, 12);
+	scattered_reads(fd, big, 3, 12);
 	close(fd);
-	ck_assert_int_eq(stat_num("pagefill", "started"), 0);
-	fd = open(tm_path(m.mnt, "a.bin"), O_RDONLY);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0); /* one byte over 20 MiB */
+	ck_assert_int_eq(tm_sh("cat '%s/big.bin' >/dev/null", m.mnt), 0);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0); /* sequential */
+	fd = open(tm_path(m.mnt, "small.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
-	scattered_reads(fd, size, 3, 12);
+	scattered_reads(fd, small, 4, 12);
 	close(fd);
-	ck_assert_int_eq(stat_num("pagefill", "started"), 0); /* 3 MiB > 2 MiB */
+	ck_assert_int_eq(stat_num("pagefill", "started"), 1);
 }
 END_TEST
 
@@ -257,7 +263,7 @@ END_TEST
  * new version, not pages a fill stored of the old one. */
 START_TEST(test_new_version_not_hidden_by_fill)
 {
-	const uint64_t size = 12 << 20;
+	const uint64_t size = 24 << 20;
 	int fd;
 
 	put_pattern("v.bin", size, 11);
