@@ -62,7 +62,7 @@
 #define PAGEFILL_SLACK       ((uint64_t)8 << 20) /* kernel readahead reorders this much */
 #define PAGEFILL_SEEKS       4
 #define PAGEFILL_MAX_RUNNING 2
-#define PAGEFILL_PIECE       ((size_t)8 << 20)    /* one read and one store */
+#define PAGEFILL_PIECE       ((size_t)1 << 20)    /* one read and one store: a cache block */
 #define PAGEFILL_AHEAD       ((uint64_t)64 << 20) /* prefetch this far ahead */
 
 struct pagefill {
@@ -128,7 +128,48 @@ static int pagefill_node_unchanged(struct pagefill *f)
 	return same;
 }
 
-/* Fetch the object front to back and store each piece in the page cache. */
+/*
+ * Store n bytes at off in the page cache, if the fill may still store.
+ * Returns 1 when stored, 0 when the fill must end (stopped, node changed,
+ * the kernel refused).
+ */
+static int pagefill_store(struct pagefill *f, uint64_t off, const void *data, size_t n)
+{
+	struct pagefill_set *set = &f->fs->fills;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+	int ret;
+
+	pthread_mutex_lock(&set->lock);
+	if (f->stop || set->shutdown) {
+		pthread_mutex_unlock(&set->lock);
+		return 0;
+	}
+	f->storing = 1;
+	pthread_mutex_unlock(&set->lock);
+
+	ret = -ESTALE;
+	if (pagefill_node_unchanged(f)) {
+		bv.buf[0].mem = (void *)data;
+		ret = fuse_lowlevel_notify_store(f->fs->se, f->ino, (off_t)off, &bv, 0);
+		if (ret != 0)
+			log_debug("page-cache fill of \"%s\": the kernel refused a store: %s",
+			          f->key, strerror(-ret));
+	}
+
+	pthread_mutex_lock(&set->lock);
+	f->storing = 0;
+	pthread_cond_broadcast(&set->changed);
+	if (ret == 0)
+		set->stored_bytes += n;
+	pthread_mutex_unlock(&set->lock);
+	return ret == 0;
+}
+
+/*
+ * Fetch the object front to back and store it in the page cache, a piece
+ * at a time: the cache's own block when it can lend one (no copy), else a
+ * copy in buf.
+ */
 static void pagefill_run(struct pagefill *f, char *buf)
 {
 	struct chunkfs *fs = f->fs;
@@ -140,9 +181,9 @@ static void pagefill_run(struct pagefill *f, char *buf)
 		uint64_t ahead = off + PAGEFILL_AHEAD < f->size ? off + PAGEFILL_AHEAD : f->size;
 		size_t len =
 		    f->size - off < PAGEFILL_PIECE ? (size_t)(f->size - off) : PAGEFILL_PIECE;
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
-		ssize_t n;
-		int ret, stop;
+		struct backend_ref ref;
+		ssize_t n = -ENOBUFS;
+		int stop, stored;
 
 		pthread_mutex_lock(&set->lock);
 		stop = f->stop || set->shutdown;
@@ -152,43 +193,29 @@ static void pagefill_run(struct pagefill *f, char *buf)
 		if (be->ops->prefetch != NULL && asked < ahead &&
 		    be->ops->prefetch(be, f->key, f->etag, asked, ahead - asked) == 0)
 			asked = ahead;
-		n = backend_read_full(be, f->key, off, buf, len, f->etag);
+		if (be->ops->read_ref != NULL) {
+			n = be->ops->read_ref(be, f->key, off, len, f->etag, &ref, NULL);
+			if (n > 0 && ref.n == 1) {
+				stored = pagefill_store(f, off, ref.seg[0].data, (size_t)n);
+				backend_release_ref(&ref);
+				if (!stored)
+					return;
+				off += (uint64_t)n;
+				continue;
+			}
+			if (n >= 0)
+				backend_release_ref(&ref);
+		}
+		if (n == -ENOBUFS || n > 0)
+			n = backend_read_full(be, f->key, off, buf, len, f->etag);
 		if (n <= 0) {
 			if (n < 0)
 				log_debug("page-cache fill of \"%s\" stopped at %" PRIu64 ": %s",
 				          f->key, off, strerror((int)-n));
 			return;
 		}
-		pthread_mutex_lock(&set->lock);
-		if (f->stop || set->shutdown) {
-			pthread_mutex_unlock(&set->lock);
+		if (!pagefill_store(f, off, buf, (size_t)n))
 			return;
-		}
-		f->storing = 1;
-		pthread_mutex_unlock(&set->lock);
-		if (!pagefill_node_unchanged(f)) {
-			pthread_mutex_lock(&set->lock);
-			f->storing = 0;
-			pthread_cond_broadcast(&set->changed);
-			pthread_mutex_unlock(&set->lock);
-			return;
-		}
-
-		bv.buf[0].mem = buf;
-		bv.buf[0].size = (size_t)n;
-		ret = fuse_lowlevel_notify_store(fs->se, f->ino, (off_t)off, &bv, 0);
-
-		pthread_mutex_lock(&set->lock);
-		f->storing = 0;
-		pthread_cond_broadcast(&set->changed);
-		if (ret == 0)
-			set->stored_bytes += (uint64_t)n;
-		pthread_mutex_unlock(&set->lock);
-		if (ret != 0) {
-			log_debug("page-cache fill of \"%s\": the kernel refused a store: %s",
-			          f->key, strerror(-ret));
-			return;
-		}
 		off += (uint64_t)n;
 	}
 	pthread_mutex_lock(&set->lock);
