@@ -202,3 +202,21 @@ void backend_release_ref(struct backend_ref *ref)
 		ref->owner->ops->release_ref(ref->owner, ref);
 	ref->n = 0;
 }
+
+void backend_ops_trim(struct backend_ops *ops, const struct backend *inner)
+{
+	const struct backend_ops *in = inner->ops;
+
+	if (in->read_fd == NULL)
+		ops->read_fd = NULL;
+	if (in->read_ref == NULL)
+		ops->read_ref = NULL;
+	if (in->copy == NULL)
+		ops->copy = NULL;
+	if (in->rename == NULL)
+		ops->rename = NULL;
+	if (in->space == NULL)
+		ops->space = NULL;
+	if (in->prefetch == NULL)
+		ops->prefetch = NULL;
+}

@@ -316,6 +316,13 @@ ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void
  */
 int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st);
 
+/*
+ * For a layer that passes its optional ops through: clear in ops every
+ * optional op (read_fd, read_ref, copy, rename, space, prefetch) that
+ * inner lacks, so callers see the same capabilities as below.
+ */
+void backend_ops_trim(struct backend_ops *ops, const struct backend *inner);
+
 /* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
 void backend_release_ref(struct backend_ref *ref);
 

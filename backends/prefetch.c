@@ -432,18 +432,7 @@ struct backend *prefetch_create(struct backend *inner, const struct prefetch_opt
 	if (p == NULL)
 		goto fail;
 	p->ops = prefetch_ops;
-	if (inner->ops->read_fd == NULL)
-		p->ops.read_fd = NULL;
-	if (inner->ops->read_ref == NULL)
-		p->ops.read_ref = NULL;
-	if (inner->ops->copy == NULL)
-		p->ops.copy = NULL;
-	if (inner->ops->rename == NULL)
-		p->ops.rename = NULL;
-	if (inner->ops->space == NULL)
-		p->ops.space = NULL;
-	if (inner->ops->prefetch == NULL)
-		p->ops.prefetch = NULL;
+	backend_ops_trim(&p->ops, inner);
 	p->base.ops = &p->ops;
 	p->base.flags = inner->flags;
 	p->inner = inner;

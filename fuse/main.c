@@ -23,6 +23,7 @@
 
 #include "cache.h"
 #include "diskcache.h"
+#include "fault.h"
 #include "fs.h"
 #include "log.h"
 #include "prefetch.h"
@@ -141,9 +142,24 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
  * Build the backend stack for SOURCE: the one place that composes it.  On
  * failure, prints one sentence naming the cause and returns NULL.
  */
+/* The store with the fault layer over it when fo is not NULL (testing). */
+static struct backend *with_faults(struct backend *be, const struct fault_opts *fo)
+{
+	struct backend *f;
+
+	if (be == NULL || fo == NULL)
+		return be;
+	f = fault_create(be, fo);
+	if (f == NULL) {
+		fprintf(stderr, "chunkfs: cannot set up fault injection: %s\n", strerror(errno));
+		backend_destroy(be);
+	}
+	return f;
+}
+
 static struct backend *stack_create(const char *source, const struct s3_opts *s3o,
                                     const struct cache_opts *co, int no_cache,
-                                    const struct diskcache_opts *dco)
+                                    const struct diskcache_opts *dco, const struct fault_opts *fo)
 {
 	const char *path = source;
 	struct backend *be, *cache, *top;
@@ -158,6 +174,9 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
 			return NULL;
 		}
+		be = with_faults(be, fo);
+		if (be == NULL)
+			return NULL;
 		if (dco->dir != NULL) {
 			/* diskcache -> s3: blocks survive remounts.  Same blocks as
 			 * the memory cache above it. */
@@ -209,7 +228,7 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 	if (be == NULL)
 		fprintf(stderr, "chunkfs: cannot use source directory \"%s\": %s\n", path,
 		        strerror(errno));
-	return be;
+	return with_faults(be, fo);
 }
 
 /*
@@ -434,6 +453,8 @@ int main(int argc, char *argv[])
 	struct s3_opts s3o;
 	struct cache_opts cache_o;
 	struct diskcache_opts disk_o;
+	struct fault_opts fault_o;
+	int faults = 0;
 	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
@@ -455,6 +476,7 @@ int main(int argc, char *argv[])
 	diskcache_opts_init(&disk_o);
 	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
+	    fault_opts_parse(&args, &fault_o, &faults) < 0 ||
 	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
@@ -465,6 +487,8 @@ int main(int argc, char *argv[])
 		cache_opts_usage(stdout);
 		printf("\n");
 		diskcache_opts_usage(stdout);
+		printf("\n");
+		fault_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -486,7 +510,8 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
-	be = stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o);
+	be =
+	    stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o, faults ? &fault_o : NULL);
 	if (be == NULL)
 		goto out;
 	fs = chunkfs_create(be, opts);
