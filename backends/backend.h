@@ -323,6 +323,23 @@ int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backen
  */
 void backend_ops_trim(struct backend_ops *ops, const struct backend *inner);
 
+/* A layer's read of one pinned version (see backend_read_current()). */
+typedef ssize_t (*backend_pinned_read_fn)(void *ctx, const char *key, uint64_t off, void *dst,
+                                          size_t len, const char *etag, struct backend_stat *st);
+
+/*
+ * For a layer that keys what it holds by version: an unpinned read of
+ * [off, off + len) done as a pinned one.  Stats inner for the current
+ * version and reads it with pinned(ctx, ...), clipped to the object; if
+ * the object changed in between (-ESTALE), starts over, at most retries
+ * more times, then reads through inner in one call (one call is one
+ * version).  An inner that reports no etag is read through at once.  st
+ * as read()'s.
+ */
+ssize_t backend_read_current(struct backend *inner, const char *key, uint64_t off, void *dst,
+                             size_t len, struct backend_stat *st, int retries,
+                             backend_pinned_read_fn pinned, void *ctx);
+
 /* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
 void backend_release_ref(struct backend_ref *ref);
 

@@ -693,14 +693,17 @@ static ssize_t cache_read_pinned(struct cache *c, const char *key, uint64_t off,
 	return (ssize_t)done;
 }
 
+static ssize_t cache_pinned_cb(void *ctx, const char *key, uint64_t off, void *dst, size_t len,
+                               const char *etag, struct backend_stat *st)
+{
+	return cache_read_pinned(ctx, key, off, dst, len, etag, st);
+}
+
 static ssize_t cache_read(struct backend *bk, const char *key, uint64_t off, void *dst, size_t len,
                           const char *etag, struct backend_stat *st)
 {
 	struct cache *c = cache_of(bk);
 	struct backend *in = c->inner;
-	struct backend_stat cur;
-	ssize_t n;
-	int ret;
 
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
@@ -708,28 +711,8 @@ static ssize_t cache_read(struct backend *bk, const char *key, uint64_t off, voi
 		return in->ops->read(in, key, off, dst, len, etag, st);
 	if (etag != NULL && etag[0] != '\0')
 		return cache_read_pinned(c, key, off, dst, len, etag, st);
-
-	for (int attempt = 0; attempt <= CACHE_STALE_RETRIES; attempt++) {
-		ret = in->ops->stat(in, key, &cur);
-		if (ret < 0)
-			return ret;
-		if (cur.etag[0] == '\0')
-			break; /* no versions to key blocks by */
-		if (off >= cur.size) {
-			if (st != NULL)
-				*st = cur;
-			return 0;
-		}
-		n = cache_read_pinned(c, key, off, dst,
-		                      cur.size - off < len ? (size_t)(cur.size - off) : len,
-		                      cur.etag, NULL);
-		if (n != -ESTALE) {
-			if (n >= 0 && st != NULL)
-				*st = cur;
-			return n;
-		}
-	}
-	return in->ops->read(in, key, off, dst, len, NULL, st);
+	return backend_read_current(in, key, off, dst, len, st, CACHE_STALE_RETRIES,
+	                            cache_pinned_cb, c);
 }
 
 static void cache_release_ref(struct backend *bk, struct backend_ref *ref)

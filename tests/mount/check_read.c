@@ -282,6 +282,46 @@ START_TEST(test_new_version_not_hidden_by_fill)
 }
 END_TEST
 
+/* A server that sometimes answers with half the body in good form: reads
+ * are asked again and always give the right bytes, never a short file. */
+START_TEST(test_short_bodies_asked_again)
+{
+	const uint64_t size = (6 << 20) + 333;
+	char *want = malloc(1 << 20), *got = malloc(1 << 20), json[512];
+	size_t len;
+	int fd;
+
+	ck_assert(want != NULL && got != NULL);
+	put_pattern("short.bin", size, 17);
+	mount_with("ro,no_cache,fill_max=0");
+	snprintf(json, sizeof(json),
+	         "{\"rate\":0.3,\"kinds\":\"short_body\",\"methods\":\"GetObject\","
+	         "\"seed\":5}");
+	ck_assert_int_eq(tm_sh("curl -sf -X POST '%s/faults' -H 'Content-Type: application/json' "
+	                       "-d '%s' >/dev/null",
+	                       getenv("CHUNKFS_TEST_S3_CONTROL"), json),
+	                 0);
+	fd = open(tm_path(m.mnt, "short.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (uint64_t off = 0; off < size; off += len) {
+		len = size - off < (1 << 20) ? (size_t)(size - off) : (1 << 20);
+		ck_assert_int_eq(pread(fd, got, len, (off_t)off), (ssize_t)len);
+		tm_pattern(want, off, len, 17);
+		ck_assert_msg(memcmp(got, want, len) == 0, "wrong bytes at %llu",
+		              (unsigned long long)off);
+	}
+	ck_assert_int_eq(pread(fd, got, 100, (off_t)size), 0);
+	close(fd);
+	/* the faults really happened */
+	ck_assert_int_eq(tm_sh("curl -sf '%s/faults' | grep -Eq '\"injected\": *[1-9]'",
+	                       getenv("CHUNKFS_TEST_S3_CONTROL")),
+	                 0);
+	control("DELETE", "/faults");
+	free(want);
+	free(got);
+}
+END_TEST
+
 static Suite *read_suite(void)
 {
 	Suite *s = suite_create("read_s3");
@@ -293,6 +333,7 @@ static Suite *read_suite(void)
 	tcase_add_test(tc, test_fill_max);
 	tcase_add_test(tc, test_writer_cancels_fill);
 	tcase_add_test(tc, test_new_version_not_hidden_by_fill);
+	tcase_add_test(tc, test_short_bodies_asked_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
