@@ -159,9 +159,17 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
 
 	if (s == NULL) {
 		char *k = strdup(key);
+		uint64_t size = 0;
+		int size_known = 0;
 
 		if (k == NULL)
 			return req; /* no stream, no prefetch: only a hint lost */
+		/* A new reader of a version whose size another stream knows. */
+		for (unsigned i = 0; i < p->opts.max_streams && !size_known; i++)
+			if (prefetch_is(&p->streams[i], key, etag) && p->streams[i].size_known) {
+				size = p->streams[i].size;
+				size_known = 1;
+			}
 		s = &p->streams[0];
 		for (unsigned i = 1; i < p->opts.max_streams && s->key != NULL; i++)
 			if (p->streams[i].key == NULL || p->streams[i].tick < s->tick)
@@ -172,6 +180,8 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
 		snprintf(s->etag, sizeof(s->etag), "%s", etag);
 		s->next = s->mark = end;
 		s->last_len = len;
+		s->size = size;
+		s->size_known = size_known;
 		s->tick = ++p->tick;
 		p->stats.streams++;
 		return req;
@@ -194,7 +204,9 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
 		s->next = s->mark = end;
 	}
 	s->last_len = len;
-	if (s->window == 0)
+	/* Nothing before a read told the size: a window past the end of a
+	 * small object would cost a request for nothing. */
+	if (s->window == 0 || !s->size_known)
 		return req;
 	start = s->mark > s->next ? s->mark : s->next;
 	target = sat_add(s->next, s->window);

@@ -21,7 +21,8 @@
  * sequential read sets the window to initial_window the first time, then
  * doubles it, up to max_window, and asks for [end, end + window) where end
  * is the furthest end read so far, minus what the stream has already asked
- * for, and clipped to the object's size when a read has reported it.
+ * for, and clipped to the object's size; nothing is asked until a read of
+ * the version has reported that size (reads racing the first one).
  * prefetch returns at once and its errors are never a reader's: a refused
  * request (the inner layer's queue is full) is asked for again by the next
  * read.
@@ -41,11 +42,13 @@
 
 #include <stdint.h>
 
-#define PREFETCH_DEFAULT_INITIAL_WINDOW ((uint64_t)1 << 20)  /* 1 MiB */
-#define PREFETCH_DEFAULT_MAX_WINDOW     ((uint64_t)64 << 20) /* 64 MiB */
-#define PREFETCH_DEFAULT_TOLERANCE      ((uint64_t)8 << 20)  /* 8 MiB: twice the kernel readahead */
-#define PREFETCH_DEFAULT_MAX_STREAMS    64
-#define PREFETCH_STREAMS_PER_VERSION    4
+#define PREFETCH_DEFAULT_INITIAL_WINDOW ((uint64_t)1 << 20) /* 1 MiB */
+/* Twice what the cache's 8 fetch threads hold in flight (8 parts of 8 MiB),
+ * so a fetch that ends early finds the next part already asked for. */
+#define PREFETCH_DEFAULT_MAX_WINDOW  ((uint64_t)128 << 20) /* 128 MiB */
+#define PREFETCH_DEFAULT_TOLERANCE   ((uint64_t)8 << 20)   /* 8 MiB: twice the kernel readahead */
+#define PREFETCH_DEFAULT_MAX_STREAMS 64
+#define PREFETCH_STREAMS_PER_VERSION 4
 
 struct prefetch_opts {
 	uint64_t initial_window; /* first window of a sequential stream; 0: default */

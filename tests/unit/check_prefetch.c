@@ -38,6 +38,7 @@ struct slow {
 	int fail_count;        /* atomic; ... this many times */
 	size_t fail_longer;    /* atomic; reads longer than this fail (0: none) */
 	int reads;             /* atomic; read calls */
+	int empty_reads;       /* atomic; of those, answered with nothing (past the end) */
 	int in_flight;         /* atomic */
 	int max_in_flight;     /* atomic */
 };
@@ -81,6 +82,8 @@ static ssize_t slow_read(struct backend *b, const char *key, uint64_t off, void 
 		n = -EIO;
 	else
 		n = s->inner->ops->read(s->inner, key, off, dst, len, etag, st);
+	if (n == 0 && len > 0)
+		__atomic_add_fetch(&s->empty_reads, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
 	return n;
 }
@@ -129,7 +132,7 @@ static struct backend *g_top;   /* prefetch over g_cache, or g_cache itself */
 
 /*
  * Build the stack: cache of block size bs, budget budget, part size part;
- * with_prefetch: the prefetch layer on top (window 1 .. 64 MiB).
+ * with_prefetch: the prefetch layer on top (window 1 .. 128 MiB).
  */
 static void stack(size_t bs, uint64_t budget, size_t part, int with_prefetch)
 {
@@ -485,6 +488,50 @@ START_TEST(test_two_readers_one_file)
 }
 END_TEST
 
+struct first_read_arg {
+	const char *etag;
+	ssize_t n;
+	size_t good; /* bytes matching the pattern */
+};
+
+static void *first_read(void *p)
+{
+	struct first_read_arg *a = p;
+	unsigned char *buf = malloc(MIB);
+
+	a->n = buf == NULL ? -ENOMEM : g_top->ops->read(g_top, "end", 0, buf, MIB, a->etag, NULL);
+	a->good = a->n > 0 ? check_pat(buf, (size_t)a->n, 13, 0) : 0;
+	free(buf);
+	return NULL;
+}
+
+/* The kernel sends readahead before the first answer is back: a read that
+ * follows on from one still in flight asks for no window yet (the size is
+ * unknown), so nothing is fetched past the end of a small object. */
+START_TEST(test_no_window_before_size)
+{
+	const uint64_t size = 3 * MIB / 2;
+	struct first_read_arg a;
+	struct backend_stat st;
+	pthread_t th;
+
+	stack(MIB, 256 * MIB, MIB, 1);
+	put_pat("end", size, 13, &st);
+	a.etag = st.etag;
+	__atomic_store_n(&g_slow->delay_ms, 200, __ATOMIC_RELAXED);
+	ck_assert_int_eq(pthread_create(&th, NULL, first_read, &a), 0);
+	sleep_ms(50);
+	read_check("end", size, 13, MIB, MIB, st.etag); /* follows on, size unknown */
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(a.n, (ssize_t)MIB);
+	ck_assert_uint_eq(a.good, MIB);
+	wait_quiet();
+	ck_assert_uint_eq(pstats().sequential_hits, 1);
+	ck_assert_int_eq(__atomic_load_n(&g_slow->empty_reads, __ATOMIC_RELAXED), 0);
+	cache_debug_check(g_cache);
+}
+END_TEST
+
 /* The kernel's readahead: 128 KiB reads, neighbours swapped.  Still one
  * sequential stream, no seek. */
 START_TEST(test_reordered_readahead)
@@ -657,7 +704,7 @@ START_TEST(test_create_options)
 	ck_assert_ptr_nonnull(mem);
 	prefetch_opts_init(&o);
 	ck_assert_uint_eq(o.initial_window, MIB);
-	ck_assert_uint_eq(o.max_window, 64 * MIB);
+	ck_assert_uint_eq(o.max_window, 128 * MIB);
 	o.initial_window = 8 * MIB;
 	o.max_window = MIB;
 	errno = 0;
@@ -698,6 +745,7 @@ int main(void)
 	tcase_add_test(tc, test_random_no_prefetch);
 	tcase_add_test(tc, test_seek_resets);
 	tcase_add_test(tc, test_two_readers_one_file);
+	tcase_add_test(tc, test_no_window_before_size);
 	tcase_add_test(tc, test_reordered_readahead);
 	tcase_add_test(tc, test_tiny_budget);
 	tcase_add_test(tc, test_prefetch_failure_hidden);
