@@ -497,6 +497,8 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	}
 	pthread_mutex_unlock(&node->lock);
 	pagefill_note_read(fs, fh, (uint64_t)off, size);
+	if (pagefill_reply_spill(fs, req, fh, size, off) == 0)
+		return;
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		goto out;

@@ -9,9 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <fuse_lowlevel.h>
+
 struct chunkfs;
 struct fh;
 struct node;
+struct pagefill_spill;
 
 /* The fills of one mount (struct chunkfs.fills). */
 struct pagefill_set {
@@ -20,6 +23,9 @@ struct pagefill_set {
 	unsigned running;
 	int shutdown;
 	uint64_t started, completed, cancelled, stored_bytes;
+	struct pagefill_spill *spills;     /* local copies, most recently made first */
+	uint64_t spill_bytes;              /* their sizes */
+	uint64_t spill_reads, spill_fills; /* answered / refilled from them */
 };
 
 int pagefill_set_init(struct pagefill_set *set);
@@ -39,14 +45,21 @@ void pagefill_note_read(struct chunkfs *fs, struct fh *fh, uint64_t off, size_t 
  */
 void pagefill_cancel(struct chunkfs *fs, struct node *node);
 
+/*
+ * Answer a read of handle fh from a complete local copy of its version, if
+ * there is one (spliced from the file).  Returns 0 when answered.
+ */
+int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh, size_t size,
+                         off_t off);
+
 /* pagefill_cancel() if the node's fill is of another version than etag. */
 void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag);
 
 /* Stop every fill and wait for them; after the session is unmounted. */
 void pagefill_shutdown(struct chunkfs *fs);
 
-/* Counters for the statistics document. */
-void pagefill_stats(struct chunkfs *fs, uint64_t *started, uint64_t *completed, uint64_t *cancelled,
-                    uint64_t *stored_bytes);
+/* Counters for the statistics document: each name and value to emit(). */
+void pagefill_stats(struct chunkfs *fs, void (*emit)(void *ctx, const char *name, uint64_t v),
+                    void *ctx);
 
 #endif

@@ -33,6 +33,11 @@ static void emit(void *ctx, const char *group, const char *name, uint64_t value)
 	json_object_set_new(obj, name, json_integer((json_int_t)value));
 }
 
+static void emit_pagefill(void *ctx, const char *name, uint64_t value)
+{
+	json_object_set_new(ctx, name, json_integer((json_int_t)value));
+}
+
 char *chunkfs_stats_json(struct chunkfs *fs)
 {
 	const struct chunkfs_counters *c = &fs->counters;
@@ -55,17 +60,8 @@ char *chunkfs_stats_json(struct chunkfs *fs)
 	json_object_set_new(f, "save_errors", json_integer((json_int_t)get(&c->save_errors)));
 	json_object_set_new(f, "save_bytes", json_integer((json_int_t)get(&c->save_bytes)));
 	json_object_set_new(root, "fuse", f);
-	{
-		uint64_t started, completed, cancelled, stored;
-		json_t *p = json_object();
-
-		pagefill_stats(fs, &started, &completed, &cancelled, &stored);
-		json_object_set_new(p, "started", json_integer((json_int_t)started));
-		json_object_set_new(p, "completed", json_integer((json_int_t)completed));
-		json_object_set_new(p, "cancelled", json_integer((json_int_t)cancelled));
-		json_object_set_new(p, "stored_bytes", json_integer((json_int_t)stored));
-		json_object_set_new(root, "pagefill", p);
-	}
+	json_object_set_new(root, "pagefill", json_object());
+	pagefill_stats(fs, emit_pagefill, json_object_get(root, "pagefill"));
 	backend_stats(fs->be, emit, root);
 	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);

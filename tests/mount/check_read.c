@@ -187,6 +187,50 @@ START_TEST(test_random_reads_fill_page_cache)
 }
 END_TEST
 
+/* A filled file keeps a local copy: once the kernel drops its pages, it is
+ * read again from that copy (no GET) and filled again from it; with the
+ * staging filesystem too small, there is no copy and all still works. */
+START_TEST(test_local_copy_after_eviction)
+{
+	const uint64_t size = 24 << 20;
+	long long gets;
+	int fd;
+
+	put_pattern("lc.bin", size, 23);
+	mount_with("ro");
+	fd = open(tm_path(m.mnt, "lc.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, size, 23, 8);
+	ck_assert_int_eq(wait_fills(1), 0);
+	ck_assert_int_eq(stat_num("pagefill", "local_copy_bytes"), (long long)size);
+	gets = server_counter("GET");
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	whole_file_equals(fd, size, 23);
+	ck_assert_int_gt(stat_num("pagefill", "local_copy_reads"), 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	scattered_reads(fd, size, 23, 8); /* seeks again: a fill from the copy */
+	ck_assert_int_eq(wait_fills(2), 0);
+	ck_assert_int_ge(stat_num("pagefill", "local_copy_fills"), 1);
+	ck_assert_int_eq(server_counter("GET"), gets);
+	close(fd);
+	ck_assert_int_eq(tm_unmount(&m), 0);
+	ck_assert_int_eq(tm_sh("test -z \"$(ls -A '%s')\"", m.staging), 0); /* nothing left */
+
+	/* A staging filesystem of 8 MiB: no room for a copy. */
+	ck_assert_int_eq(tm_sh("mount -t tmpfs -o size=8m tmpfs '%s'", m.staging), 0);
+	mount_with("ro");
+	fd = open(tm_path(m.mnt, "lc.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, size, 23, 8);
+	ck_assert_int_eq(wait_fills(1), 0);
+	ck_assert_int_eq(stat_num("pagefill", "local_copy_bytes"), 0);
+	whole_file_equals(fd, size, 23);
+	close(fd);
+	ck_assert_int_eq(tm_unmount(&m), 0);
+	ck_assert_int_eq(tm_sh("umount '%s'", m.staging), 0);
+}
+END_TEST
+
 /* fill_max=0 turns fills off; a file larger than fill_max is not filled,
  * one within it is; a sequential reader starts none. */
 START_TEST(test_fill_max)
@@ -331,6 +375,7 @@ static Suite *read_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_random_reads_fill_page_cache);
 	tcase_add_test(tc, test_fill_max);
+	tcase_add_test(tc, test_local_copy_after_eviction);
 	tcase_add_test(tc, test_writer_cancels_fill);
 	tcase_add_test(tc, test_new_version_not_hidden_by_fill);
 	tcase_add_test(tc, test_short_bodies_asked_again);
