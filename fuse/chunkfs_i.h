@@ -94,6 +94,10 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st);
 void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                  struct fuse_file_info *fi);
+/* Answer a read with [off, off + size) of the local file fd of fsize
+ * bytes, spliced where the kernel can (file.c). */
+void file_reply_fd(struct chunkfs *fs, fuse_req_t req, int fd, uint64_t fsize, size_t size,
+                   off_t off);
 void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                 struct fuse_file_info *fi);

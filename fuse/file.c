@@ -389,17 +389,18 @@ fail:
 }
 
 /* Answer a read from the handle's local file, spliced where the kernel can. */
-static void reply_spliced(struct chunkfs *fs, fuse_req_t req, struct fh *fh, size_t size, off_t off)
+void file_reply_fd(struct chunkfs *fs, fuse_req_t req, int fd, uint64_t fsize, size_t size,
+                   off_t off)
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 
-	if ((uint64_t)off >= fh->size)
+	if ((uint64_t)off >= fsize)
 		size = 0;
-	else if (size > fh->size - (uint64_t)off)
-		size = (size_t)(fh->size - (uint64_t)off);
+	else if (size > fsize - (uint64_t)off)
+		size = (size_t)(fsize - (uint64_t)off);
 	bv.buf[0].size = size;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = fh->fd;
+	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
 	stats_add(fs->counters.read_bytes, size);
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
@@ -485,7 +486,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	pthread_mutex_lock(&node->lock);
 	if (node->stage == NULL && fh->fd >= 0) {
 		pthread_mutex_unlock(&node->lock);
-		reply_spliced(fs, req, fh, size, off);
+		file_reply_fd(fs, req, fh->fd, fh->size, size, off);
 		return;
 	}
 	if (node->stage != NULL) {

@@ -229,7 +229,6 @@ int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh
                          off_t off)
 {
 	struct pagefill_set *set = &fs->fills;
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 	struct pagefill_spill *s;
 
 	if (fh->etag[0] == '\0')
@@ -241,16 +240,7 @@ int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh
 	pthread_mutex_unlock(&set->lock);
 	if (s == NULL)
 		return -1;
-	if ((uint64_t)off >= s->size)
-		size = 0;
-	else if (size > s->size - (uint64_t)off)
-		size = (size_t)(s->size - (uint64_t)off);
-	bv.buf[0].size = size;
-	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = s->fd;
-	bv.buf[0].pos = off;
-	stats_add(fs->counters.read_bytes, size);
-	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	file_reply_fd(fs, req, s->fd, s->size, size, off);
 	pthread_mutex_lock(&set->lock);
 	spill_unref(set, s);
 	pthread_mutex_unlock(&set->lock);
