@@ -25,8 +25,11 @@
 #include "diskcache.h"
 #include "fs.h"
 #include "log.h"
+#include "metrics.h"
 #include "prefetch.h"
 #include "s3/s3.h"
+#include "shutdown.h"
+#include "warm.h"
 
 #define CHUNKFS_VERSION "0.1.0"
 
@@ -43,6 +46,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("max_threads=%u", max_threads),
     OPT("read_ahead_kb=%u", read_ahead_kb),
     OPT("log_level=%s", log_level),
+    OPT("shutdown_timeout=%lf", shutdown_timeout),
+    OPT("metrics_port=%u", metrics_port),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -60,6 +65,8 @@ static void usage(const char *prog)
 	printf(
 	    "usage: %s SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
 	    "       chunkfs stats MOUNTPOINT   (JSON statistics of a mount)\n"
+	    "       chunkfs warm MOUNTPOINT [PATH...] [--manifest FILE] [-j N]\n"
+	    "                                  (read files once to fill the caches)\n"
 	    "\n"
 	    "Mount chunk storage as a directory.  SOURCE is a directory, a file:// URL\n"
 	    "or s3://BUCKET[/PREFIX].\n"
@@ -73,13 +80,17 @@ static void usage(const char *prog)
 	    "    -o max_threads=N       FUSE worker threads (default 16)\n"
 	    "    -o read_ahead_kb=N     kernel readahead for the mount (default 4096, 0: leave)\n"
 	    "    -o log_level=LEVEL     error, warn (default), info or debug\n"
+	    "    -o shutdown_timeout=S  at SIGTERM/SIGINT, how long files still open are\n"
+	    "                           served before giving up (default 60, 0: no limit)\n"
+	    "    -o metrics_port=PORT   serve Prometheus metrics on 127.0.0.1:PORT/metrics\n"
 	    "    -f                     stay in the foreground, log to stderr\n"
 	    "    -d                     debug: -f, log_level=debug and FUSE request tracing\n"
 	    "    -h, --help             this help\n"
 	    "    -V, --version          print the version\n"
 	    "\n"
-	    "Other -o options (allow_other, default_permissions, ...) go to FUSE;\n"
-	    "see mount.fuse3(8).  Unmount with: fusermount3 -u MOUNTPOINT\n",
+	    "Other -o options (auto_unmount, fsname=, rw, nosuid, nodev, noatime, ...) go\n"
+	    "to FUSE; see mount.fuse3(8).  Unmount with: fusermount3 -u MOUNTPOINT\n"
+	    "With mount(8) and /etc/fstab: mount -t fuse.chunkfs SOURCE MOUNTPOINT -o ...\n",
 	    prog);
 }
 
@@ -254,11 +265,29 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 	char dev[64], type[64];
 	struct stat st;
 
+	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
+		/* The daemon of an earlier mount here died (kill -9, OOM): detach
+		 * its dead mount and mount over the directory again. */
+		int ret = shutdown_lazy_unmount(mnt);
+
+		if (ret < 0) {
+			fprintf(stderr,
+			        "chunkfs: %s is a dead FUSE mount (\"Transport endpoint is not "
+			        "connected\") and unmounting it failed (%s); run: fusermount3 -uz "
+			        "%s\n",
+			        mnt, strerror(-ret), mnt);
+			return -1;
+		}
+		fprintf(stderr,
+		        "chunkfs: %s was a dead FUSE mount (its daemon had died); "
+		        "unmounted it\n",
+		        mnt);
+	}
 	if (stat(mnt, &st) < 0) {
 		if (errno == ENOTCONN)
 			fprintf(stderr,
-			        "chunkfs: %s is a dead FUSE mount (\"Transport endpoint is not "
-			        "connected\"); clean it up with: fusermount3 -uz %s\n",
+			        "chunkfs: %s is still a dead FUSE mount (\"Transport endpoint is "
+			        "not connected\"); clean it up with: fusermount3 -uz %s\n",
 			        mnt, mnt);
 		else if (errno == ENOENT)
 			fprintf(stderr,
@@ -416,6 +445,7 @@ int main(int argc, char *argv[])
 	            .entry_timeout = 1.0,
 	            .max_threads = 16,
 	            .read_ahead_kb = 4096,
+	            .shutdown_timeout = 60,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
@@ -425,6 +455,8 @@ int main(int argc, char *argv[])
 	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
+	struct shutdown *sd = NULL;
+	struct metrics *metrics = NULL;
 	struct chunkfs *fs = NULL;
 	struct backend *be = NULL;
 	char mnt[PATH_MAX], type[64];
@@ -433,6 +465,8 @@ int main(int argc, char *argv[])
 
 	if (argc >= 2 && strcmp(argv[1], "stats") == 0)
 		return stats_command(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "warm") == 0)
+		return warm_command(argc - 1, argv + 1);
 	/* Large buffers (cache parts, reads) come and go at a high rate from
 	 * many threads; with glibc's adaptive threshold they would pile up in
 	 * per-thread arenas and the daemon's memory would outgrow the cache
@@ -443,6 +477,7 @@ int main(int argc, char *argv[])
 	diskcache_opts_init(&disk_o);
 	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
+	    access_opts_parse(&args, &opts->access) < 0 ||
 	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
@@ -453,6 +488,8 @@ int main(int argc, char *argv[])
 		cache_opts_usage(stdout);
 		printf("\n");
 		diskcache_opts_usage(stdout);
+		printf("\n");
+		access_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -494,15 +531,22 @@ int main(int argc, char *argv[])
 	    fuse_opt_add_arg(&args, "-odefault_permissions") < 0)
 		goto out;
 
+	/* The port is taken before mounting, so a busy one fails the mount. */
+	if (opts->metrics_port != 0) {
+		metrics = metrics_open(fs, opts->metrics_port);
+		if (metrics == NULL)
+			goto out; /* metrics_open() said why */
+	}
+	/* From here on signals are taken by the shutdown thread only. */
+	if (shutdown_signals_block() < 0)
+		goto out;
 	se = fuse_session_new(&args, &chunkfs_ops, sizeof(chunkfs_ops), fs);
 	if (se == NULL)
 		goto out;
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out_session;
 	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)\n",
 		        opts->source, mnt);
-		goto out_signals;
+		goto out_session;
 	}
 	find_mount(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
 	if (fuse_daemonize(opts->foreground) != 0)
@@ -510,6 +554,15 @@ int main(int argc, char *argv[])
 	if (!opts->foreground)
 		log_use_syslog();
 	log_info("mounted %s on %s", opts->source, mnt);
+	sd = shutdown_start(se, fs, mnt, opts->shutdown_timeout);
+	if (sd == NULL) {
+		log_error("cannot start the shutdown thread: %s", strerror(errno));
+		goto out_unmount;
+	}
+	if (metrics != NULL && metrics_run(metrics) < 0) {
+		log_error("cannot start the metrics thread: %s", strerror(errno));
+		goto out_unmount;
+	}
 
 	loop_cfg = fuse_loop_cfg_create();
 	if (loop_cfg == NULL)
@@ -520,12 +573,14 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_destroy(loop_cfg);
 
 out_unmount:
+	metrics_stop(metrics);
+	metrics = NULL;
+	shutdown_stop(sd);
 	fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out:
+	metrics_stop(metrics);
 	chunkfs_destroy(fs);
 	backend_destroy(be);
 	fuse_opt_free_args(&args);
