@@ -24,7 +24,7 @@ if [ -n "${CHUNKFS_WARM:-}" ]; then
 	# forward SIGTERM to it and wait.
 	chunkfs "$CHUNKFS_SOURCE" "$mnt" -f -o "$opts" &
 	pid=$!
-	trap 'kill -TERM $pid' TERM INT
+	trap 'kill -TERM $pid 2>/dev/null' TERM INT
 	until chunkfs stats "$mnt" >/dev/null 2>&1; do
 		kill -0 $pid 2>/dev/null || exit 1
 		sleep 0.2
@@ -34,10 +34,11 @@ if [ -n "${CHUNKFS_WARM:-}" ]; then
 	else
 		chunkfs warm "$mnt" --manifest "$mnt/$CHUNKFS_WARM" || true
 	fi
+	# wait returns early when the trap runs: wait again until chunkfs
+	# has unmounted and exited, then exit with its status.
+	while kill -0 $pid 2>/dev/null; do wait $pid || true; done
 	status=0
 	wait $pid || status=$?
-	# wait returns early when the trap runs: wait for the unmount itself.
-	while kill -0 $pid 2>/dev/null; do wait $pid || status=$?; done
 	exit $status
 fi
 exec chunkfs "$CHUNKFS_SOURCE" "$mnt" -f -o "$opts"

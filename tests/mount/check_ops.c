@@ -308,6 +308,64 @@ START_TEST(test_auto_unmount)
 }
 END_TEST
 
+/*
+ * The container's command (contrib/docker/entrypoint.sh), run as the
+ * container runs it: mounts in the foreground, serves, and `docker stop`
+ * (SIGTERM) unmounts it and exits 0.  With CHUNKFS_WARM=all it warms
+ * first and forwards the signal.
+ */
+static void run_entrypoint(const char *warm)
+{
+	char path_env[PATH_MAX + 64], bindir[PATH_MAX], staging[PATH_MAX + 32];
+	pid_t pid;
+	int status;
+
+	snprintf(bindir, sizeof(bindir), "%s/bin", m.root);
+	mkdir(bindir, 0755);
+	ck_assert_int_eq(tm_sh("ln -sf \"$(realpath '%s')\" '%s/chunkfs'", bin(), bindir), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(tm_path(m.root, "daemon.log"), O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		snprintf(path_env, sizeof(path_env), "%s:%s", bindir, getenv("PATH"));
+		snprintf(staging, sizeof(staging), "ro,staging_dir=%s", m.staging);
+		setenv("PATH", path_env, 1);
+		setenv("CHUNKFS_SOURCE", m.src, 1);
+		setenv("CHUNKFS_MOUNTPOINT", m.mnt, 1);
+		setenv("CHUNKFS_OPTIONS", staging, 1);
+		if (warm != NULL)
+			setenv("CHUNKFS_WARM", warm, 1);
+		execl("contrib/docker/entrypoint.sh", "entrypoint.sh", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && tm_sh("%s stats '%s' >/dev/null 2>&1", bin(), m.mnt) != 0; i++)
+		usleep(50 * 1000);
+	ck_assert_int_eq(tm_sh("[ \"$(cat '%s/hello.txt')\" = hello ]", m.mnt), 0);
+	ck_assert_int_eq(tm_sh("findmnt -n -o OPTIONS '%s' | grep -q allow_other", m.mnt), 0);
+	ck_assert_int_ne(tm_sh("touch '%s/x' 2>/dev/null", m.mnt), 0); /* ro */
+	if (warm != NULL) /* the warm-up finished before we stop */
+		for (int i = 0;
+		     i < 100 && tm_sh("grep -q 'chunkfs warm: ' '%s/daemon.log'", m.root) != 0; i++)
+			usleep(50 * 1000);
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the entrypoint ended with status %d", status);
+	ck_assert(!is_mounted(m.mnt));
+}
+
+START_TEST(test_container_entrypoint)
+{
+	ck_assert_int_eq(tm_write_file(tm_path(m.src, "hello.txt"), "hello\n", 6), 0);
+	run_entrypoint(NULL);
+	run_entrypoint("all");
+	ck_assert_int_eq(tm_sh("grep -q 'chunkfs warm: 1 files' '%s/daemon.log'", m.root), 0);
+}
+END_TEST
+
 /* --- logs ----------------------------------------------------------------- */
 
 /*
@@ -590,6 +648,7 @@ static Suite *ops_suite(enum store_kind kind)
 		tcase_add_test(tc, test_access_other_user_other_namespace);
 		tcase_add_test(tc, test_access_option_errors);
 		tcase_add_test(tc, test_auto_unmount);
+		tcase_add_test(tc, test_container_entrypoint);
 		tcase_add_test(tc, test_daemonized_logs_to_syslog);
 	} else {
 		tcase_add_test(tc, test_s3_stats_latency_metrics);
