@@ -9,6 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+int suites_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 int suites_run_over_stores(suite_make_fn make, enum store_kind *current, const char *label)
 {
 	enum store_kind kinds[] = {STORE_FS, STORE_S3};
@@ -19,18 +31,12 @@ int suites_run_over_stores(suite_make_fn make, enum store_kind *current, const c
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		SRunner *sr;
-
 		if (kinds[i] == STORE_S3 && store_s3_unavailable() != NULL) {
 			printf("NOT RUN %s_s3: %s\n", label, store_s3_unavailable());
 			continue;
 		}
 		*current = kinds[i];
-		sr = srunner_create(make(kinds[i]));
-		srunner_set_fork_status(sr, CK_FORK);
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
+		failed += suites_run(make(kinds[i]));
 	}
 	return failed ? 1 : 0;
 }

@@ -10,6 +10,9 @@
 #include "mount.h"
 #include "store.h"
 
+/* Run one suite in fork mode; main()'s exit status (1 if a test failed). */
+int suites_run(Suite *s);
+
 /* Makes the suite for one store kind. */
 typedef Suite *(*suite_make_fn)(enum store_kind kind);
 

@@ -11,6 +11,7 @@
 #include "access.h"
 #include "histogram.h"
 #include "metrics.h"
+#include "suites.h"
 
 START_TEST(test_histogram_bounds_grow)
 {
@@ -116,18 +117,11 @@ int main(void)
 {
 	Suite *s = suite_create("ops_units");
 	TCase *tc = tcase_create("units");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_histogram_bounds_grow);
 	tcase_add_test(tc, test_histogram_quantiles);
 	tcase_add_test(tc, test_access_apply);
 	tcase_add_test(tc, test_metrics_text);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }
