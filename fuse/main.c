@@ -569,7 +569,11 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(loop_cfg, opts->max_threads);
 	fuse_loop_cfg_set_idle_threads(loop_cfg, opts->max_threads / 2 + 1);
-	ret = fuse_session_loop_mt(se, loop_cfg) == 0 ? 0 : 1;
+	ret = fuse_session_loop_mt(se, loop_cfg);
+	if (ret != 0)
+		log_error("the FUSE session of %s ended with an error: %s", mnt,
+		          strerror(ret < 0 ? -ret : ret));
+	ret = ret == 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(loop_cfg);
 
 out_unmount:
