@@ -149,8 +149,13 @@ static void *shutdown_main(void *arg)
 		if (sig > 0 || (s->grace > 0 && elapsed(t0) >= s->grace))
 			break;
 	}
-	log_error("%s: files on %s still open after %.0f s; unsaved data stays in %s",
-	          sig > 0 ? "second signal" : "timeout", s->mnt, elapsed(t0), s->fs->staging_dir);
+	if (ret == 0)
+		log_error("%s: files on %s still open after %.0f s; unsaved data stays in %s",
+		          sig > 0 ? "second signal" : "timeout", s->mnt, elapsed(t0),
+		          s->fs->staging_dir);
+	else
+		log_error("stopping without unmounting %s; unsaved data stays in %s", s->mnt,
+		          s->fs->staging_dir);
 	__atomic_store_n(&s->fs->forced_exit, 1, __ATOMIC_RELEASE);
 	fuse_session_exit(s->se);
 	if (abort_connection(s->fs) < 0)
