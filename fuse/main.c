@@ -573,7 +573,8 @@ int main(int argc, char *argv[])
 	if (ret != 0)
 		log_error("the FUSE session of %s ended with an error: %s", mnt,
 		          strerror(ret < 0 ? -ret : ret));
-	ret = ret == 0 ? 0 : 1;
+	/* Cut off open files (second signal, shutdown_timeout): not a clean end. */
+	ret = ret == 0 && !__atomic_load_n(&fs->forced_exit, __ATOMIC_ACQUIRE) ? 0 : 1;
 	fuse_loop_cfg_destroy(loop_cfg);
 
 out_unmount:

@@ -53,6 +53,11 @@ int shutdown_signals_block(void)
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A shell starts background jobs with SIGINT ignored, and an ignored
+	 * signal is dropped even while blocked: take it back.  An ignored
+	 * SIGHUP (nohup) stays ignored. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	signal_set(&set);
 	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
 }

@@ -266,6 +266,77 @@ START_TEST(test_second_signal_keeps_unsaved)
 }
 END_TEST
 
+/*
+ * The same with fusectl mounted (as systemd does at boot): the connection
+ * is aborted, the destroy op keeps the unfinished file in staging without
+ * uploading it, and the daemon exits 1.  fusectl is mounted in a private
+ * mount namespace, with the daemon in it.
+ */
+/* In a child with its own mount namespace and fusectl mounted there: the
+ * steps of test_forced_exit_through_fusectl; 0 or the failed step. */
+static int fusectl_child(void)
+{
+	char opts[PATH_MAX + 1100];
+	pid_t pid;
+	int fd, status;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) < 0)
+		return 10;
+	snprintf(opts, sizeof(opts), "%s%sstaging_dir=%s", st.opts, st.opts[0] ? "," : "",
+	         m.staging);
+	pid = fork();
+	if (pid == 0) {
+		int log = open(tm_path(m.root, "daemon.log"), O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		dup2(log, 2);
+		execl(bin(), "chunkfs", st.source, m.mnt, "-f", "-o", opts, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && tm_sh("%s stats '%s' >/dev/null 2>&1", bin(), m.mnt) != 0; i++)
+		usleep(50 * 1000);
+	/* O_CLOEXEC and no fork while it is open: no close() flushes it. */
+	fd = open(tm_path(m.mnt, "half.bin"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, "not finished\n", 13) != 13)
+		return 11;
+	kill(pid, SIGTERM);
+	usleep(300 * 1000);
+	kill(pid, SIGTERM);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 1)
+		return 12; /* a forced end exits 1 */
+	if (write(fd, "more", 4) != -1)
+		return 13; /* the writer is told */
+	close(fd);
+	return 0;
+}
+
+/*
+ * A forced end with fusectl mounted (as systemd mounts it at boot): the
+ * connection is aborted, the destroy op keeps the unfinished file in
+ * staging without uploading it, and the daemon exits 1.
+ */
+START_TEST(test_forced_exit_through_fusectl)
+{
+	pid_t pid = fork();
+	int status;
+	char *log;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(fusectl_child());
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	log = daemon_log();
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "failed at step %d: %s",
+	              WEXITSTATUS(status), log);
+	ck_assert_msg(strstr(log, "second signal: files on") != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, "unsaved data of a file open at shutdown kept in") != NULL,
+	              "log: %s", log);
+	free(log);
+	ck_assert(!store_has(&st, "half.bin"));
+	ck_assert_int_eq(tm_sh("grep -rqx 'not finished' '%s'", m.staging), 0);
+}
+END_TEST
+
 /* fusermount3 -u: the destroy op runs and the daemon exits 0. */
 START_TEST(test_fusermount_unmount_clean)
 {
@@ -729,6 +800,7 @@ static Suite *ops_suite(enum store_kind kind)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sigterm_during_write_lands);
 	tcase_add_test(tc, test_second_signal_keeps_unsaved);
+	tcase_add_test(tc, test_forced_exit_through_fusectl);
 	tcase_add_test(tc, test_fusermount_unmount_clean);
 	tcase_add_test(tc, test_kill9_then_remount);
 	if (kind == STORE_FS) {
