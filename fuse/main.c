@@ -26,6 +26,7 @@
 #include "fs.h"
 #include "log.h"
 #include "metrics.h"
+#include "mountinfo.h"
 #include "prefetch.h"
 #include "s3/s3.h"
 #include "shutdown.h"
@@ -219,46 +220,6 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 	return be;
 }
 
-/*
- * The mount entry for path in /proc/self/mountinfo: copies its device
- * ("0:53") into dev and its filesystem type into type.  1 found, 0 not.
- */
-static int find_mount(const char *path, char *dev, size_t dev_len, char *type, size_t type_len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[4096];
-	int found = 0;
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char mdev[64], mpoint[PATH_MAX], *sep;
-
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mpoint) != 2)
-			continue;
-		/* mountinfo escapes spaces as \040; compare the unescaped path. */
-		for (char *r = mpoint, *w = mpoint;; r++, w++) {
-			if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3') {
-				*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-				r += 3;
-			} else {
-				*w = *r;
-			}
-			if (*r == '\0')
-				break;
-		}
-		if (strcmp(mpoint, path) != 0)
-			continue;
-		snprintf(dev, dev_len, "%s", mdev);
-		sep = strstr(line, " - ");
-		if (sep == NULL || sscanf(sep + 3, "%63s", type) != 1)
-			snprintf(type, type_len, "?");
-		found = 1; /* keep going: the last entry is the top mount */
-	}
-	fclose(f);
-	return found;
-}
-
 /* Check the mountpoint before mounting; print a sentence and fail if bad. */
 static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 {
@@ -308,7 +269,7 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 		        strerror(errno));
 		return -1;
 	}
-	if (find_mount(abs, dev, sizeof(dev), type, sizeof(type)) &&
+	if (mountinfo_find(abs, dev, sizeof(dev), type, sizeof(type)) &&
 	    strncmp(type, "fuse", 4) == 0) {
 		fprintf(stderr,
 		        "chunkfs: %s is already mounted (%s); unmount it first with: "
@@ -548,7 +509,7 @@ int main(int argc, char *argv[])
 		        opts->source, mnt);
 		goto out_session;
 	}
-	find_mount(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
+	mountinfo_find(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
 	if (!opts->foreground)

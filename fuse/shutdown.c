@@ -30,6 +30,7 @@
 
 #include "chunkfs_i.h"
 #include "log.h"
+#include "mountinfo.h"
 
 struct shutdown {
 	struct fuse_session *se;
@@ -133,6 +134,7 @@ static int next_signal(struct shutdown *s)
 static void *shutdown_main(void *arg)
 {
 	struct shutdown *s = arg;
+	char dev[64], type[64];
 	struct timespec t0;
 	int sig, ret;
 
@@ -143,7 +145,13 @@ static void *shutdown_main(void *arg)
 	log_warn("%s: unmounting %s; files still open are served until closed (at most %s%.0f "
 	         "s; a second signal stops at once)",
 	         strsignal(sig), s->mnt, s->grace > 0 ? "" : "no limit, ", s->grace);
-	ret = shutdown_lazy_unmount(s->mnt);
+	/* Only our own mount: after an unmount by hand, another mount may
+	 * sit on the same directory now. */
+	if (mountinfo_find(s->mnt, dev, sizeof(dev), type, sizeof(type)) &&
+	    strcmp(dev, s->fs->bdi) == 0)
+		ret = shutdown_lazy_unmount(s->mnt);
+	else
+		ret = 0; /* already unmounted: wait for the open files */
 	if (ret < 0)
 		log_error("cannot unmount %s: %s; stopping at once", s->mnt, strerror(-ret));
 	t0 = chunkfs_now();

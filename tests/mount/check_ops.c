@@ -337,6 +337,35 @@ START_TEST(test_forced_exit_through_fusectl)
 }
 END_TEST
 
+/* SIGTERM to a daemon whose mount was already detached by hand leaves
+ * alone the newer mount on the same directory, and still serves the file
+ * it had open. */
+START_TEST(test_sigterm_spares_a_newer_mount)
+{
+	static struct test_mount m2;
+	char c;
+	int fd;
+
+	ck_assert_int_eq(store_put(&st, "a.txt", "a\n", 2), 0);
+	mount_with(NULL);
+	fd = open(tm_path(m.mnt, "a.txt"), O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(tm_sh("fusermount3 -uz '%s'", m.mnt), 0);
+	m2 = m;
+	m2.pid = 0;
+	suites_mount_store(&m2, &st, NULL);
+	ck_assert_int_eq(kill(m.pid, SIGTERM), 0);
+	usleep(500 * 1000);
+	ck_assert_msg(is_mounted(m.mnt), "the newer mount was unmounted");
+	ck_assert_int_eq(tm_sh("[ \"$(cat '%s/a.txt')\" = a ]", m.mnt), 0);
+	ck_assert_int_eq(wait_daemon(0.2), -1);
+	ck_assert_int_eq(pread(fd, &c, 1, 0), 1);
+	close(fd);
+	ck_assert_int_eq(wait_daemon(10), 0);
+	tm_unmount(&m2);
+}
+END_TEST
+
 /* fusermount3 -u: the destroy op runs and the daemon exits 0. */
 START_TEST(test_fusermount_unmount_clean)
 {
@@ -802,6 +831,7 @@ static Suite *ops_suite(enum store_kind kind)
 	tcase_add_test(tc, test_second_signal_keeps_unsaved);
 	tcase_add_test(tc, test_forced_exit_through_fusectl);
 	tcase_add_test(tc, test_fusermount_unmount_clean);
+	tcase_add_test(tc, test_sigterm_spares_a_newer_mount);
 	tcase_add_test(tc, test_kill9_then_remount);
 	if (kind == STORE_FS) {
 		tcase_add_test(tc, test_mount_helper_and_fstab);
