@@ -55,7 +55,7 @@ CORE_LIB := $(BUILD)/libchunkfs.a
 all: chunkfs
 
 chunkfs: $(BUILD)/chunkfs
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@  # a running binary cannot be overwritten
 
 $(BUILD)/chunkfs: $(FUSE_OBJ) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -195,3 +195,58 @@ void backend_destroy(struct backend *b)
 	if (b != NULL)
 		b->ops->destroy(b);
 }
+
+void backend_release_ref(struct backend_ref *ref)
+{
+	if (ref->owner != NULL && ref->owner->ops->release_ref != NULL)
+		ref->owner->ops->release_ref(ref->owner, ref);
+	ref->n = 0;
+}
+
+void backend_ops_trim(struct backend_ops *ops, const struct backend *inner)
+{
+	const struct backend_ops *in = inner->ops;
+
+	if (in->read_fd == NULL)
+		ops->read_fd = NULL;
+	if (in->read_ref == NULL)
+		ops->read_ref = NULL;
+	if (in->copy == NULL)
+		ops->copy = NULL;
+	if (in->rename == NULL)
+		ops->rename = NULL;
+	if (in->space == NULL)
+		ops->space = NULL;
+	if (in->prefetch == NULL)
+		ops->prefetch = NULL;
+}
+
+ssize_t backend_read_current(struct backend *inner, const char *key, uint64_t off, void *dst,
+                             size_t len, struct backend_stat *st, int retries,
+                             backend_pinned_read_fn pinned, void *ctx)
+{
+	struct backend_stat cur;
+	ssize_t n;
+	int ret;
+
+	for (int attempt = 0; attempt <= retries; attempt++) {
+		ret = inner->ops->stat(inner, key, &cur);
+		if (ret < 0)
+			return ret;
+		if (cur.etag[0] == '\0')
+			break; /* no versions to key by */
+		if (off >= cur.size) {
+			if (st != NULL)
+				*st = cur;
+			return 0;
+		}
+		n = pinned(ctx, key, off, dst,
+		           cur.size - off < len ? (size_t)(cur.size - off) : len, cur.etag, NULL);
+		if (n != -ESTALE) {
+			if (n >= 0 && st != NULL)
+				*st = cur;
+			return n;
+		}
+	}
+	return inner->ops->read(inner, key, off, dst, len, NULL, st);
+}

@@ -121,6 +121,18 @@ enum {
 	BACKEND_REAL_DIRS = 1 << 0,
 };
 
+/* Pieces of a backend's memory lent by read_ref (see there). */
+#define BACKEND_REF_SEGS 32
+struct backend_ref {
+	unsigned n;            /* pieces filled */
+	struct backend *owner; /* whose release_ref() to call */
+	struct backend_ref_seg {
+		const void *data;
+		size_t len;
+		void *pin; /* the owner's handle on the memory */
+	} seg[BACKEND_REF_SEGS];
+};
+
 struct backend_ops {
 	int abi_version;  /* BACKEND_ABI_VERSION */
 	const char *name; /* "fs", "s3", "mem", "cache", ... */
@@ -159,6 +171,23 @@ struct backend_ops {
 	 */
 	int (*read_fd)(struct backend *b, const char *key, const char *etag,
 	               struct backend_stat *st);
+
+	/*
+	 * read_ref (optional): read() without the copy, for a caller that
+	 * hands the bytes straight to the kernel.  Instead of filling a buffer
+	 * it fills ref with up to BACKEND_REF_SEGS pieces of the backend's own
+	 * memory holding [off, off + return value), in order; the memory stays
+	 * valid and unchanged until backend_release_ref(ref), which the caller
+	 * must call once (from any thread) after a success.  etag is required (a
+	 * pinned read).  The return and st are as read()'s: short only at the
+	 * end of the object.  -ENOBUFS: not possible now (no memory to pin, too many
+	 * pieces): use read().  A layer without memory of its own passes
+	 * read_ref to its inner backend (the memory's owner sets ref->owner and
+	 * has release_ref); NULL: use read().
+	 */
+	ssize_t (*read_ref)(struct backend *b, const char *key, uint64_t off, size_t len,
+	                    const char *etag, struct backend_ref *ref, struct backend_stat *st);
+	void (*release_ref)(struct backend *b, struct backend_ref *ref);
 
 	/*
 	 * save: store src->size bytes read from src under key, replacing any
@@ -286,6 +315,33 @@ ssize_t backend_read_full(struct backend *b, const char *key, uint64_t off, void
  * Returns 0 or -errno.  On success *st (if not NULL) is the object's stat.
  */
 int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backend_stat *st);
+
+/*
+ * For a layer that passes its optional ops through: clear in ops every
+ * optional op (read_fd, read_ref, copy, rename, space, prefetch) that
+ * inner lacks, so callers see the same capabilities as below.
+ */
+void backend_ops_trim(struct backend_ops *ops, const struct backend *inner);
+
+/* A layer's read of one pinned version (see backend_read_current()). */
+typedef ssize_t (*backend_pinned_read_fn)(void *ctx, const char *key, uint64_t off, void *dst,
+                                          size_t len, const char *etag, struct backend_stat *st);
+
+/*
+ * For a layer that keys what it holds by version: an unpinned read of
+ * [off, off + len) done as a pinned one.  Stats inner for the current
+ * version and reads it with pinned(ctx, ...), clipped to the object; if
+ * the object changed in between (-ESTALE), starts over, at most retries
+ * more times, then reads through inner in one call (one call is one
+ * version).  An inner that reports no etag is read through at once.  st
+ * as read()'s.
+ */
+ssize_t backend_read_current(struct backend *inner, const char *key, uint64_t off, void *dst,
+                             size_t len, struct backend_stat *st, int retries,
+                             backend_pinned_read_fn pinned, void *ctx);
+
+/* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
+void backend_release_ref(struct backend_ref *ref);
 
 /* copy() with the fallback described at the op. */
 int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st);

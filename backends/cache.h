@@ -79,6 +79,8 @@ struct cache_stats {
 	uint64_t prefetch_hits;    /* reads served from a prefetched block, first
 	                            * read of that block only */
 	uint64_t prefetch_dropped; /* prefetch jobs cut short: budget full */
+	uint64_t buffers_reused;   /* fetches into a pooled buffer, not a new one */
+	uint64_t prefetch_jobs;    /* now: prefetch parts queued or being fetched */
 };
 
 /* Fill *o with the defaults. */

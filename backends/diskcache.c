@@ -928,14 +928,17 @@ static ssize_t dc_read_pinned(struct diskcache *c, const char *key, uint64_t off
 	return (ssize_t)done;
 }
 
+static ssize_t dc_pinned_cb(void *ctx, const char *key, uint64_t off, void *dst, size_t len,
+                            const char *etag, struct backend_stat *st)
+{
+	return dc_read_pinned(ctx, key, off, dst, len, etag, st);
+}
+
 static ssize_t dc_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
                        const char *etag, struct backend_stat *st)
 {
 	struct diskcache *c = dc_of(b);
 	struct backend *in = c->inner;
-	struct backend_stat cur;
-	ssize_t n;
-	int ret;
 
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
@@ -943,28 +946,7 @@ static ssize_t dc_read(struct backend *b, const char *key, uint64_t off, void *d
 		return in->ops->read(in, key, off, dst, len, etag, st);
 	if (etag != NULL && etag[0] != '\0')
 		return dc_read_pinned(c, key, off, dst, len, etag, st);
-
-	for (int attempt = 0; attempt <= DC_STALE_RETRIES; attempt++) {
-		ret = in->ops->stat(in, key, &cur);
-		if (ret < 0)
-			return ret;
-		if (cur.etag[0] == '\0')
-			break; /* no versions to key blocks by */
-		if (off >= cur.size) {
-			if (st != NULL)
-				*st = cur;
-			return 0;
-		}
-		n = dc_read_pinned(c, key, off, dst,
-		                   cur.size - off < len ? (size_t)(cur.size - off) : len, cur.etag,
-		                   NULL);
-		if (n != -ESTALE) {
-			if (n >= 0 && st != NULL)
-				*st = cur;
-			return n;
-		}
-	}
-	return in->ops->read(in, key, off, dst, len, NULL, st);
+	return backend_read_current(in, key, off, dst, len, st, DC_STALE_RETRIES, dc_pinned_cb, c);
 }
 
 /* --- pass-through ops ----------------------------------------------------- */

@@ -95,15 +95,53 @@ static void prefetch_check(const struct prefetch *p)
 #endif
 
 /* The stream of (key, etag), or NULL.  Caller holds p->lock. */
-static struct prefetch_stream *prefetch_find(struct prefetch *p, const char *key, const char *etag)
+static int prefetch_is(const struct prefetch_stream *s, const char *key, const char *etag)
 {
+	return s->key != NULL && strcmp(s->key, key) == 0 && strcmp(s->etag, etag) == 0;
+}
+
+/*
+ * Whether a read at off follows on from stream s (see the policy).  A
+ * stream not yet seen sequential (window 0) takes only reads that touch or
+ * overlap its last one, so scattered reads of a small file do not pass for
+ * a stream within the tolerance of one another.
+ */
+static int prefetch_follows(const struct prefetch *p, const struct prefetch_stream *s, uint64_t off)
+{
+	uint64_t tol = s->window > 0 ? p->opts.tolerance : 0;
+	uint64_t slack = sat_add(tol, s->last_len);
+	uint64_t lo = s->next > slack ? s->next - slack : 0;
+
+	return off >= lo && off <= sat_add(s->next, tol);
+}
+
+/*
+ * The stream of (key, etag) that a read at off follows on from; else, when
+ * the version already has PREFETCH_STREAMS_PER_VERSION streams, the least
+ * recently used of them (the read is a seek in it); else NULL (a new
+ * reader).  *n_same receives the version's number of streams.
+ */
+static struct prefetch_stream *prefetch_find(struct prefetch *p, const char *key, const char *etag,
+                                             uint64_t off, unsigned *n_same)
+{
+	struct prefetch_stream *lru = NULL, *best = NULL;
+
+	*n_same = 0;
 	for (unsigned i = 0; i < p->opts.max_streams; i++) {
 		struct prefetch_stream *s = &p->streams[i];
 
-		if (s->key != NULL && strcmp(s->key, key) == 0 && strcmp(s->etag, etag) == 0)
-			return s;
+		if (!prefetch_is(s, key, etag))
+			continue;
+		(*n_same)++;
+		/* of the streams it follows, the one furthest into its run */
+		if (prefetch_follows(p, s, off) && (best == NULL || s->window > best->window))
+			best = s;
+		if (lru == NULL || s->tick < lru->tick)
+			lru = s;
 	}
-	return NULL;
+	if (best != NULL)
+		return best;
+	return *n_same >= PREFETCH_STREAMS_PER_VERSION ? lru : NULL;
 }
 
 /*
@@ -115,8 +153,9 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
                                            uint64_t off, uint64_t len)
 {
 	struct prefetch_req req = {0, 0};
-	struct prefetch_stream *s = prefetch_find(p, key, etag);
-	uint64_t end = sat_add(off, len), lo, hi, start, target;
+	unsigned n_same;
+	struct prefetch_stream *s = prefetch_find(p, key, etag, off, &n_same);
+	uint64_t end = sat_add(off, len), start, target;
 
 	if (s == NULL) {
 		char *k = strdup(key);
@@ -139,11 +178,7 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
 	}
 
 	s->tick = ++p->tick;
-	lo = s->next > sat_add(p->opts.tolerance, s->last_len)
-	         ? s->next - sat_add(p->opts.tolerance, s->last_len)
-	         : 0;
-	hi = sat_add(s->next, p->opts.tolerance);
-	if (off >= lo && off <= hi) {
+	if (prefetch_follows(p, s, off)) {
 		p->stats.sequential_hits++;
 		if (s->window == 0)
 			s->window = p->opts.initial_window;
@@ -173,16 +208,13 @@ static struct prefetch_req prefetch_decide(struct prefetch *p, const char *key, 
 	return req;
 }
 
-static ssize_t prefetch_read(struct backend *b, const char *key, uint64_t off, void *dst,
-                             size_t len, const char *etag, struct backend_stat *st)
+/* Account a read to its stream and ask the inner layer to prefetch. */
+static void prefetch_account(struct prefetch *p, const char *key, const char *tag, uint64_t off,
+                             size_t len)
 {
-	struct prefetch *p = prefetch_of(b);
 	struct backend *in = p->inner;
-	const char *tag = etag != NULL ? etag : "";
-	struct backend_stat local;
 	struct prefetch_req req = {0, 0};
 	struct prefetch_stream *s;
-	ssize_t n;
 
 	if (len > 0 && strlen(tag) < BACKEND_ETAG_MAX) {
 		pthread_mutex_lock(&p->lock);
@@ -198,26 +230,69 @@ static ssize_t prefetch_read(struct backend *b, const char *key, uint64_t off, v
 			p->stats.prefetch_requests++;
 			p->stats.prefetch_bytes += req.len;
 		} else {
-			s = prefetch_find(p, key, tag);
-			if (s != NULL && s->mark == req.off + req.len)
-				s->mark = req.off; /* ask again next time */
+			for (unsigned i = 0; i < p->opts.max_streams; i++) {
+				s = &p->streams[i];
+				if (prefetch_is(s, key, tag) && s->mark == req.off + req.len)
+					s->mark = req.off; /* ask again next time */
+			}
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
+}
 
-	if (st == NULL)
-		st = &local;
-	n = in->ops->read(in, key, off, dst, len, etag, st);
-	if (n >= 0 && st->etag[0] != '\0' && len > 0) {
-		pthread_mutex_lock(&p->lock);
-		s = prefetch_find(p, key, tag);
-		if (s != NULL) {
-			s->size = st->size;
+/* Remember the object's size for its stream, so windows stop at the end. */
+static void prefetch_learn_size(struct prefetch *p, const char *key, const char *tag, uint64_t size)
+{
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->opts.max_streams; i++) {
+		struct prefetch_stream *s = &p->streams[i];
+
+		if (prefetch_is(s, key, tag)) {
+			s->size = size;
 			s->size_known = 1;
 		}
-		pthread_mutex_unlock(&p->lock);
 	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * read and read_ref: account the read, ask for the window, then read
+ * through the inner layer (into dst, or lent pieces into ref when ref is
+ * not NULL) and learn the object's size from the answer.
+ */
+static ssize_t prefetch_read_any(struct backend *b, const char *key, uint64_t off, void *dst,
+                                 size_t len, const char *etag, struct backend_ref *ref,
+                                 struct backend_stat *st)
+{
+	struct prefetch *p = prefetch_of(b);
+	struct backend *in = p->inner;
+	const char *tag = etag != NULL ? etag : "";
+	struct backend_stat local;
+	ssize_t n;
+
+	prefetch_account(p, key, tag, off, len);
+	if (st == NULL)
+		st = &local;
+	memset(st, 0, sizeof(*st));
+	if (ref != NULL)
+		n = in->ops->read_ref(in, key, off, len, etag, ref, st);
+	else
+		n = in->ops->read(in, key, off, dst, len, etag, st);
+	if (n >= 0 && st->etag[0] != '\0' && len > 0)
+		prefetch_learn_size(p, key, tag, st->size);
 	return n;
+}
+
+static ssize_t prefetch_read(struct backend *b, const char *key, uint64_t off, void *dst,
+                             size_t len, const char *etag, struct backend_stat *st)
+{
+	return prefetch_read_any(b, key, off, dst, len, etag, NULL, st);
+}
+
+static ssize_t prefetch_read_ref(struct backend *b, const char *key, uint64_t off, size_t len,
+                                 const char *etag, struct backend_ref *ref, struct backend_stat *st)
+{
+	return prefetch_read_any(b, key, off, NULL, len, etag, ref, st);
 }
 
 /* --- pass-through ops --------------------------------------------------- */
@@ -309,6 +384,7 @@ static const struct backend_ops prefetch_ops = {
     .stat = prefetch_stat,
     .read = prefetch_read,
     .read_fd = prefetch_read_fd,
+    .read_ref = prefetch_read_ref,
     .save = prefetch_save,
     .remove = prefetch_remove,
     .list = prefetch_list,
@@ -356,16 +432,7 @@ struct backend *prefetch_create(struct backend *inner, const struct prefetch_opt
 	if (p == NULL)
 		goto fail;
 	p->ops = prefetch_ops;
-	if (inner->ops->read_fd == NULL)
-		p->ops.read_fd = NULL;
-	if (inner->ops->copy == NULL)
-		p->ops.copy = NULL;
-	if (inner->ops->rename == NULL)
-		p->ops.rename = NULL;
-	if (inner->ops->space == NULL)
-		p->ops.space = NULL;
-	if (inner->ops->prefetch == NULL)
-		p->ops.prefetch = NULL;
+	backend_ops_trim(&p->ops, inner);
 	p->base.ops = &p->ops;
 	p->base.flags = inner->flags;
 	p->inner = inner;

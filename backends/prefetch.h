@@ -12,7 +12,8 @@
  *
  * Policy.  A read is sequential when it starts within tolerance plus the
  * previous read's length before, or within tolerance after, the furthest
- * end read so far in its stream: so the kernel's readahead, which sends
+ * end read so far in its stream (with no tolerance while the stream has
+ * not been sequential yet): so the kernel's readahead, which sends
  * neighbouring requests slightly out of order, still counts as
  * sequential.  Any other read of a known stream is a seek: the window
  * drops to nothing.  The first read of a stream and the read after a seek
@@ -26,8 +27,12 @@
  * read.
  *
  * Streams live in a table of max_streams entries; a new stream takes the
- * least recently used entry.  Two readers of one version share its stream,
- * so interleaving them looks like seeks (no prefetch, never wrong bytes).
+ * least recently used entry.  A read belongs to the stream of its version
+ * it follows on from, so several readers of one file, each sequential,
+ * keep a stream each (the layer sees no file handles).  A read that follows
+ * none starts a new stream, until the version has
+ * PREFETCH_STREAMS_PER_VERSION; from then on it is a seek in the least
+ * recently used of them (so a random reader holds at most that many).
  */
 #ifndef CHUNKFS_PREFETCH_H
 #define CHUNKFS_PREFETCH_H
@@ -38,8 +43,9 @@
 
 #define PREFETCH_DEFAULT_INITIAL_WINDOW ((uint64_t)1 << 20)  /* 1 MiB */
 #define PREFETCH_DEFAULT_MAX_WINDOW     ((uint64_t)64 << 20) /* 64 MiB */
-#define PREFETCH_DEFAULT_TOLERANCE      ((uint64_t)1 << 20)  /* 1 MiB */
+#define PREFETCH_DEFAULT_TOLERANCE      ((uint64_t)8 << 20)  /* 8 MiB: twice the kernel readahead */
 #define PREFETCH_DEFAULT_MAX_STREAMS    64
+#define PREFETCH_STREAMS_PER_VERSION    4
 
 struct prefetch_opts {
 	uint64_t initial_window; /* first window of a sequential stream; 0: default */

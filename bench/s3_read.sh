@@ -10,6 +10,9 @@
 #   4K rand IOPS    fio randread bs=4k psync 1 job, BENCH_FIO_SECONDS (20),
 #                   --invalidate=1, on a fresh mount (cold caches); with the
 #                   GETs and bytes the server sent meanwhile
+#   4 readers       four dd bs=1M at once, each of a different BENCH_SIZE_MB
+#                   object (two of them server-side copies), fresh mount:
+#                   total MB/s and the daemon's VmHWM in that mount
 #   ls -l           ls -l of the directory of BENCH_KEYS small keys on a fresh
 #                   mount: seconds, and requests seen by the server
 #   tensors         BENCH_TENSORS (50) random tensors read through
@@ -262,6 +265,12 @@ put_big() { # FILE KEY
 say "uploading the two large objects"
 put_big "$SRC/big.bin" big.bin
 put_big "$SRC/model.safetensors" model.safetensors
+# two more large objects for the four-reader case, copied by the server
+for k in big2.bin big3.bin; do
+	code=$(scurl -X PUT -H "x-amz-copy-source: /$BUCKET/big.bin" -o /dev/null -w '%{http_code}' \
+		"$S3_ENDPOINT/$BUCKET/$k") || true
+	[ "$code" = 200 ] || die "CopyObject to $k failed (HTTP $code)"
+done
 
 # Small keys: curl --parallel (one process, 32 PUTs in flight) took 34 s for
 # 10,000 keys here, `aws s3 cp --recursive` of a local directory 38 s; the
@@ -368,7 +377,7 @@ mount_peer() {
 	return 1
 }
 
-declare -A COLD WARM IOPS LS TENS RSS
+declare -A COLD WARM IOPS LS TENS RSS MULTI
 hwm_max() { # PEER PID: keep the max VmHWM
 	local v
 	v=$(vmhwm "$2")
@@ -419,7 +428,32 @@ bench_peer() {
 		IOPS[$peer]="mount failed"
 	fi
 
-	# 3. ls -l of the small-key directory, then safetensors tensors, fresh mount
+	# 3. four processes each read a different large object, fresh mount:
+	# total MB/s and the daemon's peak RSS during that case alone
+	say "$peer: 4 readers of 4 objects"
+	MULTI[$peer]="-"
+	if mount_peer "$peer"; then
+		local pids=() f bad=0
+		t0=$(date +%s.%N)
+		for f in big.bin big2.bin big3.bin model.safetensors; do
+			timeout -k 10 "$TO" dd if="$MNT/$f" of=/dev/null bs=1M status=none &
+			pids+=($!)
+		done
+		for j in "${pids[@]}"; do wait "$j" || bad=1; done
+		t1=$(date +%s.%N)
+		if [ $bad = 0 ]; then
+			MULTI[$peer]=$(awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" -v r="$(vmhwm "$DPID")" \
+				'BEGIN { printf "%.0f MB/s, %s MiB", 4 * b / (t1 - t0) / 1e6, r }')
+		else
+			MULTI[$peer]=error
+		fi
+		hwm_max "$peer" "$DPID"
+		unmount "$MNT" "$DPID"
+	else
+		MULTI[$peer]="mount failed"
+	fi
+
+	# 4. ls -l of the small-key directory, then safetensors tensors, fresh mount
 	say "$peer: ls -l of $KEYS keys, then $NTENSORS tensors"
 	if mount_peer "$peer"; then
 		ctl -X POST "$S3_CONTROL/counters/reset" >/dev/null
@@ -484,7 +518,7 @@ bench_raw() {
 	else
 		COLD[raw]=$(awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", b / (t1 - t0) / 1e6 }')
 	fi
-	WARM[raw]="-" IOPS[raw]="-" LS[raw]="-" TENS[raw]="-" RSS[raw]="-"
+	WARM[raw]="-" IOPS[raw]="-" LS[raw]="-" TENS[raw]="-" RSS[raw]="-" MULTI[raw]="-"
 }
 
 # --- run -----------------------------------------------------------------------
@@ -540,17 +574,19 @@ cat <<EOF
 
 $(date -u '+%Y-%m-%d %H:%M UTC'); $(hostname); ${os:-Linux}, kernel $(uname -r); ${cpu:-?}, $(nproc) cores, $mem.
 Server: tests/s3 (s3rver 3.7.1 + front end) on 127.0.0.1, ${LAT} ms before each response. One run; each cell from a fresh mount
-(cold read and warm re-read share one; fio has its own; ls -l and tensors share a third). Cold: dd bs=1M after dropping the
+(cold read and warm re-read share one; fio has its own, so do the 4 readers; ls -l and tensors share one). Cold: dd bs=1M after dropping the
 file's page cache; warm: the same dd again; fio: randread 4k psync, 1 job, ${FIO_S} s, --invalidate=1; ls -l: time and requests
-counted by the server; tensors: ${NTENSORS} random (of ${ntens}; all if fewer) through numpy.memmap, bytes checked; RSS: VmHWM of the daemon.
+counted by the server; tensors: ${NTENSORS} random (of ${ntens}; all if fewer) through numpy.memmap, bytes checked; 4 readers:
+four dd bs=1M at once, each of a different ${SIZE_MB} MiB object, total rate and the daemon's VmHWM in that mount; peak RSS: VmHWM
+of the daemon over all its mounts.
 
-| | cold seq read (MB/s) | warm re-read (MB/s) | 4K rand read IOPS (server traffic) | ls -l ${KEYS} keys | ${NTENSORS} random tensors | peak RSS (MiB) |
-|---|---:|---:|---:|---|---|---:|
+| | cold seq read (MB/s) | warm re-read (MB/s) | 4K rand read IOPS (server traffic) | 4 readers (total, RSS) | ls -l ${KEYS} keys | ${NTENSORS} random tensors | peak RSS (MiB) |
+|---|---:|---:|---:|---:|---|---|---:|
 EOF
 for p in "${ROWS[@]}"; do
-	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$p")" "${COLD[$p]}" "${WARM[$p]}" "${IOPS[$p]}" "${LS[$p]}" "${TENS[$p]}" "${RSS[$p]:--}"
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$p")" "${COLD[$p]}" "${WARM[$p]}" "${IOPS[$p]}" "${MULTI[$p]}" "${LS[$p]}" "${TENS[$p]}" "${RSS[$p]:--}"
 done
-printf '| tmpfs (reference: same bytes from memory) | - | %s | - | - | - | - |\n' "$TMPFS_WARM"
+printf '| tmpfs (reference: same bytes from memory) | - | %s | - | - | - | - | - |\n' "$TMPFS_WARM"
 echo
 echo "Setup (objects, no added latency): ${t_setup} s; measurements: ${t_run} s."
 for n in "${NOTES[@]}"; do

@@ -15,6 +15,7 @@
 #include "access.h"
 #include "backend.h"
 #include "inode.h"
+#include "pagefill.h"
 
 /* Command-line options of the driver (main.c parses them). */
 struct chunkfs_opts {
@@ -33,6 +34,7 @@ struct chunkfs_opts {
 	double shutdown_timeout;   /* longest wait for open files at SIGTERM, 0: none */
 	struct access_opts access; /* owner and mode shown (access.h) */
 	unsigned metrics_port;     /* Prometheus text on 127.0.0.1, 0: off */
+	unsigned fill_max_mb;      /* largest file fetched whole on random reads, 0: never */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -59,6 +61,8 @@ struct chunkfs {
 	pthread_once_t tune_once;         /* readahead is set at the first open */
 	struct chunkfs_counters counters; /* updated with stats_add() */
 	int forced_exit;                  /* atomic: shutdown cut open files off */
+	struct fuse_session *se;          /* set once the session exists */
+	struct pagefill_set fills;        /* pagefill.c */
 };
 
 /* A local copy of a file being written (file.c).  Protected by node->lock. */
@@ -77,6 +81,8 @@ struct fh {
 	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
 	int fd;                      /* that version as a local file, or -1 */
 	uint64_t size;               /* its size, when fd >= 0 */
+	uint64_t next_off;           /* furthest read end since a seek (pagefill.c) */
+	unsigned seeks;              /* reads that did not follow on (atomic) */
 };
 
 /* The low-level operations table (ops.c). */

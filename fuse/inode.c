@@ -228,6 +228,15 @@ struct node *inode_find(struct inode_table *t, struct node *parent, const char *
 	return n;
 }
 
+void inode_hold(struct inode_table *t, struct node *node)
+{
+	if (node == &t->root)
+		return;
+	pthread_mutex_lock(&t->lock);
+	node->nlookup++;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void inode_forget(struct inode_table *t, struct node *node, uint64_t n)
 {
 	if (node == &t->root)

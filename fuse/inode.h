@@ -33,6 +33,7 @@
 #include "backend.h"
 
 struct stage;
+struct pagefill;
 
 struct node {
 	uint64_t number;     /* st_ino; immutable */
@@ -53,6 +54,7 @@ struct node {
 	struct stage *stage;              /* [N] local copy being written, or NULL */
 	unsigned nopen;                   /* [N] open file handles */
 	int unlinked;                     /* [N] removed while open: never save again */
+	struct pagefill *fill;            /* fill running on it, under the mount's pagefill lock */
 };
 
 struct inode_table;
@@ -84,6 +86,9 @@ struct node *inode_link(struct inode_table *t, struct node *parent, const char *
  * that the backend does not have yet.
  */
 struct node *inode_find(struct inode_table *t, struct node *parent, const char *name);
+
+/* Take one lookup on a node already held, so it outlives the kernel's. */
+void inode_hold(struct inode_table *t, struct node *node);
 
 /* Drop n lookups; the node is freed when nothing holds it any more. */
 void inode_forget(struct inode_table *t, struct node *node, uint64_t n);

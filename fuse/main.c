@@ -23,6 +23,7 @@
 
 #include "cache.h"
 #include "diskcache.h"
+#include "fault.h"
 #include "fs.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,6 +50,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("log_level=%s", log_level),
     OPT("shutdown_timeout=%lf", shutdown_timeout),
     OPT("metrics_port=%u", metrics_port),
+    OPT("fill_max=%u", fill_max_mb),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -84,6 +86,9 @@ static void usage(const char *prog)
 	    "    -o shutdown_timeout=S  at SIGTERM/SIGINT, how long files still open are\n"
 	    "                           served before giving up (default 60, 0: no limit)\n"
 	    "    -o metrics_port=PORT   serve Prometheus metrics on 127.0.0.1:PORT/metrics\n"
+	    "    -o fill_max=MiB        after random reads of a file up to this size, fetch it\n"
+	    "                           whole into the page cache (default 4096, at most half\n"
+	    "                           the available memory; 0: never)\n"
 	    "    -f                     stay in the foreground, log to stderr\n"
 	    "    -d                     debug: -f, log_level=debug and FUSE request tracing\n"
 	    "    -h, --help             this help\n"
@@ -149,9 +154,24 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
  * Build the backend stack for SOURCE: the one place that composes it.  On
  * failure, prints one sentence naming the cause and returns NULL.
  */
+/* The store with the fault layer over it when fo is not NULL (testing). */
+static struct backend *with_faults(struct backend *be, const struct fault_opts *fo)
+{
+	struct backend *f;
+
+	if (be == NULL || fo == NULL)
+		return be;
+	f = fault_create(be, fo);
+	if (f == NULL) {
+		fprintf(stderr, "chunkfs: cannot set up fault injection: %s\n", strerror(errno));
+		backend_destroy(be);
+	}
+	return f;
+}
+
 static struct backend *stack_create(const char *source, const struct s3_opts *s3o,
                                     const struct cache_opts *co, int no_cache,
-                                    const struct diskcache_opts *dco)
+                                    const struct diskcache_opts *dco, const struct fault_opts *fo)
 {
 	const char *path = source;
 	struct backend *be, *cache, *top;
@@ -166,6 +186,9 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 			fprintf(stderr, "chunkfs: cannot mount %s: %s\n", source, err);
 			return NULL;
 		}
+		be = with_faults(be, fo);
+		if (be == NULL)
+			return NULL;
 		if (dco->dir != NULL) {
 			/* diskcache -> s3: blocks survive remounts.  Same blocks as
 			 * the memory cache above it. */
@@ -217,7 +240,7 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 	if (be == NULL)
 		fprintf(stderr, "chunkfs: cannot use source directory \"%s\": %s\n", path,
 		        strerror(errno));
-	return be;
+	return with_faults(be, fo);
 }
 
 /* Check the mountpoint before mounting; print a sentence and fail if bad. */
@@ -312,6 +335,10 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	fs->gid = getgid();
 	clock_gettime(CLOCK_REALTIME, &fs->mount_time);
 	fs->tune_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+	if (pagefill_set_init(&fs->fills) < 0) {
+		free(fs);
+		return NULL;
+	}
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
@@ -324,6 +351,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	return fs;
 fail:
 	inode_table_destroy(fs->inodes);
+	pagefill_set_destroy(&fs->fills);
 	free(fs);
 	return NULL;
 }
@@ -336,7 +364,9 @@ void chunkfs_destroy(struct chunkfs *fs)
 	if (fs->opts->staging_dir == NULL && rmdir(fs->staging_dir) < 0 && errno == ENOTEMPTY)
 		log_error("unsaved files remain in %s", fs->staging_dir);
 	free(fs->staging_dir);
+	pagefill_shutdown(fs);
 	inode_table_destroy(fs->inodes);
+	pagefill_set_destroy(&fs->fills);
 	backend_destroy(fs->be);
 	free(fs);
 }
@@ -407,12 +437,15 @@ int main(int argc, char *argv[])
 	            .max_threads = 16,
 	            .read_ahead_kb = 4096,
 	            .shutdown_timeout = 60,
+	            .fill_max_mb = 4096,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
 	struct s3_opts s3o;
 	struct cache_opts cache_o;
 	struct diskcache_opts disk_o;
+	struct fault_opts fault_o;
+	int faults = 0;
 	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
@@ -439,6 +472,7 @@ int main(int argc, char *argv[])
 	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
 	    access_opts_parse(&args, &opts->access) < 0 ||
+	    fault_opts_parse(&args, &fault_o, &faults) < 0 ||
 	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
@@ -451,6 +485,8 @@ int main(int argc, char *argv[])
 		diskcache_opts_usage(stdout);
 		printf("\n");
 		access_opts_usage(stdout);
+		printf("\n");
+		fault_opts_usage(stdout);
 		ret = 0;
 		goto out;
 	}
@@ -472,7 +508,8 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
-	be = stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o);
+	be =
+	    stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o, faults ? &fault_o : NULL);
 	if (be == NULL)
 		goto out;
 	fs = chunkfs_create(be, opts);
@@ -504,6 +541,7 @@ int main(int argc, char *argv[])
 	se = fuse_session_new(&args, &chunkfs_ops, sizeof(chunkfs_ops), fs);
 	if (se == NULL)
 		goto out;
+	fs->se = se;
 	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)\n",
 		        opts->source, mnt);
@@ -543,6 +581,7 @@ out_unmount:
 	metrics = NULL;
 	shutdown_stop(sd);
 	fuse_session_unmount(se);
+	pagefill_shutdown(fs); /* stores fail now: nothing can block them */
 out_session:
 	fuse_session_destroy(se);
 out:

@@ -427,6 +427,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	chunkfs_fill_attr(fs, node, &st);
 	pthread_mutex_unlock(&node->lock);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		pagefill_cancel(fs, node); /* no old bytes stored after the truncate */
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else

@@ -81,6 +81,17 @@ char *chunkfs_stats_json(struct chunkfs *fs)
 	json_object_set_new(f, "save_errors", json_integer((json_int_t)get(&c->save_errors)));
 	json_object_set_new(f, "save_bytes", json_integer((json_int_t)get(&c->save_bytes)));
 	json_object_set_new(root, "fuse", f);
+	{
+		uint64_t started, completed, cancelled, stored;
+		json_t *p = json_object();
+
+		pagefill_stats(fs, &started, &completed, &cancelled, &stored);
+		json_object_set_new(p, "started", json_integer((json_int_t)started));
+		json_object_set_new(p, "completed", json_integer((json_int_t)completed));
+		json_object_set_new(p, "cancelled", json_integer((json_int_t)cancelled));
+		json_object_set_new(p, "stored_bytes", json_integer((json_int_t)stored));
+		json_object_set_new(root, "pagefill", p);
+	}
 	backend_stats(fs->be, emit, root);
 	add_ratios(root);
 	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);

@@ -224,7 +224,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 	line[len] = '\0';
 	if (strncmp(line, "HTTP/", 5) == 0) {
 		/* A new response (after 100-continue or a redirect): reset. */
-		r->has_content_length = r->has_content_range = 0;
+		r->has_content_length = r->has_content_range = r->has_total_only = 0;
 		r->etag[0] = '\0';
 		r->meta = 0;
 		r->has_meta_mtime = 0;
@@ -252,6 +252,9 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 			r->range_start = a;
 			r->range_total = total;
 			r->has_content_range = 1;
+		} else if (sscanf(value, "bytes */%llu", &total) == 1) {
+			r->range_total = total; /* a 416's "nothing there" */
+			r->has_total_only = 1;
 		}
 	} else if (strcasecmp(name, "Last-Modified") == 0) {
 		time_t t = curl_getdate(value, NULL);

@@ -73,6 +73,7 @@ struct http_result {
 	int has_content_length;
 	uint64_t range_start, range_total; /* Content-Range: bytes a-b/total */
 	int has_content_range;
+	int has_total_only; /* Content-Range: bytes * /total (sets range_total) */
 	struct timespec last_modified;
 	/* x-amz-meta-{mode,uid,gid,mtime} as s3fs writes them */
 	unsigned meta; /* BACKEND_META_* */

@@ -609,10 +609,14 @@ static int s3_stat(struct backend *b, const char *key, struct backend_stat *st)
 	return ret;
 }
 
-static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                       const char *etag, struct backend_stat *st)
+/*
+ * One ranged GET of [off, off + len).  Returns the bytes, or -EAGAIN when
+ * the answer contradicts itself (a body shorter than its range says, a
+ * 416 for an offset inside the object): the caller asks again.
+ */
+static ssize_t s3_read_once(struct s3 *s3, const char *key, uint64_t off, void *dst, size_t len,
+                            const char *etag, struct backend_stat *st)
 {
-	struct s3 *s3 = (struct s3 *)b;
 	struct s3_req r = {
 	    .method = "GET",
 	    .op = "GET",
@@ -624,12 +628,9 @@ static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *d
 	};
 	char range[64], match[BACKEND_ETAG_MAX + 4];
 	struct http_result res;
+	uint64_t total, expect;
 	ssize_t ret;
 
-	if (!backend_key_valid(key))
-		return -EINVAL;
-	if (len == 0)
-		return 0;
 	snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)off,
 	         (unsigned long long)(off + len - 1));
 	r.headers[r.n_headers++] = (struct sigv4_header){"Range", range};
@@ -638,6 +639,13 @@ static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *d
 		r.headers[r.n_headers++] = (struct sigv4_header){"If-Match", match};
 	}
 	ret = s3_do(s3, &r, &res, NULL);
+	if (ret == -ERANGE && res.has_total_only && res.range_total > off) {
+		log_warn("GET \"%s%s\": 416 at offset %llu of a %llu-byte object; asking again",
+		         s3->prefix, key, (unsigned long long)off,
+		         (unsigned long long)res.range_total);
+		ret = -EAGAIN;
+		goto out;
+	}
 	if (ret == -ERANGE) {
 		ret = 0; /* at or past the end (or an empty object) */
 		goto out;
@@ -654,13 +662,41 @@ static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *d
 		ret = -EIO;
 		goto out;
 	}
+	/* The body must hold all the object has at off, up to len. */
+	total = res.status == 206 ? res.range_total : res.content_length;
+	expect = off >= total ? 0 : total - off < len ? total - off : len;
+	if ((res.status == 206 || res.has_content_length) && res.dst_len != expect) {
+		log_warn("GET \"%s%s\": %zu bytes at offset %llu where the object has %llu; "
+		         "asking again",
+		         s3->prefix, key, res.dst_len, (unsigned long long)off,
+		         (unsigned long long)expect);
+		ret = -EAGAIN;
+		goto out;
+	}
 	if (st != NULL)
-		stat_from_result(&res, res.status == 206 ? res.range_total : res.content_length,
-		                 st);
+		stat_from_result(&res, total, st);
 	ret = (ssize_t)res.dst_len;
 out:
 	http_result_clear(&res);
 	return ret;
+}
+
+/* Answers that contradict themselves are asked again this many times. */
+#define S3_INCONSISTENT_RETRIES 3
+
+static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
+                       const char *etag, struct backend_stat *st)
+{
+	struct s3 *s3 = (struct s3 *)b;
+	ssize_t ret = -EAGAIN;
+
+	if (!backend_key_valid(key))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	for (int i = 0; i <= S3_INCONSISTENT_RETRIES && ret == -EAGAIN; i++)
+		ret = s3_read_once(s3, key, off, dst, len, etag, st);
+	return ret == -EAGAIN ? -EIO : ret;
 }
 
 /* Metadata headers as s3fs writes them, from save attrs. */
@@ -698,6 +734,7 @@ static void stat_after_save(uint64_t size, const char *etag, const struct backen
 		st->mtime = a->mtime;
 	else
 		clock_gettime(CLOCK_REALTIME, &st->mtime);
+	st->mtime.tv_nsec = 0; /* whole seconds, as the store reports it later */
 	if (a != NULL) {
 		st->meta = a->meta;
 		st->mode = a->mode;
@@ -945,6 +982,10 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 			backend_list_free(out);
 			ret = -EIO;
 		}
+		/* Whole seconds, as HEAD's Last-Modified: the kernel drops a
+		 * file's page cache when its mtime seems to change. */
+		for (size_t i = 0; ret == 0 && i < out->n_entries; i++)
+			out->entries[i].st.mtime.tv_nsec = 0;
 	}
 	http_result_clear(&res);
 out:
@@ -1002,6 +1043,7 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 		*st = sst;
 		snprintf(st->etag, sizeof(st->etag), "%s", etag);
 		clock_gettime(CLOCK_REALTIME, &st->mtime);
+		st->mtime.tv_nsec = 0;
 	}
 	http_result_clear(&res);
 	free(source);

@@ -819,7 +819,8 @@ START_TEST(test_s3_faults_reads_right_bytes)
 	int fd;
 
 	put_pattern("faulty.bin", size, 11);
-	mount_rw();
+	/* No cache, prefetch or page-cache fill: every read goes to the server. */
+	mount_with("no_cache,fill_max=0");
 	snprintf(json, sizeof(json),
 	         "{\"rate\":0.1,\"kinds\":\"500,503,reset\",\"methods\":\"GetObject\","
 	         "\"prefix\":\"%s\",\"seed\":7}",
@@ -856,6 +857,24 @@ START_TEST(test_s3_faults_reads_right_bytes)
 		json_decref(root);
 		ck_assert_msg(injected >= 5, "only %lld faults were injected", injected);
 	}
+	/* The default stack (prefetch, cache, lent blocks) under three times
+	 * the faults: a sequential read of the whole file is byte-exact. */
+	ck_assert_int_eq(tm_unmount(&m), 0);
+	mount_rw();
+	snprintf(json, sizeof(json),
+	         "{\"rate\":0.3,\"kinds\":\"500,503,reset\",\"methods\":\"GetObject\","
+	         "\"prefix\":\"%s\",\"seed\":8}",
+	         s3_prefix());
+	ck_assert_int_eq(control("POST", "/faults", json), 0);
+	fd = open(tm_path(m.mnt, "faulty.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (uint64_t off = 0; off < size; off += len) {
+		ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+		tm_pattern(want, off, len, 11);
+		ck_assert_msg(memcmp(buf, want, len) == 0, "sequential read at %llu: wrong bytes",
+		              (unsigned long long)off);
+	}
+	close(fd);
 	control("DELETE", "/faults", NULL);
 	free(buf);
 	free(want);

@@ -41,7 +41,7 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
   --fault-rate R        probability 0..1 of a fault on an eligible request
   --fault-count N       inject at most N faults (rate defaults to 1)
   --fault-after N       leave the first N eligible requests alone
-  --fault-kinds LIST    500,503,reset,stall,stall_body,reset_after
+  --fault-kinds LIST    500,503,reset,stall,stall_body,reset_after,short_body
                         (default 500,503)
   --fault-methods LIST  only these request types/ops, e.g. GET or GetObject,
                         PUT,UploadPart, ListObjectsV2 (default: all)
@@ -160,7 +160,7 @@ function mulberry32(seed) {
   };
 }
 
-const FAULT_KINDS = ['500', '503', 'reset', 'stall', 'stall_body', 'reset_after'];
+const FAULT_KINDS = ['500', '503', 'reset', 'stall', 'stall_body', 'reset_after', 'short_body'];
 const KIND_ALIASES = {
   internalerror: '500', slowdown: '503', rst: 'reset', 'reset-after': 'reset_after',
   'stall-body': 'stall_body', timeout: 'stall',
@@ -716,6 +716,25 @@ function trimToFirstByte(ctx, size) {
 }
 
 // ---- partial body, then reset / stall (faults on responses with a body)
+
+// A well-formed answer with no body: its headers (Content-Range included)
+// untouched but Content-Length 0.  What a broken proxy or store might send;
+// a client must not take it for the object's end.
+async function shortBody(ctx) {
+  const body = ctx.body;
+  if (!body || ctx.status >= 300) return;
+  let buf;
+  if (typeof body.pipe === 'function') {
+    const chunks = [];
+    for await (const chunk of body) chunks.push(chunk);
+    buf = Buffer.concat(chunks);
+  } else {
+    buf = Buffer.from(body);
+  }
+  const range = ctx.response.get('Content-Range');
+  ctx.body = buf.subarray(0, 0);
+  if (range) ctx.set('Content-Range', range);
+}
 
 async function partialBody(ctx, rec, fault) {
   const c = faults.cfg;
@@ -1457,6 +1476,7 @@ function makeFront(app) {
             hardClose(sock, c.reset_mode);
             return;
           case 'reset_after':
+          case 'short_body':
             after = fault;
             break;
         }
@@ -1484,7 +1504,9 @@ function makeFront(app) {
       if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
 
       // 6. faults applied after processing
-      if (after === 'reset_after') {
+      if (after === 'short_body') {
+        await shortBody(ctx);
+      } else if (after === 'reset_after') {
         ctx.respond = false;
         if (ctx.body && typeof ctx.body.destroy === 'function') ctx.body.destroy();
         hardClose(origReq.socket, faults.cfg.reset_mode);

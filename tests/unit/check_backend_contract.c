@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "cache.h"
 #include "diskcache.h"
+#include "fault.h"
 #include "fs.h"
 #include "mem.h"
 #include "prefetch.h"
@@ -1202,6 +1203,53 @@ START_TEST(test_read_fd)
 }
 END_TEST
 
+/* read_ref lends exactly the bytes read() copies, ends where the object
+ * ends, and refuses another version.  -ENOBUFS is allowed (then read()). */
+START_TEST(test_read_ref)
+{
+	const size_t size = 300 * 1024 + 7;
+	const uint64_t offs[] = {0, 1, 65535, 65536, 200000, size - 10, size, size + 100};
+	unsigned char *data = malloc(size), *got = malloc(size), *lent = malloc(size);
+	struct backend_stat st;
+	int answered = 0;
+
+	ck_assert(data != NULL && got != NULL && lent != NULL);
+	fill_pat(data, size, 31, 0);
+	ck_assert_int_eq(backend_save_buffer(g_b, "ref", data, size, &st), 0);
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		struct backend_ref ref;
+		ssize_t n1, n2;
+		size_t flat = 0;
+
+		n1 = backend_read_full(g_b, "ref", offs[i], got, 150000, st.etag);
+		n2 = g_b->ops->read_ref(g_b, "ref", offs[i], 150000, st.etag, &ref, NULL);
+		if (n2 == -ENOBUFS)
+			continue;
+		ck_assert_int_eq(n2, n1);
+		ck_assert_uint_le(ref.n, BACKEND_REF_SEGS);
+		for (unsigned k = 0; k < ref.n; k++) {
+			memcpy(lent + flat, ref.seg[k].data, ref.seg[k].len);
+			flat += ref.seg[k].len;
+		}
+		ck_assert_uint_eq(flat, (size_t)n2);
+		ck_assert_int_eq(memcmp(lent, got, flat), 0);
+		ck_assert_uint_eq(check_pat(lent, flat, 31, offs[i]), flat);
+		backend_release_ref(&ref);
+		answered++;
+	}
+	ck_assert_int_gt(answered, 0);
+	{
+		struct backend_ref ref;
+
+		ck_assert_int_eq(g_b->ops->read_ref(g_b, "ref", 0, 10, "\"nope\"", &ref, NULL),
+		                 -ESTALE);
+	}
+	free(data);
+	free(got);
+	free(lent);
+}
+END_TEST
+
 /* --- mem-only cases ------------------------------------------------------ */
 
 START_TEST(test_mem_stats)
@@ -1655,6 +1703,20 @@ static struct backend *prefetch_factory_create(void)
 	return b;
 }
 
+/* The fault layer over a mem backend, injecting nothing: a pure
+ * pass-through must keep every promise of its inner backend. */
+static struct backend *fault_factory_create(void)
+{
+	struct backend *inner = mem_backend_create(), *b;
+
+	if (inner == NULL)
+		return NULL;
+	b = fault_create(inner, NULL);
+	if (b == NULL)
+		backend_destroy(inner);
+	return b;
+}
+
 static struct backend *fs_factory_create(void)
 {
 	snprintf(g_fs_dir, sizeof(g_fs_dir), "%s/fs.XXXXXX", g_root);
@@ -1763,6 +1825,7 @@ static const struct contract_factory contract_factories[] = {
      .add_cases = add_fs_cases},
     {.name = "cache", .create = cache_factory_create, .destroy_fixture = plain_destroy},
     {.name = "prefetch", .create = prefetch_factory_create, .destroy_fixture = plain_destroy},
+    {.name = "fault", .create = fault_factory_create, .destroy_fixture = plain_destroy},
     {.name = "diskcache",
      .create = diskcache_factory_create,
      .destroy_fixture = diskcache_factory_destroy},
@@ -1775,7 +1838,7 @@ static Suite *contract_suite(const struct contract_factory *f, char *name, size_
 	Suite *s;
 	TCase *tc;
 	struct backend *probe;
-	int has_rename, has_read_fd;
+	int has_rename, has_read_fd, has_read_ref;
 
 	/* Which optional ops the backend has decides the rename case. */
 	probe = f->create();
@@ -1791,6 +1854,7 @@ static Suite *contract_suite(const struct contract_factory *f, char *name, size_
 	}
 	has_rename = probe->ops->rename != NULL;
 	has_read_fd = probe->ops->read_fd != NULL;
+	has_read_ref = probe->ops->read_ref != NULL;
 	f->destroy_fixture(probe);
 	if (!has_rename)
 		printf("note: backend %s has no rename op; test_rename not run\n", f->name);
@@ -1824,6 +1888,8 @@ static Suite *contract_suite(const struct contract_factory *f, char *name, size_
 		tcase_add_test(tc, test_rename);
 	if (has_read_fd)
 		tcase_add_test(tc, test_read_fd);
+	if (has_read_ref)
+		tcase_add_test(tc, test_read_ref);
 	suite_add_tcase(s, tc);
 	if (f->add_cases != NULL)
 		f->add_cases(s);

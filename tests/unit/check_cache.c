@@ -613,6 +613,117 @@ static void *sampler(void *p)
 	return NULL;
 }
 
+/* Streaming through a full cache reuses the evicted blocks' buffers, with
+ * right bytes, and blocks plus spare buffers stay within the budget. */
+START_TEST(test_buffers_reused)
+{
+	const size_t bs = 64 * KIB, size = 64 * bs;
+	unsigned char *buf = malloc(bs);
+	struct cache_opts o;
+	struct backend_stat st;
+	struct cache_stats s;
+
+	ck_assert_ptr_nonnull(buf);
+	cache_opts_init(&o);
+	o.block_size = bs;
+	o.mem_budget = 32 * bs;
+	o.part_size = 4 * bs; /* the pool keeps at most budget / 8: 4 blocks */
+	g_mem = mem_backend_create();
+	ck_assert_ptr_nonnull(g_mem);
+	g_cache = cache_create(g_mem, &o);
+	ck_assert_ptr_nonnull(g_cache);
+	put_pat("s", size, 5, &st);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t off = 0; off < size; off += bs) {
+			ck_assert_int_eq(cread("s", off, buf, bs, st.etag), (ssize_t)bs);
+			ck_assert_uint_eq(check_pat(buf, bs, 5, off), bs);
+			cache_debug_check(g_cache);
+		}
+	}
+	s = cstats();
+	ck_assert_uint_eq(s.misses, 2 * size / bs); /* 64 blocks never fit in 32 */
+	ck_assert_uint_gt(s.buffers_reused, size / bs);
+	ck_assert_uint_le(s.bytes_cached + 4 * bs, 32 * bs);
+	free(buf);
+}
+END_TEST
+
+/* Concatenate the pieces of a read_ref into dst; returns the bytes. */
+static size_t ref_flatten(const struct backend_ref *ref, unsigned char *dst)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < ref->n; i++) {
+		memcpy(dst + n, ref->seg[i].data, ref->seg[i].len);
+		n += ref->seg[i].len;
+	}
+	return n;
+}
+
+/* read_ref lends the blocks themselves: right bytes at every alignment and
+ * at the end; a lent block outlives an overwrite and eviction pressure;
+ * with every block lent, the answer is -ENOBUFS, never a wait. */
+START_TEST(test_read_ref)
+{
+	const size_t bs = 64 * KIB, size = 10 * bs + 123;
+	unsigned char *buf = malloc(size);
+	struct backend_ref ref, held[4];
+	struct backend_stat st, v2, got;
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(buf);
+	stack(bs, 4 * bs);
+	put_pat("z", size, 21, &st);
+	ck_assert_ptr_nonnull(g_cache->ops->read_ref);
+	for (uint64_t off = 0; off < size; off += 40000) {
+		size_t len = 3 * bs - 7;
+		size_t want = off + len > size ? size - off : len;
+
+		n = g_cache->ops->read_ref(g_cache, "z", off, len, st.etag, &ref, &got);
+		ck_assert_int_eq(n, (ssize_t)want);
+		ck_assert_ptr_eq(ref.owner, g_cache);
+		ck_assert_uint_le(ref.n, 4);
+		ck_assert_uint_eq(ref_flatten(&ref, buf), want);
+		ck_assert_uint_eq(check_pat(buf, want, 21, off), want);
+		ck_assert_uint_eq(got.size, size);
+		backend_release_ref(&ref);
+		cache_debug_check(g_cache);
+	}
+	/* Past the end: nothing, no error. */
+	ck_assert_int_eq(g_cache->ops->read_ref(g_cache, "z", size + 5, bs, st.etag, &ref, NULL),
+	                 0);
+	backend_release_ref(&ref);
+	/* A wrong version: -ESTALE, nothing held. */
+	ck_assert_int_eq(g_cache->ops->read_ref(g_cache, "z", 0, bs, "\"other\"", &ref, NULL),
+	                 -ESTALE);
+
+	/* Lend all four blocks the budget holds, then overwrite the object. */
+	for (int i = 0; i < 4; i++) {
+		n = g_cache->ops->read_ref(g_cache, "z", (uint64_t)i * bs, bs, st.etag, &held[i],
+		                           NULL);
+		ck_assert_int_eq(n, (ssize_t)bs);
+	}
+	n = g_cache->ops->read_ref(g_cache, "z", 5 * bs, bs, st.etag, &ref, NULL);
+	ck_assert_int_eq(n, -ENOBUFS); /* nothing left to evict */
+	ck_assert_int_eq(cread("z", 5 * bs, buf, bs, st.etag), (ssize_t)bs); /* read() copes */
+	ck_assert_uint_eq(check_pat(buf, bs, 21, 5 * bs), bs);
+	put_pat("z", size, 22, &v2);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_uint_eq(ref_flatten(&held[i], buf), bs);
+		ck_assert_uint_eq(check_pat(buf, bs, 21, (uint64_t)i * bs), bs);
+		backend_release_ref(&held[i]);
+	}
+	cache_debug_check(g_cache);
+	/* Everything given back: the new version reads right. */
+	n = g_cache->ops->read_ref(g_cache, "z", 0, 2 * bs, v2.etag, &ref, NULL);
+	ck_assert_int_eq(n, (ssize_t)(2 * bs));
+	ck_assert_uint_eq(ref_flatten(&ref, buf), 2 * bs);
+	ck_assert_uint_eq(check_pat(buf, 2 * bs, 22, 0), 2 * bs);
+	backend_release_ref(&ref);
+	free(buf);
+}
+END_TEST
+
 /* Budget of 4 blocks, 100 blocks read by many threads: the bound holds. */
 START_TEST(test_budget_pressure)
 {
@@ -729,6 +840,8 @@ int main(void)
 	tcase_add_test(tc, test_boundaries);
 	tcase_add_test(tc, test_lru_order);
 	tcase_add_test(tc, test_budget_pressure);
+	tcase_add_test(tc, test_buffers_reused);
+	tcase_add_test(tc, test_read_ref);
 	tcase_add_test(tc, test_invalidate_during_fetch);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -254,7 +254,8 @@ static void wait_quiet(void)
 		uint64_t now = s.fetches + s.prefetch_blocks + s.prefetch_dropped;
 
 		ck_assert_int_lt(i, 2000);
-		still = now == last && __atomic_load_n(&g_slow->in_flight, __ATOMIC_RELAXED) == 0
+		still = now == last && s.prefetch_jobs == 0 &&
+		                __atomic_load_n(&g_slow->in_flight, __ATOMIC_RELAXED) == 0
 		            ? still + 1
 		            : 0;
 		last = now;
@@ -390,11 +391,12 @@ START_TEST(test_sequential_no_etag)
 }
 END_TEST
 
-/* Reads far apart: no prefetch at all. */
+/* Reads far apart (more than the 8 MiB tolerance): no prefetch at all; the
+ * first few start streams, the rest are seeks in them. */
 START_TEST(test_random_no_prefetch)
 {
 	const uint64_t size = 256 * MIB;
-	const uint64_t offs[] = {100, 50, 200, 3, 150, 77, 250, 10, 180, 120, 30, 220};
+	const uint64_t offs[] = {100, 50, 200, 3, 150, 75, 250, 25, 180, 125, 37, 220};
 	struct backend_stat st;
 	struct prefetch_stats p;
 	const size_t n = sizeof(offs) / sizeof(offs[0]);
@@ -407,7 +409,8 @@ START_TEST(test_random_no_prefetch)
 	p = pstats();
 	ck_assert_uint_eq(p.prefetch_requests, 0);
 	ck_assert_uint_eq(p.sequential_hits, 0);
-	ck_assert_uint_eq(p.seeks, n - 1);
+	ck_assert_uint_eq(p.streams, PREFETCH_STREAMS_PER_VERSION);
+	ck_assert_uint_eq(p.seeks, n - PREFETCH_STREAMS_PER_VERSION);
 	ck_assert_uint_eq(cstats().prefetch_blocks, 0);
 	ck_assert_int_eq(slow_reads(), (int)n);
 	cache_debug_check(g_cache);
@@ -431,6 +434,13 @@ START_TEST(test_seek_resets)
 	/* Windows 1, 2, 4, ... 64: asked up to 8 + 64 MiB. */
 	ck_assert_uint_eq(p.prefetch_bytes, 8 * MIB + 64 * MIB - 2 * MIB);
 
+	/* Other readers take the version's other stream slots... */
+	for (int i = 1; i < PREFETCH_STREAMS_PER_VERSION; i++)
+		read_check("s", size, 7, (uint64_t)(30 + 20 * i) * MIB, MIB, st.etag);
+	ck_assert_uint_eq(pstats().seeks, 0);
+	ck_assert_uint_eq(pstats().streams, PREFETCH_STREAMS_PER_VERSION);
+	p = pstats();
+	/* ...so a read that follows none is a seek in the oldest stream. */
 	read_check("s", size, 7, 100 * MIB, MIB, st.etag); /* seek */
 	q = pstats();
 	ck_assert_uint_eq(q.seeks, 1);
@@ -444,7 +454,33 @@ START_TEST(test_seek_resets)
 	/* A backwards seek is a seek too. */
 	read_check("s", size, 7, 20 * MIB, MIB, st.etag);
 	ck_assert_uint_eq(pstats().seeks, 2);
+	ck_assert_uint_eq(pstats().streams, PREFETCH_STREAMS_PER_VERSION);
 	wait_quiet();
+	cache_debug_check(g_cache);
+}
+END_TEST
+
+/* Two readers of one file, each sequential, interleaved: a stream each, no
+ * seek, and both are prefetched (fewer inner reads than blocks). */
+START_TEST(test_two_readers_one_file)
+{
+	const uint64_t size = 96 * MIB;
+	struct backend_stat st;
+	struct prefetch_stats p;
+
+	stack(MIB, 256 * MIB, 4 * MIB, 1);
+	put_pat("two", size, 9, &st);
+	for (uint64_t off = 0; off < 32 * MIB; off += MIB) {
+		read_check("two", size, 9, off, MIB, st.etag);
+		read_check("two", size, 9, 48 * MIB + off, MIB, st.etag);
+	}
+	wait_quiet();
+	p = pstats();
+	ck_assert_uint_eq(p.streams, 2);
+	ck_assert_uint_eq(p.seeks, 0);
+	ck_assert_uint_eq(p.sequential_hits, 2 * 31);
+	ck_assert_uint_gt(p.prefetch_requests, 2);
+	ck_assert_int_lt(slow_reads(), 64 / 2);
 	cache_debug_check(g_cache);
 }
 END_TEST
@@ -608,7 +644,7 @@ START_TEST(test_stats_op)
 	wait_quiet();
 	backend_stats(g_top, stats_emit, &seen);
 	ck_assert_int_eq(seen.prefetch, 5);
-	ck_assert_int_eq(seen.cache, 10);
+	ck_assert_int_eq(seen.cache, 12);
 	ck_assert_uint_eq(seen.sequential_hits, 7);
 }
 END_TEST
@@ -661,6 +697,7 @@ int main(void)
 	tcase_add_test(tc, test_sequential_no_etag);
 	tcase_add_test(tc, test_random_no_prefetch);
 	tcase_add_test(tc, test_seek_resets);
+	tcase_add_test(tc, test_two_readers_one_file);
 	tcase_add_test(tc, test_reordered_readahead);
 	tcase_add_test(tc, test_tiny_budget);
 	tcase_add_test(tc, test_prefetch_failure_hidden);

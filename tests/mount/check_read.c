@@ -1,0 +1,360 @@
+/*
+ * check_read.c - the read path through a real mount over the S3 test
+ * server: the page-cache fill of randomly read files, and what must stop
+ * it (writers, truncates, new versions).
+ *
+ * NOT RUN without the S3 test server (tests/check.sh starts it).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mount.h"
+#include "store.h"
+
+static struct test_mount m;
+static struct store st;
+
+static void setup(void)
+{
+	ck_assert_int_eq(tm_prepare(&m), 0);
+	ck_assert_int_eq(store_open(&st, STORE_S3, m.src), 0);
+}
+
+static int control(const char *method, const char *path);
+
+static void teardown(void)
+{
+	control("POST", "/latency?ms=0");
+	tm_stop(&m);
+	store_close(&st);
+}
+
+static void mount_with(const char *opts)
+{
+	char all[2048];
+
+	snprintf(all, sizeof(all), "%s%s%s", st.opts, st.opts[0] && opts ? "," : "",
+	         opts ? opts : "");
+	ck_assert_msg(tm_mount(&m, st.source, all[0] ? all : NULL) == 0,
+	              "mount failed; see %s/daemon.log", m.root);
+}
+
+static void put_pattern(const char *key, uint64_t size, uint32_t seed)
+{
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.root, "pattern.tmp"), size, seed), 0);
+	ck_assert_int_eq(store_put_file(&st, key, tm_path(m.root, "pattern.tmp")), 0);
+	unlink(tm_path(m.root, "pattern.tmp"));
+}
+
+/* A number from the mount's statistics document (group.name), or -1. */
+static long long stat_num(const char *group, const char *name)
+{
+	char buf[65536];
+	ssize_t n = getxattr(m.mnt, "user.chunkfs.stats", buf, sizeof(buf) - 1);
+	json_t *root, *v;
+	long long out = -1;
+
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	root = json_loads(buf, 0, NULL);
+	if (root == NULL)
+		return -1;
+	v = json_object_get(json_object_get(root, group), name);
+	if (json_is_integer(v))
+		out = json_integer_value(v);
+	json_decref(root);
+	return out;
+}
+
+/* A top-level number from the test server's counters, or -1. */
+static long long server_counter(const char *name)
+{
+	char cmd[1024], *text;
+	json_t *root;
+	long long n = -1;
+	size_t len;
+
+	snprintf(cmd, sizeof(cmd), "curl -sf '%s/counters' > '%s'",
+	         getenv("CHUNKFS_TEST_S3_CONTROL"), tm_path(m.root, "counters.json"));
+	if (system(cmd) != 0)
+		return -1;
+	text = tm_read_file(tm_path(m.root, "counters.json"), &len);
+	root = text ? json_loads(text, 0, NULL) : NULL;
+	if (root != NULL) {
+		json_t *v = json_object_get(root, name);
+
+		n = json_is_integer(v) ? json_integer_value(v) : 0;
+		json_decref(root);
+	}
+	free(text);
+	return n;
+}
+
+static int control(const char *method, const char *path)
+{
+	return tm_sh("curl -sf -X %s '%s%s' >/dev/null", method, getenv("CHUNKFS_TEST_S3_CONTROL"),
+	             path);
+}
+
+/* pread 4 KiB at count offsets of fd alternating between the two halves
+ * and check them against pattern(seed).  With the file over 17 MiB, each
+ * read is more than the driver's 8 MiB of slack from the one before: a
+ * seek. */
+static void scattered_reads(int fd, uint64_t size, uint32_t seed, int count)
+{
+	char got[4096], want[4096];
+
+	for (int i = 0; i < count; i++) {
+		uint64_t off =
+		    ((i % 2) ? size / 2 / 4096 * 4096 : 0) + (uint64_t)(i / 2) * 4096 * 3;
+
+		ck_assert_int_eq(pread(fd, got, sizeof(got), (off_t)off), (ssize_t)sizeof(got));
+		tm_pattern(want, off, sizeof(want), seed);
+		ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "wrong bytes at %llu",
+		              (unsigned long long)off);
+	}
+}
+
+/* Wait until the statistics show n completed fills; 0, or -1 after 60 s. */
+static int wait_fills(long long n)
+{
+	for (int i = 0; i < 600; i++) {
+		if (stat_num("pagefill", "completed") >= n)
+			return 0;
+		usleep(100 * 1000);
+	}
+	return -1;
+}
+
+/* Read [0, size) of fd in 1 MiB preads and compare with pattern(seed). */
+static void whole_file_equals(int fd, uint64_t size, uint32_t seed)
+{
+	size_t piece = 1 << 20;
+	char *got = malloc(piece), *want = malloc(piece);
+
+	ck_assert(got != NULL && want != NULL);
+	for (uint64_t off = 0; off < size; off += piece) {
+		size_t len = size - off < piece ? (size_t)(size - off) : piece;
+
+		ck_assert_int_eq(pread(fd, got, len, (off_t)off), (ssize_t)len);
+		tm_pattern(want, off, len, seed);
+		ck_assert_msg(memcmp(got, want, len) == 0, "wrong bytes in [%llu, +%zu)",
+		              (unsigned long long)off, len);
+	}
+	free(got);
+	free(want);
+}
+
+/* Random reads start a fill; afterwards the whole file is read from the
+ * page cache: right bytes, no read reaches the daemon, no GET the server. */
+START_TEST(test_random_reads_fill_page_cache)
+{
+	const uint64_t size = (40 << 20) + 12345;
+	long long reads, gets;
+	int fd;
+
+	put_pattern("weights.bin", size, 41);
+	mount_with("ro");
+	fd = open(tm_path(m.mnt, "weights.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, size, 41, 8);
+	ck_assert_msg(wait_fills(1) == 0, "no fill completed; stats started=%lld",
+	              stat_num("pagefill", "started"));
+	ck_assert_int_eq(stat_num("pagefill", "stored_bytes"), (long long)size);
+	reads = stat_num("fuse", "reads");
+	gets = server_counter("GET");
+	whole_file_equals(fd, size, 41);
+	ck_assert_int_eq(stat_num("fuse", "reads"), reads);
+	ck_assert_int_eq(server_counter("GET"), gets);
+	close(fd);
+
+	/* A new handle on the same version keeps the cache. */
+	fd = open(tm_path(m.mnt, "weights.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	whole_file_equals(fd, size, 41);
+	ck_assert_int_eq(stat_num("fuse", "reads"), reads);
+	close(fd);
+}
+END_TEST
+
+/* fill_max=0 turns fills off; a file larger than fill_max is not filled,
+ * one within it is; a sequential reader starts none. */
+START_TEST(test_fill_max)
+{
+	const uint64_t big = (20 << 20) + 1, small = 18 << 20;
+	int fd;
+
+	put_pattern("big.bin", big, 3);
+	put_pattern("small.bin", small, 4);
+	mount_with("ro,fill_max=0");
+	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, big, 3, 12);
+	close(fd);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0);
+	ck_assert_int_eq(tm_unmount(&m), 0);
+
+	mount_with("ro,fill_max=20");
+	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, big, 3, 12);
+	close(fd);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0); /* one byte over 20 MiB */
+	ck_assert_int_eq(tm_sh("cat '%s/big.bin' >/dev/null", m.mnt), 0);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0); /* sequential */
+	fd = open(tm_path(m.mnt, "small.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, small, 4, 12);
+	close(fd);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 1);
+}
+END_TEST
+
+/* A writer opening the file while a (slowed) fill runs cancels it: what
+ * is read afterwards is the written bytes, never the old ones. */
+START_TEST(test_writer_cancels_fill)
+{
+	const uint64_t size = 24 << 20;
+	char *want = malloc(size), *got;
+	size_t len;
+	int fd, wfd;
+
+	ck_assert_ptr_nonnull(want);
+	put_pattern("w.bin", size, 7);
+	mount_with("read_part_size=1,fetch_threads=1");
+	ck_assert_int_eq(control("POST", "/latency?ms=40"), 0);
+	fd = open(tm_path(m.mnt, "w.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, size, 7, 8);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 1);
+	ck_assert_int_eq(stat_num("pagefill", "completed"), 0);
+
+	/* rewrite the whole file with other bytes while the fill runs */
+	wfd = open(tm_path(m.mnt, "w.bin"), O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(wfd, 0);
+	tm_pattern(want, 0, size, 8);
+	ck_assert_int_eq(write(wfd, want, size), (ssize_t)size);
+	ck_assert_int_eq(close(wfd), 0);
+	ck_assert_int_eq(control("POST", "/latency?ms=0"), 0);
+	close(fd);
+	sleep(1); /* a fill still running would have had time to store */
+
+	got = tm_read_file(tm_path(m.mnt, "w.bin"), &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(len, size);
+	ck_assert_msg(memcmp(got, want, size) == 0, "old bytes read after the rewrite");
+	ck_assert_int_ge(stat_num("pagefill", "cancelled"), 1);
+	free(got);
+	free(want);
+}
+END_TEST
+
+/* The object replaced in the store behind the mount: a new open sees the
+ * new version, not pages a fill stored of the old one. */
+START_TEST(test_new_version_not_hidden_by_fill)
+{
+	const uint64_t size = 24 << 20;
+	int fd;
+
+	put_pattern("v.bin", size, 11);
+	mount_with("ro,attr_timeout=0,entry_timeout=0");
+	fd = open(tm_path(m.mnt, "v.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	scattered_reads(fd, size, 11, 8);
+	ck_assert_int_eq(wait_fills(1), 0);
+	close(fd);
+
+	put_pattern("v.bin", size, 12); /* same size, other bytes */
+	fd = open(tm_path(m.mnt, "v.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	whole_file_equals(fd, size, 12);
+	close(fd);
+}
+END_TEST
+
+/* A server that sometimes answers with half the body in good form: reads
+ * are asked again and always give the right bytes, never a short file. */
+START_TEST(test_short_bodies_asked_again)
+{
+	const uint64_t size = (6 << 20) + 333;
+	char *want = malloc(1 << 20), *got = malloc(1 << 20), json[512];
+	size_t len;
+	int fd;
+
+	ck_assert(want != NULL && got != NULL);
+	put_pattern("short.bin", size, 17);
+	mount_with("ro,no_cache,fill_max=0");
+	snprintf(json, sizeof(json),
+	         "{\"rate\":0.3,\"kinds\":\"short_body\",\"methods\":\"GetObject\","
+	         "\"seed\":5}");
+	ck_assert_int_eq(tm_sh("curl -sf -X POST '%s/faults' -H 'Content-Type: application/json' "
+	                       "-d '%s' >/dev/null",
+	                       getenv("CHUNKFS_TEST_S3_CONTROL"), json),
+	                 0);
+	fd = open(tm_path(m.mnt, "short.bin"), O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (uint64_t off = 0; off < size; off += len) {
+		len = size - off < (1 << 20) ? (size_t)(size - off) : (1 << 20);
+		ck_assert_int_eq(pread(fd, got, len, (off_t)off), (ssize_t)len);
+		tm_pattern(want, off, len, 17);
+		ck_assert_msg(memcmp(got, want, len) == 0, "wrong bytes at %llu",
+		              (unsigned long long)off);
+	}
+	ck_assert_int_eq(pread(fd, got, 100, (off_t)size), 0);
+	close(fd);
+	/* the faults really happened */
+	ck_assert_int_eq(tm_sh("curl -sf '%s/faults' | grep -Eq '\"injected\": *[1-9]'",
+	                       getenv("CHUNKFS_TEST_S3_CONTROL")),
+	                 0);
+	control("DELETE", "/faults");
+	free(want);
+	free(got);
+}
+END_TEST
+
+static Suite *read_suite(void)
+{
+	Suite *s = suite_create("read_s3");
+	TCase *tc = tcase_create("pagefill");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_random_reads_fill_page_cache);
+	tcase_add_test(tc, test_fill_max);
+	tcase_add_test(tc, test_writer_cancels_fill);
+	tcase_add_test(tc, test_new_version_not_hidden_by_fill);
+	tcase_add_test(tc, test_short_bodies_asked_again);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (access("/dev/fuse", R_OK | W_OK) != 0) {
+		printf("NOT RUN read_s3: /dev/fuse is not usable here (%s)\n", strerror(errno));
+		return 0;
+	}
+	if (store_s3_unavailable() != NULL) {
+		printf("NOT RUN read_s3: %s\n", store_s3_unavailable());
+		return 0;
+	}
+	sr = srunner_create(read_suite());
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
