@@ -11,6 +11,8 @@
 #   Dockerfile      its stages, files it copies, exec-form commands, and
 #                   that it builds with the README's commands
 #   entrypoint.sh   sh -n; the mount tests run it for real (check_ops.c)
+#   chunkfs(1)      names every -o option of --help and every environment
+#                   variable the sources read
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 failed=0
@@ -138,5 +140,19 @@ if sh -n contrib/docker/entrypoint.sh; then
 	pass docker/entrypoint.sh
 else
 	fail docker/entrypoint.sh "sh -n found a syntax error"
+fi
+# --- the man page documents every option and environment variable --------
+missing=""
+for opt in $(./chunkfs --help | grep -oE -- '-o [a-z_]+' | awk '{print $2}' | sort -u); do
+	grep -q -- "$opt" docs/chunkfs.1 || missing+="-o $opt; "
+done
+for var in $(grep -rhoE '(getenv|env|env_true)\("[A-Z_0-9]+"\)' backends lib fuse |
+	grep -oE '"[A-Z_0-9]+"' | tr -d '"' | sort -u); do
+	grep -q "$var" docs/chunkfs.1 || missing+="$var; "
+done
+if [ -z "$missing" ]; then
+	pass docs/chunkfs.1
+else
+	fail docs/chunkfs.1 "not in the man page: $missing"
 fi
 exit $failed
