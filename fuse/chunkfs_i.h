@@ -24,17 +24,17 @@ struct chunkfs_opts {
 	int ro;
 	int foreground;
 	int debug;
-	double attr_timeout;  /* seconds the kernel may cache attributes */
-	double entry_timeout; /* seconds the kernel may cache names */
-	char *staging_dir;    /* where files being written are kept */
+	double shutdown_timeout;   /* longest wait for open files at SIGTERM, 0: none */
+	struct access_opts access; /* owner and mode shown (access.h) */
+	unsigned metrics_port;     /* Prometheus text on 127.0.0.1, 0: off */
+	double attr_timeout;       /* seconds the kernel may cache attributes */
+	double entry_timeout;      /* seconds the kernel may cache names */
+	char *staging_dir;         /* where files being written are kept */
 	unsigned max_threads;
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
-	double shutdown_timeout;   /* longest wait for open files at SIGTERM, 0: none */
-	struct access_opts access; /* owner and mode shown (access.h) */
-	unsigned metrics_port;     /* Prometheus text on 127.0.0.1, 0: off */
-	unsigned fill_max_mb;      /* largest file fetched whole on random reads, 0: never */
+	unsigned fill_max_mb; /* largest file fetched whole on random reads, 0: never */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
