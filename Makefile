@@ -93,12 +93,17 @@ check:
 bench: chunkfs
 	bench/run.sh
 
+# chunkfs in BINDIR is all mount(8) needs: `mount -t fuse.chunkfs` runs
+# mount.fuse3 (package fuse3), which runs `chunkfs SOURCE MOUNTPOINT -o ...`
+# found through /bin/sh's default PATH (/usr/local/bin and /usr/bin are on
+# it; mount(8) passes no PATH of its own).
 install: chunkfs
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 chunkfs $(DESTDIR)$(BINDIR)/chunkfs
+	install -m 0644 docs/chunkfs.1 $(DESTDIR)$(MANDIR)/man1/chunkfs.1
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/chunkfs
+	rm -f $(DESTDIR)$(BINDIR)/chunkfs $(DESTDIR)$(MANDIR)/man1/chunkfs.1
 
 FORMAT_SRC = $(wildcard lib/*.[ch] backends/*.[ch] backends/*/*.[ch] fuse/*.[ch] tests/*/*.[ch])
 format:

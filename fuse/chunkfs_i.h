@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "backend.h"
 #include "inode.h"
 #include "pagefill.h"
@@ -23,9 +24,12 @@ struct chunkfs_opts {
 	int ro;
 	int foreground;
 	int debug;
-	double attr_timeout;  /* seconds the kernel may cache attributes */
-	double entry_timeout; /* seconds the kernel may cache names */
-	char *staging_dir;    /* where files being written are kept */
+	double shutdown_timeout;   /* longest wait for open files at SIGTERM, 0: none */
+	struct access_opts access; /* owner and mode shown (access.h) */
+	unsigned metrics_port;     /* Prometheus text on 127.0.0.1, 0: off */
+	double attr_timeout;       /* seconds the kernel may cache attributes */
+	double entry_timeout;      /* seconds the kernel may cache names */
+	char *staging_dir;         /* where files being written are kept */
 	unsigned max_threads;
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
@@ -56,6 +60,7 @@ struct chunkfs {
 	char bdi[32];                     /* "major:minor" of the mount, for readahead */
 	pthread_once_t tune_once;         /* readahead is set at the first open */
 	struct chunkfs_counters counters; /* updated with stats_add() */
+	int forced_exit;                  /* atomic: shutdown cut open files off */
 	struct fuse_session *se;          /* set once the session exists */
 	struct pagefill_set fills;        /* pagefill.c */
 };
@@ -113,6 +118,9 @@ int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
 
 /* file.c: save a dirty stage to the backend.  Node lock held.  0 or -errno. */
 int file_save(struct chunkfs *fs, struct node *node);
+
+/* file.c: at unmount, save (when save is set) and free a node's stage. */
+void file_stage_shutdown(struct chunkfs *fs, struct node *node, int save);
 
 /*
  * stats.c: the statistics document, JSON (see README "Statistics").  The

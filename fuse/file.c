@@ -609,3 +609,26 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (req != NULL)
 		fuse_reply_err(req, 0);
 }
+
+/*
+ * At unmount, once the kernel is gone: a stage whose last release never
+ * came (the kernel drops it when a lazily unmounted mount dies) is saved
+ * if dirty and save is set, then freed; a stage that stays unsaved is
+ * kept on disk and named in the log.  Node lock not held.
+ */
+void file_stage_shutdown(struct chunkfs *fs, struct node *node, int save)
+{
+	int keep = 0;
+
+	pthread_mutex_lock(&node->lock);
+	if (node->stage != NULL) {
+		if (node->stage->dirty && !node->unlinked)
+			keep = save ? file_save(fs, node) < 0 : 1;
+		if (keep)
+			log_error("unsaved data of a file open at shutdown kept in %s",
+			          node->stage->path);
+		stage_free(node->stage, keep);
+		node->stage = NULL;
+	}
+	pthread_mutex_unlock(&node->lock);
+}

@@ -316,3 +316,12 @@ char *inode_key(struct inode_table *t, struct node *node, const char *child)
 		memmove(key, p, strlen(p) + 1);
 	return key;
 }
+
+void inode_foreach(struct inode_table *t, inode_visit_fn fn, void *ctx)
+{
+	fn(&t->root, ctx);
+	for (size_t i = 0; i < t->n_buckets; i++) {
+		for (struct node *c = t->buckets[i]; c != NULL; c = c->next)
+			fn(c, ctx);
+	}
+}

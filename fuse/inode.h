@@ -110,4 +110,14 @@ int inode_move(struct inode_table *t, struct node *node, struct node *new_parent
  */
 char *inode_key(struct inode_table *t, struct node *node, const char *child);
 
+/* Called on one node by inode_foreach(). */
+typedef void (*inode_visit_fn)(struct node *node, void *ctx);
+
+/*
+ * Call fn on the root and on every node findable by name.  For shutdown:
+ * no other call may run concurrently, but fn may call inode functions
+ * that do not add or remove nodes (inode_key).
+ */
+void inode_foreach(struct inode_table *t, inode_visit_fn fn, void *ctx);
+
 #endif

@@ -26,8 +26,12 @@
 #include "fault.h"
 #include "fs.h"
 #include "log.h"
+#include "metrics.h"
+#include "mountinfo.h"
 #include "prefetch.h"
 #include "s3/s3.h"
+#include "shutdown.h"
+#include "warm.h"
 
 #define CHUNKFS_VERSION "0.1.0"
 
@@ -40,6 +44,8 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO, KEY_MAX_READ };
 static const struct fuse_opt option_spec[] = {
     OPT("attr_timeout=%lf", attr_timeout),
     OPT("entry_timeout=%lf", entry_timeout),
+    OPT("shutdown_timeout=%lf", shutdown_timeout),
+    OPT("metrics_port=%u", metrics_port),
     OPT("staging_dir=%s", staging_dir),
     OPT("max_threads=%u", max_threads),
     OPT("read_ahead_kb=%u", read_ahead_kb),
@@ -62,6 +68,8 @@ static void usage(const char *prog)
 	printf(
 	    "usage: %s SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]\n"
 	    "       chunkfs stats MOUNTPOINT   (JSON statistics of a mount)\n"
+	    "       chunkfs warm MOUNTPOINT [PATH...] [--manifest FILE] [-j N]\n"
+	    "                                  (read files once to fill the caches)\n"
 	    "\n"
 	    "Mount chunk storage as a directory.  SOURCE is a directory, a file:// URL\n"
 	    "or s3://BUCKET[/PREFIX].\n"
@@ -75,6 +83,9 @@ static void usage(const char *prog)
 	    "    -o max_threads=N       FUSE worker threads (default 16)\n"
 	    "    -o read_ahead_kb=N     kernel readahead for the mount (default 4096, 0: leave)\n"
 	    "    -o log_level=LEVEL     error, warn (default), info or debug\n"
+	    "    -o shutdown_timeout=S  at SIGTERM/SIGINT, how long files still open are\n"
+	    "                           served before giving up (default 60, 0: no limit)\n"
+	    "    -o metrics_port=PORT   serve Prometheus metrics on 127.0.0.1:PORT/metrics\n"
 	    "    -o fill_max=MiB        after random reads of a file up to this size, fetch it\n"
 	    "                           whole into the page cache (default 4096, at most half\n"
 	    "                           the available memory; 0: never)\n"
@@ -83,8 +94,9 @@ static void usage(const char *prog)
 	    "    -h, --help             this help\n"
 	    "    -V, --version          print the version\n"
 	    "\n"
-	    "Other -o options (allow_other, default_permissions, ...) go to FUSE;\n"
-	    "see mount.fuse3(8).  Unmount with: fusermount3 -u MOUNTPOINT\n",
+	    "Other -o options (auto_unmount, fsname=, rw, nosuid, nodev, noatime, ...) go\n"
+	    "to FUSE; see mount.fuse3(8).  Unmount with: fusermount3 -u MOUNTPOINT\n"
+	    "With mount(8) and /etc/fstab: mount -t fuse.chunkfs SOURCE MOUNTPOINT -o ...\n",
 	    prog);
 }
 
@@ -231,57 +243,35 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 	return with_faults(be, fo);
 }
 
-/*
- * The mount entry for path in /proc/self/mountinfo: copies its device
- * ("0:53") into dev and its filesystem type into type.  1 found, 0 not.
- */
-static int find_mount(const char *path, char *dev, size_t dev_len, char *type, size_t type_len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[4096];
-	int found = 0;
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char mdev[64], mpoint[PATH_MAX], *sep;
-
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mpoint) != 2)
-			continue;
-		/* mountinfo escapes spaces as \040; compare the unescaped path. */
-		for (char *r = mpoint, *w = mpoint;; r++, w++) {
-			if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3') {
-				*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-				r += 3;
-			} else {
-				*w = *r;
-			}
-			if (*r == '\0')
-				break;
-		}
-		if (strcmp(mpoint, path) != 0)
-			continue;
-		snprintf(dev, dev_len, "%s", mdev);
-		sep = strstr(line, " - ");
-		if (sep == NULL || sscanf(sep + 3, "%63s", type) != 1)
-			snprintf(type, type_len, "?");
-		found = 1; /* keep going: the last entry is the top mount */
-	}
-	fclose(f);
-	return found;
-}
-
 /* Check the mountpoint before mounting; print a sentence and fail if bad. */
 static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 {
 	char dev[64], type[64];
 	struct stat st;
 
+	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
+		/* The daemon of an earlier mount here died (kill -9, OOM): detach
+		 * its dead mount and mount over the directory again. */
+		int ret = shutdown_lazy_unmount(mnt);
+
+		if (ret < 0) {
+			fprintf(stderr,
+			        "chunkfs: %s is a dead FUSE mount (\"Transport endpoint is not "
+			        "connected\") and unmounting it failed (%s); run: fusermount3 -uz "
+			        "%s\n",
+			        mnt, strerror(-ret), mnt);
+			return -1;
+		}
+		fprintf(stderr,
+		        "chunkfs: %s was a dead FUSE mount (its daemon had died); "
+		        "unmounted it\n",
+		        mnt);
+	}
 	if (stat(mnt, &st) < 0) {
 		if (errno == ENOTCONN)
 			fprintf(stderr,
-			        "chunkfs: %s is a dead FUSE mount (\"Transport endpoint is not "
-			        "connected\"); clean it up with: fusermount3 -uz %s\n",
+			        "chunkfs: %s is still a dead FUSE mount (\"Transport endpoint is "
+			        "not connected\"); clean it up with: fusermount3 -uz %s\n",
 			        mnt, mnt);
 		else if (errno == ENOENT)
 			fprintf(stderr,
@@ -302,7 +292,7 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 		        strerror(errno));
 		return -1;
 	}
-	if (find_mount(abs, dev, sizeof(dev), type, sizeof(type)) &&
+	if (mountinfo_find(abs, dev, sizeof(dev), type, sizeof(type)) &&
 	    strncmp(type, "fuse", 4) == 0) {
 		fprintf(stderr,
 		        "chunkfs: %s is already mounted (%s); unmount it first with: "
@@ -446,6 +436,7 @@ int main(int argc, char *argv[])
 	            .entry_timeout = 1.0,
 	            .max_threads = 16,
 	            .read_ahead_kb = 4096,
+	            .shutdown_timeout = 60,
 	            .fill_max_mb = 4096,
 	        },
 	};
@@ -458,6 +449,8 @@ int main(int argc, char *argv[])
 	int no_cache = 0;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
+	struct shutdown *sd = NULL;
+	struct metrics *metrics = NULL;
 	struct chunkfs *fs = NULL;
 	struct backend *be = NULL;
 	char mnt[PATH_MAX], type[64];
@@ -466,6 +459,8 @@ int main(int argc, char *argv[])
 
 	if (argc >= 2 && strcmp(argv[1], "stats") == 0)
 		return stats_command(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "warm") == 0)
+		return warm_command(argc - 1, argv + 1);
 	/* Large buffers (cache parts, reads) come and go at a high rate from
 	 * many threads; with glibc's adaptive threshold they would pile up in
 	 * per-thread arenas and the daemon's memory would outgrow the cache
@@ -476,6 +471,7 @@ int main(int argc, char *argv[])
 	diskcache_opts_init(&disk_o);
 	if (s3_opts_parse(&args, &s3o) < 0 || cache_opts_parse(&args, &cache_o, &no_cache) < 0 ||
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
+	    access_opts_parse(&args, &opts->access) < 0 ||
 	    fault_opts_parse(&args, &fault_o, &faults) < 0 ||
 	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
@@ -487,6 +483,8 @@ int main(int argc, char *argv[])
 		cache_opts_usage(stdout);
 		printf("\n");
 		diskcache_opts_usage(stdout);
+		printf("\n");
+		access_opts_usage(stdout);
 		printf("\n");
 		fault_opts_usage(stdout);
 		ret = 0;
@@ -531,40 +529,63 @@ int main(int argc, char *argv[])
 	    fuse_opt_add_arg(&args, "-odefault_permissions") < 0)
 		goto out;
 
+	/* The port is taken before mounting, so a busy one fails the mount. */
+	if (opts->metrics_port != 0) {
+		metrics = metrics_open(fs, opts->metrics_port);
+		if (metrics == NULL)
+			goto out; /* metrics_open() said why */
+	}
+	/* From here on signals are taken by the shutdown thread only. */
+	if (shutdown_signals_block() < 0)
+		goto out;
 	se = fuse_session_new(&args, &chunkfs_ops, sizeof(chunkfs_ops), fs);
 	if (se == NULL)
 		goto out;
 	fs->se = se;
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out_session;
 	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)\n",
 		        opts->source, mnt);
-		goto out_signals;
+		goto out_session;
 	}
-	find_mount(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
+	mountinfo_find(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
 	if (!opts->foreground)
 		log_use_syslog();
 	log_info("mounted %s on %s", opts->source, mnt);
+	sd = shutdown_start(se, fs, mnt, opts->shutdown_timeout);
+	if (sd == NULL) {
+		log_error("cannot start the shutdown thread: %s", strerror(errno));
+		goto out_unmount;
+	}
+	if (metrics != NULL && metrics_run(metrics) < 0) {
+		log_error("cannot start the metrics thread: %s", strerror(errno));
+		goto out_unmount;
+	}
 
 	loop_cfg = fuse_loop_cfg_create();
 	if (loop_cfg == NULL)
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(loop_cfg, opts->max_threads);
 	fuse_loop_cfg_set_idle_threads(loop_cfg, opts->max_threads / 2 + 1);
-	ret = fuse_session_loop_mt(se, loop_cfg) == 0 ? 0 : 1;
+	ret = fuse_session_loop_mt(se, loop_cfg);
+	if (ret != 0)
+		log_error("the FUSE session of %s ended with an error: %s", mnt,
+		          strerror(ret < 0 ? -ret : ret));
+	/* Cut off open files (second signal, shutdown_timeout): not a clean end. */
+	ret = ret == 0 && !__atomic_load_n(&fs->forced_exit, __ATOMIC_ACQUIRE) ? 0 : 1;
 	fuse_loop_cfg_destroy(loop_cfg);
 
 out_unmount:
+	metrics_stop(metrics);
+	metrics = NULL;
+	shutdown_stop(sd);
 	fuse_session_unmount(se);
 	pagefill_shutdown(fs); /* stores fail now: nothing can block them */
-out_signals:
-	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out:
+	metrics_stop(metrics);
 	chunkfs_destroy(fs);
 	backend_destroy(be);
 	fuse_opt_free_args(&args);

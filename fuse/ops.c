@@ -29,6 +29,7 @@
 #include <sys/statvfs.h>
 
 #include "log.h"
+#include "shutdown.h"
 
 /* Longest name the kernel may hand us, and longest key S3 accepts. */
 #define NAME_MAX_BYTES 255
@@ -75,6 +76,7 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 		st->st_blocks = (blkcnt_t)((size + 511) / 512);
 		st->st_mtim = node->stage ? node->stage->mtime : node->st.mtime;
 	}
+	access_apply(&fs->opts->access, st);
 	if (fs->opts->ro)
 		st->st_mode &= (mode_t)~0222;
 	st->st_atim = st->st_mtim;
@@ -1048,6 +1050,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 const struct fuse_lowlevel_ops chunkfs_ops = {
     .init = op_init,
+    .destroy = shutdown_destroy_op,
     .lookup = op_lookup,
     .forget = op_forget,
     .forget_multi = op_forget_multi,

@@ -38,6 +38,32 @@ static void emit_pagefill(void *ctx, const char *name, uint64_t value)
 	json_object_set_new(ctx, name, json_integer((json_int_t)value));
 }
 
+static double group_value(json_t *root, const char *group, const char *name)
+{
+	return (double)json_integer_value(json_object_get(json_object_get(root, group), name));
+}
+
+/*
+ * "ratios": the cache's hit ratio (hits / (hits + misses)) and the
+ * prefetcher's efficiency (prefetched blocks that were read / prefetched
+ * blocks), when the stack has a cache and the ratio has a denominator.
+ */
+static void add_ratios(json_t *root)
+{
+	double hits = group_value(root, "cache", "hits"),
+	       misses = group_value(root, "cache", "misses");
+	double fetched = group_value(root, "cache", "prefetch_blocks");
+	json_t *r = json_object();
+
+	if (hits + misses > 0)
+		json_object_set_new(r, "cache_hit_ratio", json_real(hits / (hits + misses)));
+	if (fetched > 0)
+		json_object_set_new(
+		    r, "prefetch_efficiency",
+		    json_real(group_value(root, "cache", "prefetch_hits") / fetched));
+	json_object_set_new(root, "ratios", r);
+}
+
 char *chunkfs_stats_json(struct chunkfs *fs)
 {
 	const struct chunkfs_counters *c = &fs->counters;
@@ -63,6 +89,7 @@ char *chunkfs_stats_json(struct chunkfs *fs)
 	json_object_set_new(root, "pagefill", json_object());
 	pagefill_stats(fs, emit_pagefill, json_object_get(root, "pagefill"));
 	backend_stats(fs->be, emit, root);
+	add_ratios(root);
 	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	return text;

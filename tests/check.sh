@@ -4,7 +4,8 @@
 #   1. unit tests in the normal build,
 #   2. the same unit tests built with AddressSanitizer + UBSan,
 #   3. brief libFuzzer runs (tests/fuzz/run.sh) when clang is there,
-#   4. mount tests: the real daemon, mounted for real.
+#   4. checks of contrib/ (tests/contrib/check.sh),
+#   5. mount tests: the real daemon, mounted for real.
 # Starts what the tests need (the S3 test server, tests/s3/), always cleans
 # up (mounts, servers, scratch
 # directories), and ends with one line "chunkfs: N passed, N failed,
@@ -80,6 +81,11 @@ if [ -x tests/fuzz/run.sh ]; then
 		echo "$(grep -c '^PASS ' <<<"$out") 0 0" >>"$results"
 	fi
 fi
+
+step "contrib (systemd units, Dockerfile, compose, Kubernetes: syntax and settings)"
+out=$(tests/contrib/check.sh 2>&1)
+printf '%s\n' "$out"
+echo "$(grep -c '^PASS ' <<<"$out") $(grep -c '^FAIL ' <<<"$out") $(grep -c '^SKIP ' <<<"$out")" >>"$results"
 
 step "mount tests"
 RESULT_LABEL=mount make -s mount-tests || true

@@ -348,6 +348,33 @@ out:
 	return url;
 }
 
+const char *const s3_op_names[S3_OPS] = {"get", "head", "put", "post", "delete", "list", "copy"};
+
+static enum s3_op op_index(const char *op)
+{
+	static const char *const methods[S3_OPS] = {"GET",    "HEAD", "PUT", "POST",
+	                                            "DELETE", "LIST", "COPY"};
+
+	for (int i = 0; i < S3_OPS; i++) {
+		if (strcmp(op, methods[i]) == 0)
+			return (enum s3_op)i;
+	}
+	return S3_COPY;
+}
+
+/* Count one attempt's duration in its type's histogram. */
+static void count_latency(struct s3 *s3, const char *op, struct timespec t0)
+{
+	struct timespec t1;
+	int64_t us;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+	pthread_mutex_lock(&s3->stats_lock);
+	histogram_add(&s3->stats.latency[op_index(op)], us > 0 ? (uint64_t)us : 0);
+	pthread_mutex_unlock(&s3->stats_lock);
+}
+
 static uint64_t *op_counter(struct s3 *s3, const char *op)
 {
 	if (strcmp(op, "GET") == 0)
@@ -443,6 +470,7 @@ static int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res,
 	size_t n_lines = 0;
 	int ret = -ENOMEM, retry = 0, quick_retry_used = 0;
 	struct s3_failure local;
+	struct timespec t0;
 
 	if (fail == NULL)
 		fail = &local;
@@ -485,7 +513,9 @@ static int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res,
 		call.headers = lines;
 		call.n_headers = n_lines;
 		count(s3, op_counter(s3, r->op), 1);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		ret = http_perform(s3->pool, &call, res);
+		count_latency(s3, r->op, t0);
 		free_lines(lines, n_lines);
 		n_lines = 0;
 		if (ret == -ENOMEM)
@@ -508,6 +538,11 @@ static int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res,
 			log_debug("%s %s: %s (attempt %u)", r->op, r->key ? r->key : "(bucket)",
 			          res->curl_error, attempt + 1);
 		} else if (res->status >= 200 && res->status < 300) {
+			log_debug("%s %s%s%s: HTTP %ld, %zu bytes (request id %s, attempt %u)",
+			          r->op, r->key ? "key " : "bucket ",
+			          r->key ? s3->prefix : s3->bucket, r->key ? r->key : "",
+			          res->status, res->dst_len + res->body_len,
+			          res->request_id[0] ? res->request_id : "none", attempt + 1);
 			count(s3, &s3->stats.bytes_down, res->dst_len + res->body_len);
 			count(s3, &s3->stats.bytes_up, r->src ? r->src_len : r->body_len);
 			ret = 0;
@@ -1031,6 +1066,17 @@ static void s3_stats(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "s3", "errors", st.errors);
 	emit(ctx, "s3", "bytes_down", st.bytes_down);
 	emit(ctx, "s3", "bytes_up", st.bytes_up);
+	/* Latency of each attempt, by type: "get_p50_us", "get_p99_us". */
+	for (int i = 0; i < S3_OPS; i++) {
+		char name[32];
+
+		if (st.latency[i].count == 0)
+			continue;
+		snprintf(name, sizeof(name), "%s_p50_us", s3_op_names[i]);
+		emit(ctx, "s3_latency", name, histogram_quantile_us(&st.latency[i], 0.5));
+		snprintf(name, sizeof(name), "%s_p99_us", s3_op_names[i]);
+		emit(ctx, "s3_latency", name, histogram_quantile_us(&st.latency[i], 0.99));
+	}
 }
 
 static void s3_destroy(struct backend *b)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "histogram.h"
 
 struct s3_opts {
 	char *region;             /* -o region=; else AWS_REGION, AWS_DEFAULT_REGION, us-east-1 */
@@ -50,12 +51,19 @@ void s3_opts_free(struct s3_opts *o);
 struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char *err,
                                   size_t err_len);
 
+/* The request types counted, in the order of s3_op_names. */
+enum s3_op { S3_GET, S3_HEAD, S3_PUT, S3_POST, S3_DELETE, S3_LIST, S3_COPY, S3_OPS };
+
+/* "get", "head", "put", "post", "delete", "list", "copy". */
+extern const char *const s3_op_names[S3_OPS];
+
 /* Requests made and what happened to them, for tests and stats. */
 struct s3_stats {
 	uint64_t get, head, put, post, del, list, copy; /* requests sent, by type */
 	uint64_t retries;                               /* attempts that were retried */
 	uint64_t errors;                                /* requests that finally failed */
 	uint64_t bytes_down, bytes_up;
+	struct histogram latency[S3_OPS]; /* time of each attempt, by type */
 };
 
 void s3_backend_get_stats(struct backend *b, struct s3_stats *out);

@@ -623,7 +623,7 @@ END_TEST
 static int run_chunkfs(const char *args, char *out, size_t out_len)
 {
 	const char *bin = getenv("CHUNKFS_BIN");
-	char cmd[8192];
+	char cmd[8192], rest[4096];
 	FILE *p;
 	size_t n;
 	int status;
@@ -634,6 +634,9 @@ static int run_chunkfs(const char *args, char *out, size_t out_len)
 		return -1;
 	n = fread(out, 1, out_len - 1, p);
 	out[n] = '\0';
+	/* Read the rest too: a long --help must not die of SIGPIPE. */
+	while (fread(rest, 1, sizeof(rest), p) > 0)
+		;
 	status = pclose(p);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -1,0 +1,22 @@
+/*
+ * warm.h - `chunkfs warm`: read files through a mount once, in parallel,
+ * so later reads are served from the caches (the disk cache with
+ * -o cache_dir, else the memory cache and the kernel's page cache).
+ *
+ *   chunkfs warm MOUNTPOINT [PATH...] [--manifest FILE] [-j N] [-q]
+ *
+ * PATHs are files or directories inside the mount (relative to it or
+ * absolute; none: the whole mount).  A manifest is a chunk_info.json
+ * (examples/bert-tiny): its "chunks"[].file and "config" are read,
+ * relative to the manifest's directory when the manifest is inside the
+ * mount, else relative to MOUNTPOINT.  Progress goes to stderr: a bar
+ * with bytes, rate and ETA on a terminal, a plain line every 5 s
+ * otherwise.  SIGINT/SIGTERM stop it cleanly (exit 130).
+ */
+#ifndef CHUNKFS_WARM_H
+#define CHUNKFS_WARM_H
+
+/* argv[0] is "warm".  Returns the exit status. */
+int warm_command(int argc, char *argv[]);
+
+#endif
