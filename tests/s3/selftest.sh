@@ -134,6 +134,18 @@ check "multipart upload used CreateMultipartUpload/UploadPart/Complete" \
 aws s3api copy-object --bucket data --copy-source data/plain/obj.bin --key plain/copy.bin >/dev/null 2>&1
 aws s3api get-object --bucket data --key plain/copy.bin "$work/got" >/dev/null 2>&1
 check "copy-object" cmp -s "$work/obj" "$work/got"
+# read-after-write: each GET right after its PUT sees the whole new object
+# (s3rver alone answered a PUT before its file was complete)
+raw_ok=0
+for i in $(seq 40); do
+    head -c $((200000 + i * 1000)) /dev/urandom >"$work/raw.$i"
+    h=$(sha256sum "$work/raw.$i" | cut -d' ' -f1)
+    scurl "$h" -T "$work/raw.$i" -o /dev/null "$S3_ENDPOINT/data/raw/obj" &&
+        scurl "$EMPTY" -o "$work/raw.got" "$S3_ENDPOINT/data/raw/obj" &&
+        cmp -s "$work/raw.$i" "$work/raw.got" && raw_ok=$((raw_ok + 1))
+    rm -f "$work/raw.$i"
+done
+check "40 PUTs each read back whole at once ($raw_ok)" test "$raw_ok" = 40
 aws s3api delete-objects --bucket data --delete 'Objects=[{Key=list/k1},{Key=list/k2},{Key=list/k3},{Key=list/k4},{Key=list/k5}]' >/dev/null 2>&1
 n=$(aws s3api list-objects-v2 --bucket data --prefix list/ --query 'length(Contents || `[]`)' --output text 2>&1)
 check "DeleteObjects removes all 5 keys (left: $n)" test "$n" = 0

@@ -798,6 +798,35 @@ async function partialBody(ctx, rec, fault) {
 const FilesystemStore = require('s3rver/lib/stores/filesystem');
 const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
 
+// s3rver 3.7.1's putObject resolves when the request body has been read,
+// not when the object's file is written (it never waits for the write
+// stream), so the answer to a PUT could go out, and the object lock here be
+// released, before the file holds all its bytes: a GET right after then
+// read a short or empty object. S3 is read-after-write consistent; so is
+// this server: the file is complete before putObject returns.
+FilesystemStore.prototype.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  await new Promise((resolve, reject) => {
+    const out = fs.createWriteStream(objectPath);
+    out.on('error', reject).on('close', resolve);
+    if (Buffer.isBuffer(object.content)) {
+      md5.update(object.content);
+      size = object.content.length;
+      out.end(object.content);
+    } else {
+      object.content.on('error', err => { out.destroy(); reject(err); });
+      object.content.on('data', chunk => { md5.update(chunk); size += chunk.length; });
+      object.content.pipe(out);
+    }
+  });
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  return { size, md5: digest };
+};
+
 const OBJECT_SUFFIX = '._S3rver_object';
 const UPLOADS_DIR = '._S3rver_uploads';
 const LIST_MAX_KEYS = 1000;
