@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "inode.h"
+#include "stage.h"
 
 /* Command-line options of the driver (main.c parses them). */
 struct chunkfs_opts {
@@ -29,6 +30,8 @@ struct chunkfs_opts {
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
+	char *recover;       /* -o recover=keep|upload|discard (recovery.c) */
+	int metadata_refuse; /* -o metadata=refuse: chmod/chown give EPERM */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -47,22 +50,17 @@ struct chunkfs {
 	struct backend *be;         /* top of the backend stack; owned */
 	struct inode_table *inodes; /* owned */
 	const struct chunkfs_opts *opts;
-	char *staging_dir; /* resolved staging directory; owned */
-	uid_t uid;         /* owner shown for every file */
+	char *staging_dir;  /* resolved staging directory; owned */
+	char *session_dir;  /* this mount's stages, under it (recovery.c); owned */
+	char *recovery_dir; /* unsaved data of failed uploads; owned */
+	char *source_id;    /* SOURCE as notes name it; owned */
+	int session_lock;   /* flock held on session_dir/lock, or -1 */
+	uid_t uid;          /* owner shown for every file */
 	gid_t gid;
 	struct timespec mount_time;       /* mtime shown for implicit directories */
 	char bdi[32];                     /* "major:minor" of the mount, for readahead */
 	pthread_once_t tune_once;         /* readahead is set at the first open */
 	struct chunkfs_counters counters; /* updated with stats_add() */
-};
-
-/* A local copy of a file being written (file.c).  Protected by node->lock. */
-struct stage {
-	int fd;
-	char *path;
-	uint64_t size;
-	int dirty;             /* differs from what the backend has */
-	struct timespec mtime; /* mtime to store with the next save */
 };
 
 /* An open file handle (fi->fh). */

@@ -56,10 +56,15 @@ int chunkfs_fresh(struct timespec t, double secs)
 
 void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 {
+	/* A file being written shows the attributes it will be saved with. */
+	const struct stage *sg = node->type == S_IFREG ? node->stage : NULL;
+	unsigned meta = sg ? sg->attrs.meta : node->st.meta;
+	uint32_t mode = sg ? sg->attrs.mode : node->st.mode;
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node->number;
-	st->st_uid = (node->st.meta & BACKEND_META_UID) ? node->st.uid : fs->uid;
-	st->st_gid = (node->st.meta & BACKEND_META_GID) ? node->st.gid : fs->gid;
+	st->st_uid = !(meta & BACKEND_META_UID) ? fs->uid : sg ? sg->attrs.uid : node->st.uid;
+	st->st_gid = !(meta & BACKEND_META_GID) ? fs->gid : sg ? sg->attrs.gid : node->st.gid;
 	st->st_blksize = 1 << 20; /* tools size their I/O by it */
 	if (node->type == S_IFDIR) {
 		st->st_mode = S_IFDIR | 0755;
@@ -68,8 +73,7 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 	} else {
 		uint64_t size = node->stage ? node->stage->size : node->st.size;
 
-		st->st_mode =
-		    S_IFREG | ((node->st.meta & BACKEND_META_MODE) ? node->st.mode & 07777 : 0644);
+		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 07777 : 0644);
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 		st->st_blocks = (blkcnt_t)((size + 511) / 512);

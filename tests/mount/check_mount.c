@@ -566,22 +566,23 @@ START_TEST(test_read_only_mount)
 }
 END_TEST
 
-/* The one file left in the staging directory must hold exactly want. */
+/* The one data file in the recovery directory must hold exactly want. */
 static void staged_copy_equals(const void *want, size_t len)
 {
-	char cmd[PATH_MAX + 64], name[PATH_MAX] = "";
+	char cmd[PATH_MAX + 64], name[PATH_MAX] = "", dir[PATH_MAX];
 	size_t got;
 	char *back;
 	FILE *p;
 
-	ck_assert_int_eq(tm_sh("[ $(ls '%s' | wc -l) = 1 ]", m.staging), 0);
-	snprintf(cmd, sizeof(cmd), "ls '%s'", m.staging);
+	snprintf(dir, sizeof(dir), "%s/recovery", m.staging);
+	ck_assert_int_eq(tm_sh("[ $(ls '%s' | grep -vc '\\.note$') = 1 ]", dir), 0);
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -v '\\.note$'", dir);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	ck_assert_ptr_nonnull(fgets(name, sizeof(name), p));
 	pclose(p);
 	name[strcspn(name, "\n")] = '\0';
-	back = tm_read_file(tm_path(m.staging, name), &got);
+	back = tm_read_file(tm_path(dir, name), &got);
 	ck_assert_ptr_nonnull(back);
 	ck_assert_uint_eq(got, len);
 	ck_assert(memcmp(back, want, len) == 0);
@@ -589,7 +590,7 @@ static void staged_copy_equals(const void *want, size_t len)
 }
 
 /* A save that fails (the backing disk is full) is returned by fsync() and
- * close(), and the data stays in the staging directory. */
+ * close(), and the data is kept in the recovery directory. */
 START_TEST(test_failed_save_reported_and_kept)
 {
 	size_t len = 3 << 20;
@@ -614,7 +615,7 @@ START_TEST(test_failed_save_reported_and_kept)
 	ck_assert_int_eq(access(tm_path(m.src, "toolarge.bin"), F_OK), -1);
 	tm_unmount(&m);
 	umount2(m.src, MNT_DETACH);
-	/* ...and the bytes are in the staging directory, whole. */
+	/* ...and the bytes are in the recovery directory, whole. */
 	staged_copy_equals(buf, len);
 	free(buf);
 }
