@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -628,9 +629,15 @@ out:
 	return ret;
 }
 
-/* Metadata headers as s3fs writes them, from save attrs. */
-static void add_meta_headers(struct s3_req *r, const struct backend_save_attrs *a, char buf[4][32])
+/*
+ * Metadata headers as s3fs writes them, from save attrs.  s3fs stores the
+ * whole st_mode, file type included.
+ */
+static void add_meta_headers(struct s3_req *r, const char *key, const struct backend_save_attrs *a,
+                             char buf[4][32])
 {
+	unsigned type = key[strlen(key) - 1] == '/' ? S_IFDIR : S_IFREG;
+
 	if (a == NULL)
 		return;
 	if (a->mtime.tv_sec != 0) {
@@ -638,7 +645,7 @@ static void add_meta_headers(struct s3_req *r, const struct backend_save_attrs *
 		r->headers[r->n_headers++] = (struct sigv4_header){"x-amz-meta-mtime", buf[0]};
 	}
 	if (a->meta & BACKEND_META_MODE) {
-		snprintf(buf[1], 32, "%u", (unsigned)a->mode);
+		snprintf(buf[1], 32, "%u", type | ((unsigned)a->mode & 07777));
 		r->headers[r->n_headers++] = (struct sigv4_header){"x-amz-meta-mode", buf[1]};
 	}
 	if (a->meta & BACKEND_META_UID) {
@@ -746,7 +753,7 @@ static int multipart_save(struct s3 *s3, const char *key, const struct backend_s
 	while ((src->size + u.part_size - 1) / u.part_size > MAX_PARTS)
 		u.part_size *= 2;
 	u.n_parts = (size_t)((src->size + u.part_size - 1) / u.part_size);
-	add_meta_headers(&r, attrs, meta);
+	add_meta_headers(&r, key, attrs, meta);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
 		ret = s3xml_parse_upload_id(res.body, res.body_len, &upload_id);
@@ -844,7 +851,7 @@ static int s3_save(struct backend *b, const char *key, const struct backend_sour
 		return -EINVAL;
 	if (src->size > 2 * s3->part_size)
 		return multipart_save(s3, key, src, attrs, st);
-	add_meta_headers(&r, attrs, meta);
+	add_meta_headers(&r, key, attrs, meta);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
 		stat_after_save(src->size, res.etag, attrs, st);
@@ -918,28 +925,22 @@ out:
 	return ret;
 }
 
-static int s3_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+/*
+ * CopyObject of src (whose stat is *sst) to dst.  With attrs, the
+ * metadata is replaced by attrs (x-amz-metadata-directive: REPLACE, which
+ * also allows a copy onto itself); without, it is copied.
+ */
+static int copy_object(struct s3 *s3, const char *src, const char *dst,
+                       const struct backend_save_attrs *attrs, const struct backend_stat *sst,
+                       struct backend_stat *st)
 {
-	struct s3 *s3 = (struct s3 *)b;
 	struct s3_req r = {.method = "PUT", .op = "COPY", .key = dst, .quiet_status = 404};
-	struct backend_stat sst;
 	struct http_result res;
 	struct s3xml_error xerr;
-	char *source = NULL, *raw = NULL, etag[BACKEND_ETAG_MAX];
+	char *source = NULL, *raw = NULL, etag[BACKEND_ETAG_MAX], meta[4][32];
 	int ret;
 
-	if (!backend_key_valid(src) || !backend_key_valid(dst))
-		return -EINVAL;
-	ret = s3_stat(b, src, &sst);
-	if (ret < 0)
-		return ret;
-	if (strcmp(src, dst) == 0) {
-		/* S3 refuses a copy onto itself; the result is already there. */
-		if (st != NULL)
-			*st = sst;
-		return 0;
-	}
-	if (sst.size > MAX_COPY_SIZE)
+	if (sst->size > MAX_COPY_SIZE)
 		return -ENOTSUP; /* needs UploadPartCopy; the caller streams instead */
 	if (asprintf(&raw, "/%s/%s%s", s3->bucket, s3->prefix, src) < 0)
 		return -ENOMEM;
@@ -948,6 +949,11 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 	if (source == NULL)
 		return -ENOMEM;
 	r.headers[r.n_headers++] = (struct sigv4_header){"x-amz-copy-source", source};
+	if (attrs != NULL) {
+		r.headers[r.n_headers++] =
+		    (struct sigv4_header){"x-amz-metadata-directive", "REPLACE"};
+		add_meta_headers(&r, dst, attrs, meta);
+	}
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == -ENOENT) {
 		/* The source was just there: a server that cannot copy this key
@@ -964,13 +970,52 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 		ret = -EIO;
 	}
 	if (ret == 0 && st != NULL) {
-		*st = sst;
-		snprintf(st->etag, sizeof(st->etag), "%s", etag);
-		clock_gettime(CLOCK_REALTIME, &st->mtime);
+		if (attrs != NULL) {
+			stat_after_save(sst->size, etag, attrs, st);
+		} else {
+			*st = *sst;
+			snprintf(st->etag, sizeof(st->etag), "%s", etag);
+			clock_gettime(CLOCK_REALTIME, &st->mtime);
+		}
 	}
 	http_result_clear(&res);
 	free(source);
 	return ret;
+}
+
+static int s3_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+{
+	struct s3 *s3 = (struct s3 *)b;
+	struct backend_stat sst;
+	int ret;
+
+	if (!backend_key_valid(src) || !backend_key_valid(dst))
+		return -EINVAL;
+	ret = s3_stat(b, src, &sst);
+	if (ret < 0)
+		return ret;
+	if (strcmp(src, dst) == 0) {
+		/* S3 refuses a copy onto itself; the result is already there. */
+		if (st != NULL)
+			*st = sst;
+		return 0;
+	}
+	return copy_object(s3, src, dst, NULL, &sst, st);
+}
+
+/* New metadata for the same bytes: a copy onto itself that replaces it. */
+static int s3_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                      struct backend_stat *st)
+{
+	struct backend_stat sst;
+	int ret;
+
+	if (!backend_key_valid(key))
+		return -EINVAL;
+	ret = s3_stat(b, key, &sst);
+	if (ret < 0)
+		return ret;
+	return copy_object((struct s3 *)b, key, key, attrs, &sst, st);
 }
 
 static void s3_stats(struct backend *b, backend_stats_fn emit, void *ctx)
@@ -1018,6 +1063,7 @@ static const struct backend_ops s3_ops = {
     .remove = s3_remove,
     .list = s3_list,
     .copy = s3_copy,
+    .setattr = s3_setattr,
     .stats = s3_stats,
     .destroy = s3_destroy,
 };
