@@ -554,7 +554,7 @@ static void stat_from_result(const struct http_result *res, uint64_t size, struc
 	snprintf(st->etag, sizeof(st->etag), "%s", res->etag);
 	st->mtime = res->has_meta_mtime ? res->meta_mtime : res->last_modified;
 	st->meta = res->meta;
-	st->mode = res->mode;
+	st->mode = res->mode & 07777; /* s3fs stores the file type too */
 	st->uid = res->uid;
 	st->gid = res->gid;
 }
