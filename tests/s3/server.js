@@ -41,7 +41,7 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
   --fault-rate R        probability 0..1 of a fault on an eligible request
   --fault-count N       inject at most N faults (rate defaults to 1)
   --fault-after N       leave the first N eligible requests alone
-  --fault-kinds LIST    500,503,reset,stall,stall_body,reset_after
+  --fault-kinds LIST    500,503,403,reset,stall,stall_body,reset_after
                         (default 500,503)
   --fault-methods LIST  only these request types/ops, e.g. GET or GetObject,
                         PUT,UploadPart, ListObjectsV2 (default: all)
@@ -160,9 +160,9 @@ function mulberry32(seed) {
   };
 }
 
-const FAULT_KINDS = ['500', '503', 'reset', 'stall', 'stall_body', 'reset_after'];
+const FAULT_KINDS = ['500', '503', '403', 'reset', 'stall', 'stall_body', 'reset_after'];
 const KIND_ALIASES = {
-  internalerror: '500', slowdown: '503', rst: 'reset', 'reset-after': 'reset_after',
+  internalerror: '500', slowdown: '503', accessdenied: '403', rst: 'reset', 'reset-after': 'reset_after',
   'stall-body': 'stall_body', timeout: 'stall',
 };
 
@@ -1440,6 +1440,9 @@ function makeFront(app) {
             return;
           case '503':
             sendError(ctx, rec, 503, 'SlowDown', 'Please reduce your request rate.');
+            return;
+          case '403':
+            sendError(ctx, rec, 403, 'AccessDenied', 'Access Denied');
             return;
           case 'stall':
             ctx.respond = false;
