@@ -670,6 +670,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_lock(&node->lock);
 		staged = node->stage != NULL;
 		node->unlinked = 1;
+		if (staged) /* a crash now must not bring the file back */
+			stage_note(fs, node, NULL);
 		pthread_mutex_unlock(&node->lock);
 	}
 	ret = fs->be->ops->remove(fs->be, key);
@@ -681,6 +683,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		} else {
 			pthread_mutex_lock(&node->lock);
 			node->unlinked = 0;
+			if (node->stage != NULL)
+				stage_note(fs, node, NULL);
 			pthread_mutex_unlock(&node->lock);
 		}
 		inode_forget(fs->inodes, node, 1);
