@@ -41,7 +41,8 @@
 
 #define MAX_EXTRA_HEADERS 8
 #define MAX_PARTS         10000
-#define MAX_COPY_SIZE     (5ull << 30)
+#define MAX_COPY_SIZE     (5ull << 30) /* CopyObject's limit */
+#define COPY_PART_SIZE    (512ull << 20)
 
 struct s3 {
 	struct backend base;
@@ -56,6 +57,7 @@ struct s3 {
 	int tls;
 	unsigned max_attempts;
 	uint64_t part_size;
+	uint64_t max_copy_size; /* larger objects are copied in parts */
 	unsigned concurrency;
 	struct http_pool *pool;
 	struct creds_provider *creds;
@@ -82,6 +84,7 @@ static const struct fuse_opt s3_opt_spec[] = {
     S3OPT("connect_timeout=%u", connect_timeout, 0),
     S3OPT("read_timeout=%u", read_timeout, 0),
     S3OPT("part_size_mb=%u", part_size_mb, 0),
+    S3OPT("max_copy_mb=%u", max_copy_mb, 0),
     S3OPT("upload_concurrency=%u", upload_concurrency, 0),
     FUSE_OPT_END,
 };
@@ -119,6 +122,8 @@ void s3_opts_usage(FILE *out)
 	        "    -o connect_timeout=S   seconds to connect (default 5)\n"
 	        "    -o read_timeout=S      seconds without progress before a retry (default 30)\n"
 	        "    -o part_size_mb=N      multipart upload part size (default 8)\n"
+	        "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
+	        "                           with UploadPartCopy (default 5120, S3's limit)\n"
 	        "    -o upload_concurrency=N  parts uploaded in parallel (default 8)\n"
 	        "  Credentials: environment, web identity, ~/.aws files, container and\n"
 	        "  instance metadata, in the AWS SDKs' order; never on the command line.\n");
@@ -678,11 +683,17 @@ static void stat_after_save(uint64_t size, const char *etag, const struct backen
 	}
 }
 
-/* A multipart upload in flight, shared by its part workers. */
+/*
+ * A multipart upload in flight, shared by its part workers.  Parts come
+ * from src (UploadPart) or, for a copy, from the object copy_source names
+ * (UploadPartCopy with a byte range; no data passes through us).
+ */
 struct upload {
 	struct s3 *s3;
 	const char *key;
-	const struct backend_source *src;
+	const struct backend_source *src; /* or NULL for a copy */
+	const char *copy_source;          /* "/bucket/key", URI-encoded, or NULL */
+	uint64_t size;
 	const char *upload_id;
 	uint64_t part_size;
 	size_t n_parts;
@@ -692,13 +703,58 @@ struct upload {
 	int error;   /* [lock] first failure */
 };
 
+/* Upload part i (0-based); its etag goes to u->etags[i].  0 or -errno. */
+static int upload_part(struct upload *u, size_t i)
+{
+	struct http_result res;
+	struct s3xml_error xerr;
+	char part[24], range[64], etag[BACKEND_ETAG_MAX];
+	struct sigv4_param q[] = {{"partNumber", part}, {"uploadId", u->upload_id}};
+	uint64_t off = (uint64_t)i * u->part_size;
+	uint64_t len = u->size - off < u->part_size ? u->size - off : u->part_size;
+	struct s3_req r = {
+	    .method = "PUT",
+	    .op = u->copy_source ? "COPY" : "PUT",
+	    .key = u->key,
+	    .query = q,
+	    .n_query = 2,
+	    .src = u->src,
+	    .src_off = off,
+	    .src_len = u->src ? len : 0,
+	};
+	int ret;
+
+	snprintf(part, sizeof(part), "%zu", i + 1);
+	if (u->copy_source != NULL) {
+		snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)off,
+		         (unsigned long long)(off + len - 1));
+		r.headers[r.n_headers++] =
+		    (struct sigv4_header){"x-amz-copy-source", u->copy_source};
+		r.headers[r.n_headers++] = (struct sigv4_header){"x-amz-copy-source-range", range};
+	}
+	ret = s3_do(u->s3, &r, &res, NULL);
+	if (ret == 0 && u->copy_source != NULL) {
+		/* The etag is in a CopyPartResult document.  A server without
+		 * UploadPartCopy may take the request for an empty UploadPart
+		 * and answer without one: not a copy, never used. */
+		if (s3xml_parse_result_etag(res.body, res.body_len, etag, sizeof(etag), &xerr) == 0)
+			u->etags[i] = strdup(etag);
+		else
+			ret = -ENOTSUP;
+	} else if (ret == 0) {
+		u->etags[i] = strdup(res.etag);
+	}
+	if (ret == 0 && u->etags[i] == NULL)
+		ret = -ENOMEM;
+	http_result_clear(&res);
+	return ret;
+}
+
 static void *upload_worker(void *arg)
 {
 	struct upload *u = arg;
 
 	for (;;) {
-		struct http_result res;
-		char part[24];
 		size_t i;
 		int ret;
 
@@ -707,24 +763,7 @@ static void *upload_worker(void *arg)
 		pthread_mutex_unlock(&u->lock);
 		if (i == SIZE_MAX)
 			return NULL;
-		snprintf(part, sizeof(part), "%zu", i + 1);
-		struct sigv4_param q[] = {{"partNumber", part}, {"uploadId", u->upload_id}};
-		uint64_t off = (uint64_t)i * u->part_size;
-		struct s3_req r = {
-		    .method = "PUT",
-		    .op = "PUT",
-		    .key = u->key,
-		    .query = q,
-		    .n_query = 2,
-		    .src = u->src,
-		    .src_off = off,
-		    .src_len =
-		        u->src->size - off < u->part_size ? u->src->size - off : u->part_size,
-		};
-		ret = s3_do(u->s3, &r, &res, NULL);
-		if (ret == 0 && (u->etags[i] = strdup(res.etag)) == NULL)
-			ret = -ENOMEM;
-		http_result_clear(&res);
+		ret = upload_part(u, i);
 		if (ret < 0) {
 			pthread_mutex_lock(&u->lock);
 			if (u->error == 0)
@@ -735,13 +774,21 @@ static void *upload_worker(void *arg)
 	}
 }
 
-static int multipart_save(struct s3 *s3, const char *key, const struct backend_source *src,
-                          const struct backend_save_attrs *attrs, struct backend_stat *st)
+/*
+ * Store size bytes under key with a multipart upload: from src, or copied
+ * server-side from copy_source.  Parts go out in parallel; each part is
+ * retried on its own by s3_do(); the upload is aborted when one keeps
+ * failing.  part_size grows until the parts fit in MAX_PARTS.
+ */
+static int multipart_run(struct s3 *s3, const char *key, const struct backend_source *src,
+                         const char *copy_source, uint64_t size, uint64_t part_size,
+                         const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
 	struct sigv4_param q_init[] = {{"uploads", NULL}};
 	struct s3_req r = {
 	    .method = "POST", .op = "POST", .key = key, .query = q_init, .n_query = 1};
-	struct upload u = {.s3 = s3, .key = key, .src = src};
+	struct upload u = {
+	    .s3 = s3, .key = key, .src = src, .copy_source = copy_source, .size = size};
 	struct http_result res;
 	struct s3xml_error xerr;
 	char meta[4][32], *upload_id = NULL, *body = NULL, etag[BACKEND_ETAG_MAX];
@@ -749,10 +796,10 @@ static int multipart_save(struct s3 *s3, const char *key, const struct backend_s
 	unsigned n_threads;
 	int ret;
 
-	u.part_size = s3->part_size;
-	while ((src->size + u.part_size - 1) / u.part_size > MAX_PARTS)
+	u.part_size = part_size;
+	while ((size + u.part_size - 1) / u.part_size > MAX_PARTS)
 		u.part_size *= 2;
-	u.n_parts = (size_t)((src->size + u.part_size - 1) / u.part_size);
+	u.n_parts = (size_t)((size + u.part_size - 1) / u.part_size);
 	add_meta_headers(&r, key, attrs, meta);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
@@ -811,7 +858,7 @@ static int multipart_save(struct s3 *s3, const char *key, const struct backend_s
 	}
 	if (ret < 0)
 		goto abort;
-	stat_after_save(src->size, etag, attrs, st);
+	stat_after_save(size, etag, attrs, st);
 	goto out;
 abort : {
 	struct sigv4_param q[] = {{"uploadId", upload_id}};
@@ -850,7 +897,7 @@ static int s3_save(struct backend *b, const char *key, const struct backend_sour
 	if (key[strlen(key) - 1] == '/' && src->size != 0)
 		return -EINVAL;
 	if (src->size > 2 * s3->part_size)
-		return multipart_save(s3, key, src, attrs, st);
+		return multipart_run(s3, key, src, NULL, src->size, s3->part_size, attrs, st);
 	add_meta_headers(&r, key, attrs, meta);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
@@ -940,14 +987,33 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
 	char *source = NULL, *raw = NULL, etag[BACKEND_ETAG_MAX], meta[4][32];
 	int ret;
 
-	if (sst->size > MAX_COPY_SIZE)
-		return -ENOTSUP; /* needs UploadPartCopy; the caller streams instead */
 	if (asprintf(&raw, "/%s/%s%s", s3->bucket, s3->prefix, src) < 0)
 		return -ENOMEM;
 	source = sigv4_uri_encode(raw, 1);
 	free(raw);
 	if (source == NULL)
 		return -ENOMEM;
+	if (sst->size > s3->max_copy_size) {
+		/* CopyObject stops at 5 GiB: copy in parts, server-side. */
+		struct backend_save_attrs keep = {.meta = sst->meta,
+		                                  .mode = sst->mode,
+		                                  .uid = sst->uid,
+		                                  .gid = sst->gid,
+		                                  .mtime = sst->mtime};
+
+		uint64_t part =
+		    s3->max_copy_size < COPY_PART_SIZE ? s3->max_copy_size : COPY_PART_SIZE;
+
+		ret =
+		    multipart_run(s3, dst, NULL, source, sst->size,
+		                  part < (5u << 20) ? (5u << 20) : part, attrs ? attrs : &keep, st);
+		if (ret == -ENOTSUP)
+			log_info("UploadPartCopy of \"%s\" not possible on this server; copying "
+			         "through the client",
+			         src);
+		free(source);
+		return ret;
+	}
 	r.headers[r.n_headers++] = (struct sigv4_header){"x-amz-copy-source", source};
 	if (attrs != NULL) {
 		r.headers[r.n_headers++] =
@@ -1333,6 +1399,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	pthread_mutex_init(&s3->stats_lock, NULL);
 	s3->max_attempts = o->retries + 1;
 	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 8) << 20;
+	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_COPY_SIZE;
 	if (s3->part_size < (5u << 20))
 		s3->part_size = 5u << 20; /* S3's smallest part */
 	s3->concurrency = o->upload_concurrency ? o->upload_concurrency : 1;

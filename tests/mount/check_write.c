@@ -589,6 +589,29 @@ START_TEST(test_s3_overwrite_fetches_lazily)
 }
 END_TEST
 
+/* Renaming an object above the CopyObject limit copies it server-side in
+ * parts (UploadPartCopy); the limit is lowered to 5 MiB to test it. */
+START_TEST(test_s3_rename_large_in_parts)
+{
+	size_t len = (12 << 20) + 9; /* three 5 MiB parts */
+	char *buf = malloc(len);
+
+	tm_pattern(buf, 0, len, 70);
+	ck_assert_int_eq(store_put(&st, "large/src.bin", buf, len), 0);
+	mount_with("max_copy_mb=5");
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(rename(tm_path(m.mnt, "large/src.bin"), tm_path(m.mnt, "large/dst.bin")),
+	                 0);
+	ck_assert_int_eq(store_counter("ops", "UploadPartCopy"), 3);
+	ck_assert_int_eq(store_counter("ops", "CopyObject"), 0);
+	ck_assert_int_eq(store_counter("ops", "GetObject"), 0); /* no bytes through us */
+	ck_assert(!store_has(&st, "large/src.bin"));
+	stored_is("large/dst.bin", buf, len);
+	mounted_is("large/dst.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -607,6 +630,7 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_failed_uploads_kept);
 		tcase_add_test(tc, test_s3_multipart_retries_one_part);
 		tcase_add_test(tc, test_s3_overwrite_fetches_lazily);
+		tcase_add_test(tc, test_s3_rename_large_in_parts);
 	}
 	suite_add_tcase(s, tc);
 	return s;

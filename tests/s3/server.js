@@ -1483,6 +1483,8 @@ function makeFront(app) {
       else if (phantom) {
         sendError(ctx, rec, 404, 'NoSuchKey', 'The specified key does not exist.',
           { Key: info.key });
+      } else if (info.op === 'UploadPartCopy') {
+        await uploadPartCopy(ctx, rec, app, next);
       } else await next();
       if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
 
@@ -1499,6 +1501,53 @@ function makeFront(app) {
       if (processed && WRITE_METHODS.has(origReq.method)) noteWrite(app, info, ctx.status);
     }
   };
+}
+
+/** UploadPartCopy, which s3rver lacks: the source range (read from s3rver's
+ *  store) becomes the body of an UploadPart, and the answer a CopyPartResult. */
+async function uploadPartCopy(ctx, rec, app, next) {
+  const req = ctx.req;
+  let src = decodeURIComponent(String(req.headers['x-amz-copy-source'] || '').split('?')[0]);
+  if (src.startsWith('/')) src = src.slice(1);
+  const slash = src.indexOf('/');
+  const srcKey = src.slice(slash + 1);
+  const file = slash > 0 ? app.store.getResourcePath(src.slice(0, slash), srcKey, 'object') : '';
+  const st = file ? fs.statSync(file, { throwIfNoEntry: false }) : null;
+  if (!st || !st.isFile()) {
+    sendError(ctx, rec, 404, 'NoSuchKey', 'The specified key does not exist.', { Key: srcKey });
+    return;
+  }
+  let start = 0;
+  let end = st.size - 1;
+  const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers['x-amz-copy-source-range'] || '');
+  if (m) {
+    start = Number(m[1]);
+    end = Number(m[2]);
+    if (start > end || end >= st.size) {
+      sendError(ctx, rec, 416, 'InvalidRange', 'The requested range is not satisfiable');
+      return;
+    }
+  }
+  const data = Buffer.alloc(end - start + 1);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, data, 0, data.length, start);
+  } finally {
+    fs.closeSync(fd);
+  }
+  delete req.headers['x-amz-copy-source'];
+  delete req.headers['x-amz-copy-source-range'];
+  req.headers['content-length'] = String(data.length);
+  installReplay(ctx, { chunks: [data], file: null });
+  await next();
+  if (ctx.status === 200) {
+    const etag = ctx.response.get('ETag');
+    ctx.remove('ETag');
+    ctx.type = 'application/xml';
+    ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><LastModified>' +
+      new Date().toISOString() + '</LastModified><ETag>' + etag.replace(/"/g, '&quot;') +
+      '</ETag></CopyPartResult>';
+  }
 }
 
 // ---------------------------------------------------------------- control API
