@@ -317,7 +317,7 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 {
 	DIR *d = opendir(fs->recovery_dir);
 	struct dirent *de;
-	unsigned ours = 0, others = 0, saved = 0, dropped = 0, partial = 0;
+	unsigned ours = 0, others = 0, saved = 0, dropped = 0, partial = 0, orphans = 0;
 	char first[PATH_MAX] = "";
 
 	if (d == NULL)
@@ -327,8 +327,13 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 		char path[PATH_MAX + NAME_MAX + 2], data[NAME_MAX + 1];
 		int ret;
 
-		if (!ends_with(de->d_name, ".note"))
+		if (!ends_with(de->d_name, ".note")) {
+			snprintf(path, sizeof(path), "%s/%s.note", fs->recovery_dir, de->d_name);
+			if (de->d_name[0] != '.' && !ends_with(de->d_name, ".tmp") &&
+			    access(path, F_OK) < 0)
+				orphans++;
 			continue;
+		}
 		snprintf(path, sizeof(path), "%s/%s", fs->recovery_dir, de->d_name);
 		snprintf(data, sizeof(data), "%.*s", (int)(strlen(de->d_name) - 5), de->d_name);
 		if (recovery_note_read(path, &n) < 0) {
@@ -380,6 +385,10 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 	else if (ours + partial > 0)
 		log_warn("%u unsaved file(s) of %s remain in %s", ours + partial, fs->source_id,
 		         fs->recovery_dir);
+	if (orphans > 0)
+		log_warn("%u file(s) in %s have no note (their key is unknown); look at them and "
+		         "remove them by hand",
+		         orphans, fs->recovery_dir);
 	if (others > 0)
 		log_info("%u recoveries of other sources are in %s", others, fs->recovery_dir);
 }
