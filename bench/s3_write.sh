@@ -11,10 +11,15 @@
 # with the source (a mismatch shows as WRONG BYTES).
 #
 # raw: the object split into 8 MiB parts (beforehand, not timed), then one
-# multipart upload with curl, 8 parts in flight, SigV4-signed.
+# multipart upload with curl, 8 parts in flight, SigV4-signed with
+# UNSIGNED-PAYLOAD.  The server is plain http: the row "chunkfs" runs with
+# -o unsigned_payload, as raw does; "chunkfs-signed" with the default, which
+# signs each payload's SHA-256 over http (a SHA-256 pass on the client and one
+# on the single-threaded server).  s3fs 1.90 always signs payloads (it has no
+# unsigned option); over https chunkfs never signs them.
 #
 # Environment:
-#   BENCH_WRITE_PEERS="chunkfs s3fs rclone raw"   rows to measure
+#   BENCH_WRITE_PEERS="chunkfs chunkfs-signed s3fs rclone raw"   rows to measure
 #   BENCH_SIZE_MB=1024      size written
 #   BENCH_LATENCY_MS=20     latency the server adds before each response
 #   BENCH_TIMEOUT=600       bound on each timed step (seconds)
@@ -30,7 +35,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 LAT=${BENCH_LATENCY_MS:-20}
 TO=${BENCH_TIMEOUT:-600}
-PEERS=${BENCH_WRITE_PEERS:-chunkfs s3fs rclone raw}
+PEERS=${BENCH_WRITE_PEERS:-chunkfs chunkfs-signed s3fs rclone raw}
 BUCKET=wbench
 export LC_ALL=C
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_EC2_METADATA_DISABLED=true
@@ -80,7 +85,7 @@ for t in curl node fusermount3 mountpoint timeout split; do
 	command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh bench)"
 done
 want() { [[ " $PEERS " == *" $1 "* ]]; }
-if want chunkfs && [ -z "${CHUNKFS:-}" ]; then
+if { want chunkfs || want chunkfs-signed; } && [ -z "${CHUNKFS:-}" ]; then
 	CHUNKFS=$REPO/chunkfs
 	[ -x "$CHUNKFS" ] || make -C "$REPO" chunkfs >&2 || die "make chunkfs failed"
 fi
@@ -137,9 +142,10 @@ mount_peer() { # PEER
 	MNT=$WORK/mnt.$1
 	mkdir -p "$MNT" "$WORK/stage.$1"
 	case $1 in
-	chunkfs)
+	chunkfs | chunkfs-signed)
 		"$CHUNKFS" "s3://$BUCKET/$1" "$MNT" -f \
-			-o "endpoint=$S3_ENDPOINT,staging_dir=$WORK/stage.$1${CHUNKFS_OPTS:+,$CHUNKFS_OPTS}" >"$log" 2>&1 &
+			-o "endpoint=$S3_ENDPOINT,staging_dir=$WORK/stage.$1${CHUNKFS_OPTS:+,$CHUNKFS_OPTS}" \
+			$([ "$1" = chunkfs ] && echo "-o unsigned_payload") >"$log" 2>&1 &
 		;;
 	s3fs)
 		s3fs "$BUCKET:/$1" "$MNT" -f -o "url=$S3_ENDPOINT" -o use_path_request_style \
@@ -181,10 +187,10 @@ run_write() { # PEER NAME COMMAND... -> sets REPLY to the cell
 	REPLY="$(mbps "$secs")$(check_bytes "$peer/$name")"
 }
 
-for peer in chunkfs s3fs rclone; do
+for peer in chunkfs chunkfs-signed s3fs rclone; do
 	want "$peer" || continue
 	case $peer in
-	chunkfs) ;;
+	chunkfs*) ;;
 	*) command -v "$peer" >/dev/null || {
 		CP[$peer]="not installed" DD[$peer]="not installed"
 		continue
@@ -238,11 +244,11 @@ ratio() { # CELL BASE
 	awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN { if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/ && b > 0) printf "%.2f", a / b; else printf "-" }'
 }
 echo
-echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores), MB/s until stored whole"
+echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end), MB/s until stored whole"
 echo
 echo "| writer | cp | dd bs=1M | cp vs raw | dd vs raw | cp vs s3fs | dd vs s3fs |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for peer in chunkfs s3fs rclone; do
+for peer in chunkfs chunkfs-signed s3fs rclone; do
 	want "$peer" || continue
 	echo "| $peer | ${CP[$peer]} | ${DD[$peer]} | $(ratio "${CP[$peer]}" "$RAW") | $(ratio "${DD[$peer]}" "$RAW") | $(ratio "${CP[$peer]}" "${CP[s3fs]:-}") | $(ratio "${DD[$peer]}" "${DD[s3fs]:-}") |"
 done

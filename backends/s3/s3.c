@@ -55,6 +55,7 @@ struct s3 {
 	char *endpoint; /* for messages */
 	int path_style;
 	int tls;
+	int unsigned_payload; /* uploads over http skip the payload hash */
 	unsigned max_attempts;
 	uint64_t part_size;
 	uint64_t max_copy_size; /* larger objects are copied in parts */
@@ -79,6 +80,7 @@ static const struct fuse_opt s3_opt_spec[] = {
     S3OPT("credentials_file=%s", credentials_file, 0),
     S3OPT("path_style", path_style, 1),
     S3OPT("virtual_hosted", virtual_hosted, 1),
+    S3OPT("unsigned_payload", unsigned_payload, 1),
     S3OPT("anonymous", anonymous, 1),
     S3OPT("retries=%u", retries, 0),
     S3OPT("connect_timeout=%u", connect_timeout, 0),
@@ -106,27 +108,32 @@ int s3_opts_parse(struct fuse_args *args, struct s3_opts *o)
 
 void s3_opts_usage(FILE *out)
 {
-	fprintf(out,
-	        "S3 options (SOURCE s3://BUCKET[/PREFIX]):\n"
-	        "    -o region=REGION       bucket region (else AWS_REGION, AWS_DEFAULT_REGION,\n"
-	        "                           us-east-1; corrected from the server's answer)\n"
-	        "    -o endpoint=URL        S3-compatible endpoint (else AWS_ENDPOINT_URL_S3,\n"
-	        "                           AWS_ENDPOINT_URL; default AWS)\n"
-	        "    -o path_style          path-style URLs (default for custom endpoints)\n"
-	        "    -o virtual_hosted      virtual-hosted URLs (default for AWS)\n"
-	        "    -o ca_bundle=FILE      CA certificates for https (else AWS_CA_BUNDLE)\n"
-	        "    -o profile=NAME        profile in the shared credentials files\n"
-	        "    -o credentials_file=F  shared credentials file to read\n"
-	        "    -o anonymous           no credentials (public buckets)\n"
-	        "    -o retries=N           retries of a failed request (default 6)\n"
-	        "    -o connect_timeout=S   seconds to connect (default 5)\n"
-	        "    -o read_timeout=S      seconds without progress before a retry (default 30)\n"
-	        "    -o part_size_mb=N      multipart upload part size (default 8)\n"
-	        "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
-	        "                           with UploadPartCopy (default 5120, S3's limit)\n"
-	        "    -o upload_concurrency=N  parts uploaded in parallel (default 8)\n"
-	        "  Credentials: environment, web identity, ~/.aws files, container and\n"
-	        "  instance metadata, in the AWS SDKs' order; never on the command line.\n");
+	fprintf(
+	    out,
+	    "S3 options (SOURCE s3://BUCKET[/PREFIX]):\n"
+	    "    -o region=REGION       bucket region (else AWS_REGION, AWS_DEFAULT_REGION,\n"
+	    "                           us-east-1; corrected from the server's answer)\n"
+	    "    -o endpoint=URL        S3-compatible endpoint (else AWS_ENDPOINT_URL_S3,\n"
+	    "                           AWS_ENDPOINT_URL; default AWS)\n"
+	    "    -o path_style          path-style URLs (default for custom endpoints)\n"
+	    "    -o virtual_hosted      virtual-hosted URLs (default for AWS)\n"
+	    "    -o unsigned_payload    over plain http, send uploaded data as UNSIGNED-PAYLOAD\n"
+	    "                           instead of signing its SHA-256 (faster; the data is\n"
+	    "                           then not covered by the signature; https always\n"
+	    "                           sends it unsigned, TLS protects it)\n"
+	    "    -o ca_bundle=FILE      CA certificates for https (else AWS_CA_BUNDLE)\n"
+	    "    -o profile=NAME        profile in the shared credentials files\n"
+	    "    -o credentials_file=F  shared credentials file to read\n"
+	    "    -o anonymous           no credentials (public buckets)\n"
+	    "    -o retries=N           retries of a failed request (default 6)\n"
+	    "    -o connect_timeout=S   seconds to connect (default 5)\n"
+	    "    -o read_timeout=S      seconds without progress before a retry (default 30)\n"
+	    "    -o part_size_mb=N      multipart upload part size (default 8)\n"
+	    "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
+	    "                           with UploadPartCopy (default 5120, S3's limit)\n"
+	    "    -o upload_concurrency=N  parts uploaded in parallel (default 8)\n"
+	    "  Credentials: environment, web identity, ~/.aws files, container and\n"
+	    "  instance metadata, in the AWS SDKs' order; never on the command line.\n");
 }
 
 void s3_opts_free(struct s3_opts *o)
@@ -458,7 +465,7 @@ static int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res,
 		goto out;
 	if (r->src == NULL && r->body == NULL)
 		strcpy(hash, SIGV4_EMPTY_SHA256);
-	else if (s3->tls)
+	else if (s3->tls || (s3->unsigned_payload && r->src != NULL))
 		strcpy(hash, SIGV4_UNSIGNED_PAYLOAD);
 	else if ((ret = payload_hash(r, hash)) < 0)
 		goto out;
@@ -1399,6 +1406,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	pthread_mutex_init(&s3->stats_lock, NULL);
 	s3->max_attempts = o->retries + 1;
 	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 8) << 20;
+	s3->unsigned_payload = o->unsigned_payload;
 	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_COPY_SIZE;
 	if (s3->part_size < (5u << 20))
 		s3->part_size = 5u << 20; /* S3's smallest part */

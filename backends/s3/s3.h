@@ -21,6 +21,7 @@ struct s3_opts {
 	char *credentials_file;   /* -o credentials_file=FILE */
 	int path_style;           /* -o path_style: force path-style addressing */
 	int virtual_hosted;       /* -o virtual_hosted: force virtual-hosted addressing */
+	int unsigned_payload;     /* -o unsigned_payload: no SHA-256 of uploads over http */
 	int anonymous;            /* -o anonymous: unsigned requests (public buckets) */
 	unsigned retries;         /* -o retries=N: attempts after the first (default 6) */
 	unsigned connect_timeout; /* -o connect_timeout=SECS (default 5) */

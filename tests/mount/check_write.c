@@ -612,6 +612,24 @@ START_TEST(test_s3_rename_large_in_parts)
 }
 END_TEST
 
+/* -o unsigned_payload: uploads (PUT and parts) are not hashed, and land
+ * intact all the same. */
+START_TEST(test_s3_unsigned_payload)
+{
+	size_t small = (3 << 20) + 1, large = (20 << 20) + 3;
+	char *buf = malloc(large);
+
+	mount_with("unsigned_payload");
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.mnt, "u-small.bin"), small, 80), 0);
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.mnt, "u-large.bin"), large, 81), 0);
+	tm_pattern(buf, 0, small, 80);
+	stored_is("u-small.bin", buf, small);
+	tm_pattern(buf, 0, large, 81);
+	stored_is("u-large.bin", buf, large);
+	free(buf);
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -631,6 +649,7 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_multipart_retries_one_part);
 		tcase_add_test(tc, test_s3_overwrite_fetches_lazily);
 		tcase_add_test(tc, test_s3_rename_large_in_parts);
+		tcase_add_test(tc, test_s3_unsigned_payload);
 	}
 	suite_add_tcase(s, tc);
 	return s;
