@@ -95,9 +95,12 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /*
  * file.c: set a file's size, through its stage if it is open for writing,
- * else by fetching, truncating and saving it.  Node lock held.  0 or -errno.
+ * else through a temporary stage that is saved at once.  attrs (may be
+ * NULL) replace the stage's attributes and mtime; with save_now an open
+ * file's stage is saved now too.  Node lock held.  0 or -errno.
  */
-int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
+                  const struct backend_save_attrs *attrs, int save_now);
 
 /* file.c: save a dirty stage to the backend.  Node lock held.  0 or -errno. */
 int file_save(struct chunkfs *fs, struct node *node);

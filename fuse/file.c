@@ -84,7 +84,8 @@ int file_save(struct chunkfs *fs, struct node *node)
 	return ret;
 }
 
-int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
+                  const struct backend_save_attrs *attrs, int save_now)
 {
 	int ret, temporary = node->stage == NULL;
 
@@ -95,7 +96,11 @@ int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
 		node->stage->dirty = 1;
 	}
 	ret = stage_truncate(fs, node, size);
-	if (ret == 0 && temporary)
+	if (ret == 0 && attrs != NULL) {
+		node->stage->attrs = *attrs;
+		node->stage->mtime = attrs->mtime;
+	}
+	if (ret == 0 && (temporary || save_now))
 		ret = file_save(fs, node);
 	if (temporary) {
 		stage_free(node->stage, 0);

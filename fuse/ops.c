@@ -506,8 +506,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE) && node->type == S_IFDIR)
 		ret = -EISDIR;
 	pthread_mutex_lock(&node->lock);
-	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE))
-		ret = file_truncate(fs, node, (uint64_t)attr->st_size);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		struct backend_save_attrs a;
+
+		/* New attributes (truncate(2) also sets the mtime) go with the
+		 * one save of the new size.  A truncate by name is saved now,
+		 * even when the file is open: its caller has no close() to wait
+		 * for. */
+		if (!refuse && (to_set & meta_bits))
+			merged_attrs(fs, node, attr, to_set, &a);
+		ret = file_truncate(fs, node, (uint64_t)attr->st_size,
+		                    !refuse && (to_set & meta_bits) ? &a : NULL, fi == NULL);
+		to_set &= refuse ? ~0 : ~meta_bits;
+	}
 	if (ret == 0 && !refuse && (to_set & meta_bits)) {
 		ret = store_attrs(fs, node, attr, to_set);
 	} else if (ret == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
