@@ -143,18 +143,20 @@ out:
 	return ret;
 }
 
-int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+/*
+ * Copy src to dst through an unlinked temporary file, saving with attrs
+ * (NULL: src's own mode and owner).
+ */
+static int copy_through_file(struct backend *b, const char *src, const char *dst,
+                             const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
 	const char *tmp = getenv("TMPDIR");
+	struct backend_save_attrs keep;
+	struct backend_source source;
 	struct backend_stat sst;
 	char *path;
 	int fd, ret;
 
-	if (b->ops->copy != NULL) {
-		ret = b->ops->copy(b, src, dst, st);
-		if (ret != -ENOTSUP)
-			return ret;
-	}
 	/* Large objects pass through here: not /tmp, often a small tmpfs. */
 	if (asprintf(&path, "%s/chunkfs-copy.XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0)
 		return -ENOMEM;
@@ -166,10 +168,42 @@ int backend_copy(struct backend *b, const char *src, const char *dst, struct bac
 	if (ret < 0)
 		return ret;
 	ret = backend_read_to_fd(b, src, fd, &sst);
-	if (ret == 0)
-		ret = backend_save_fd(b, dst, fd, sst.size, st);
+	if (ret == 0) {
+		if (attrs == NULL) {
+			keep = (struct backend_save_attrs){
+			    .meta = sst.meta, .mode = sst.mode, .uid = sst.uid, .gid = sst.gid};
+			attrs = &keep;
+		}
+		source = backend_source_fd(fd, sst.size);
+		ret = b->ops->save(b, dst, &source, attrs, st);
+	}
 	close(fd);
 	return ret;
+}
+
+int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
+{
+	int ret;
+
+	if (b->ops->copy != NULL) {
+		ret = b->ops->copy(b, src, dst, st);
+		if (ret != -ENOTSUP)
+			return ret;
+	}
+	return copy_through_file(b, src, dst, NULL, st);
+}
+
+int backend_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                    struct backend_stat *st)
+{
+	int ret;
+
+	if (b->ops->setattr != NULL) {
+		ret = b->ops->setattr(b, key, attrs, st);
+		if (ret != -ENOTSUP)
+			return ret;
+	}
+	return copy_through_file(b, key, key, attrs, st);
 }
 
 void backend_list_free(struct backend_list *l)

@@ -244,6 +244,18 @@ struct backend_ops {
 	int (*rename)(struct backend *b, const char *src, const char *dst);
 
 	/*
+	 * setattr (optional): replace the stored attributes of the existing
+	 * object key with attrs, leaving its bytes alone: mode, uid and gid
+	 * as attrs->meta says (fields not set there are removed, as a save
+	 * without them would), and attrs->mtime ({0,0}: the store sets it).
+	 * When st is not NULL it receives the object's new stat.  -ENOENT
+	 * when absent.  NULL or -ENOTSUP: backend_setattr() saves the object
+	 * again with attrs (read through a temporary file).
+	 */
+	int (*setattr)(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+	               struct backend_stat *st);
+
+	/*
 	 * space (optional): total and free bytes of the store, for statfs.
 	 * NULL: the FUSE layer reports a large fixed size.
 	 */
@@ -345,6 +357,10 @@ void backend_release_ref(struct backend_ref *ref);
 
 /* copy() with the fallback described at the op. */
 int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st);
+
+/* setattr() with the fallback described at the op. */
+int backend_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                    struct backend_stat *st);
 
 /* Free what list() put in *l and zero it.  Safe on an empty list. */
 void backend_list_free(struct backend_list *l);

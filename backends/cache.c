@@ -1024,6 +1024,14 @@ static int cache_rename(struct backend *b, const char *src, const char *dst)
 	return ret;
 }
 
+static int cache_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                         struct backend_stat *st)
+{
+	struct backend *in = cache_inner(b);
+
+	return in->ops->setattr ? in->ops->setattr(in, key, attrs, st) : -ENOTSUP;
+}
+
 static int cache_space(struct backend *b, uint64_t *total, uint64_t *avail)
 {
 	return cache_inner(b)->ops->space(cache_inner(b), total, avail);
@@ -1109,6 +1117,7 @@ static const struct backend_ops cache_ops = {
     .list = cache_list,
     .copy = cache_copy,
     .rename = cache_rename,
+    .setattr = cache_setattr,
     .space = cache_space,
     .prefetch = cache_prefetch,
     .stats = cache_stats_op,

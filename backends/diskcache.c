@@ -994,6 +994,15 @@ static int dc_copy(struct backend *b, const char *src, const char *dst, struct b
 	return ret;
 }
 
+/* The cached blocks are keyed by etag, which attributes do not change. */
+static int dc_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                      struct backend_stat *st)
+{
+	struct backend *in = dc_of(b)->inner;
+
+	return in->ops->setattr ? in->ops->setattr(in, key, attrs, st) : -ENOTSUP;
+}
+
 static int dc_rename(struct backend *b, const char *src, const char *dst)
 {
 	struct diskcache *c = dc_of(b);
@@ -1109,6 +1118,7 @@ static const struct backend_ops diskcache_ops = {
     .list = dc_list,
     .copy = dc_copy,
     .rename = dc_rename,
+    .setattr = dc_setattr,
     .space = dc_space,
     .stats = dc_stats,
     .destroy = dc_destroy,

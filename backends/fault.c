@@ -160,6 +160,17 @@ static int fault_rename(struct backend *b, const char *src, const char *dst)
 	return ret < 0 ? ret : fault_inner(b)->ops->rename(fault_inner(b), src, dst);
 }
 
+static int fault_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                         struct backend_stat *st)
+{
+	int ret = fault_enter(b, FAULT_SAVE);
+	struct backend *in = fault_inner(b);
+
+	if (ret < 0)
+		return ret;
+	return in->ops->setattr ? in->ops->setattr(in, key, attrs, st) : -ENOTSUP;
+}
+
 static int fault_space(struct backend *b, uint64_t *total, uint64_t *avail)
 {
 	int ret = fault_enter(b, FAULT_STAT);
@@ -204,6 +215,7 @@ static const struct backend_ops fault_ops = {
     .list = fault_list,
     .copy = fault_copy,
     .rename = fault_rename,
+    .setattr = fault_setattr,
     .space = fault_space,
     .prefetch = fault_prefetch,
     .stats = fault_stats_op,

@@ -29,7 +29,7 @@ struct fuse_args;
 enum {
 	FAULT_STAT = 1 << 0,
 	FAULT_READ = 1 << 1, /* read, read_fd and read_ref */
-	FAULT_SAVE = 1 << 2,
+	FAULT_SAVE = 1 << 2, /* save and setattr */
 	FAULT_REMOVE = 1 << 3,
 	FAULT_LIST = 1 << 4,
 	FAULT_COPY = 1 << 5, /* copy and rename */

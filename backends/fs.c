@@ -499,6 +499,40 @@ static int fs_save_marker(const struct fs_backend *fb, const struct fs_path *p, 
 	return ret;
 }
 
+/* The file's own mode, owner and mtime hold the attributes. */
+static int fs_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                      struct backend_stat *st)
+{
+	struct fs_backend *fb = fs_of(b);
+	struct fs_path p;
+	struct stat sb;
+	int fd, ret;
+
+	ret = fs_path_split(key, &p);
+	if (ret < 0)
+		return ret;
+	/* fchmod() and futimens() need a descriptor that is not O_PATH. */
+	if (p.marker)
+		fd = fs_resolve(fb, p.full, O_RDONLY | O_DIRECTORY, key);
+	else
+		fd = fs_open_object(fb, &p, key, O_RDONLY | O_NONBLOCK | O_NOCTTY, &sb);
+	if (fd == -ENOTDIR)
+		fd = -ENOENT;
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	ret = fs_apply_attrs(fd, attrs);
+	if (ret == 0 && fstat(fd, &sb) < 0)
+		ret = -errno;
+	if (ret == 0 && st != NULL)
+		fs_fill_stat(&sb, st);
+	close(fd);
+out:
+	fs_path_free(&p);
+	return ret;
+}
+
 static int fs_save(struct backend *b, const char *key, const struct backend_source *src,
                    const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
@@ -1204,6 +1238,7 @@ static const struct backend_ops fs_ops = {
     .list = fs_list,
     .copy = fs_copy,
     .rename = fs_rename,
+    .setattr = fs_setattr,
     .space = fs_space,
     .destroy = fs_destroy,
 };

@@ -511,6 +511,36 @@ out:
 	return ret;
 }
 
+static int mem_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                       struct backend_stat *st)
+{
+	struct mem_backend *m = mem_of(b);
+	struct mem_object *o;
+	size_t pos;
+	int ret = 0;
+
+	if (!backend_key_valid(key))
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	if (!mem_find(m, key, &pos)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	o = m->objs[pos];
+	o->meta = attrs->meta & (BACKEND_META_MODE | BACKEND_META_UID | BACKEND_META_GID);
+	o->mode = (o->meta & BACKEND_META_MODE) ? attrs->mode & 07777 : 0;
+	o->uid = (o->meta & BACKEND_META_UID) ? attrs->uid : 0;
+	o->gid = (o->meta & BACKEND_META_GID) ? attrs->gid : 0;
+	o->mtime = attrs->mtime;
+	if (o->mtime.tv_sec == 0 && o->mtime.tv_nsec == 0)
+		clock_gettime(CLOCK_REALTIME, &o->mtime);
+	if (st != NULL)
+		mem_fill_stat(o, st);
+out:
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
 static void mem_destroy(struct backend *b)
 {
 	struct mem_backend *m = mem_of(b);
@@ -532,6 +562,7 @@ static const struct backend_ops mem_ops = {
     .list = mem_list,
     .copy = mem_copy,
     .rename = NULL,
+    .setattr = mem_setattr,
     .space = NULL,
     .destroy = mem_destroy,
 };

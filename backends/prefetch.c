@@ -350,6 +350,14 @@ static int prefetch_rename(struct backend *b, const char *src, const char *dst)
 	return prefetch_inner(b)->ops->rename(prefetch_inner(b), src, dst);
 }
 
+static int prefetch_setattr(struct backend *b, const char *key,
+                            const struct backend_save_attrs *attrs, struct backend_stat *st)
+{
+	struct backend *in = prefetch_inner(b);
+
+	return in->ops->setattr ? in->ops->setattr(in, key, attrs, st) : -ENOTSUP;
+}
+
 static int prefetch_space(struct backend *b, uint64_t *total, uint64_t *avail)
 {
 	return prefetch_inner(b)->ops->space(prefetch_inner(b), total, avail);
@@ -402,6 +410,7 @@ static const struct backend_ops prefetch_ops = {
     .list = prefetch_list,
     .copy = prefetch_copy,
     .rename = prefetch_rename,
+    .setattr = prefetch_setattr,
     .space = prefetch_space,
     .prefetch = prefetch_prefetch,
     .stats = prefetch_stats_op,

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "inode.h"
 #include "pagefill.h"
+#include "stage.h"
 
 /* Command-line options of the driver (main.c parses them). */
 struct chunkfs_opts {
@@ -35,6 +36,8 @@ struct chunkfs_opts {
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
 	unsigned fill_max_mb; /* largest file fetched whole on random reads, 0: never */
+	char *recover;        /* -o recover=keep|upload|discard (recovery.c) */
+	int metadata_refuse;  /* -o metadata=refuse: chmod/chown give EPERM */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -53,8 +56,12 @@ struct chunkfs {
 	struct backend *be;         /* top of the backend stack; owned */
 	struct inode_table *inodes; /* owned */
 	const struct chunkfs_opts *opts;
-	char *staging_dir; /* resolved staging directory; owned */
-	uid_t uid;         /* owner shown for every file */
+	char *staging_dir;  /* resolved staging directory; owned */
+	char *session_dir;  /* this mount's stages, under it (recovery.c); owned */
+	char *recovery_dir; /* unsaved data of failed uploads; owned */
+	char *source_id;    /* SOURCE as notes name it; owned */
+	int session_lock;   /* flock held on session_dir/lock, or -1 */
+	uid_t uid;          /* owner shown for every file */
 	gid_t gid;
 	struct timespec mount_time;       /* mtime shown for implicit directories */
 	char bdi[32];                     /* "major:minor" of the mount, for readahead */
@@ -63,15 +70,6 @@ struct chunkfs {
 	int forced_exit;                  /* atomic: shutdown cut open files off */
 	struct fuse_session *se;          /* set once the session exists */
 	struct pagefill_set fills;        /* pagefill.c */
-};
-
-/* A local copy of a file being written (file.c).  Protected by node->lock. */
-struct stage {
-	int fd;
-	char *path;
-	uint64_t size;
-	int dirty;             /* differs from what the backend has */
-	struct timespec mtime; /* mtime to store with the next save */
 };
 
 /* An open file handle (fi->fh). */
@@ -112,9 +110,12 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /*
  * file.c: set a file's size, through its stage if it is open for writing,
- * else by fetching, truncating and saving it.  Node lock held.  0 or -errno.
+ * else through a temporary stage that is saved at once.  attrs (may be
+ * NULL) replace the stage's attributes and mtime; with save_now an open
+ * file's stage is saved now too.  Node lock held.  0 or -errno.
  */
-int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
+                  const struct backend_save_attrs *attrs, int save_now);
 
 /* file.c: save a dirty stage to the backend.  Node lock held.  0 or -errno. */
 int file_save(struct chunkfs *fs, struct node *node);

@@ -42,78 +42,10 @@ static struct fh *fh_of(struct fuse_file_info *fi)
 	return (struct fh *)(uintptr_t)fi->fh;
 }
 
-static void stage_free(struct stage *s, int keep_file)
-{
-	if (s == NULL)
-		return;
-	if (s->fd >= 0)
-		close(s->fd);
-	if (!keep_file && s->path != NULL)
-		unlink(s->path);
-	free(s->path);
-	free(s);
-}
-
-/*
- * Make node->stage.  With fetch, the object's current bytes are copied in
- * (a missing object gives an empty stage); otherwise the stage starts empty
- * and dirty (a new or truncated file).  Node lock held.
- */
-static int stage_create(struct chunkfs *fs, struct node *node, int fetch)
-{
-	struct stage *s = calloc(1, sizeof(*s));
-	struct backend_stat st;
-	char *key = NULL;
-	int ret;
-
-	if (s == NULL)
-		return -ENOMEM;
-	s->fd = -1;
-	if (asprintf(&s->path, "%s/stage-%llu-XXXXXX", fs->staging_dir,
-	             (unsigned long long)node->number) < 0) {
-		s->path = NULL;
-		ret = -ENOMEM;
-		goto fail;
-	}
-	s->fd = mkostemp(s->path, O_CLOEXEC);
-	if (s->fd < 0) {
-		ret = -errno;
-		log_error("cannot create a staging file in %s: %s", fs->staging_dir,
-		          strerror(errno));
-		goto fail;
-	}
-	clock_gettime(CLOCK_REALTIME, &s->mtime);
-	s->dirty = 1;
-	if (fetch) {
-		key = inode_key(fs->inodes, node, NULL);
-		if (key == NULL) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		ret = backend_read_to_fd(fs->be, key, s->fd, &st);
-		if (ret == 0) {
-			s->size = st.size;
-			s->mtime = st.mtime;
-			s->dirty = 0;
-			node->st = st;
-		} else if (ret != -ENOENT) {
-			log_error("cannot fetch \"%s\" to write it: %s", key, strerror(-ret));
-			goto fail;
-		}
-	}
-	free(key);
-	node->stage = s;
-	return 0;
-fail:
-	free(key);
-	stage_free(s, 0);
-	return ret;
-}
-
 int file_save(struct chunkfs *fs, struct node *node)
 {
 	struct stage *s = node->stage;
-	struct backend_save_attrs attrs = {.mtime = s->mtime};
+	struct backend_save_attrs attrs = s->attrs;
 	struct backend_source src = backend_source_fd(s->fd, s->size);
 	struct backend_stat st;
 	char *key;
@@ -124,14 +56,22 @@ int file_save(struct chunkfs *fs, struct node *node)
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		return -ENOMEM;
-	ret = fs->be->ops->save(fs->be, key, &src, &attrs, &st);
-	stats_add(fs->counters.saves, 1);
+	attrs.mtime = s->mtime;
+	/* The whole file must be local before it can be uploaded; the note
+	 * names the key now, in case the upload is cut short. */
+	ret = stage_fill(fs, node, key);
+	if (ret == 0) {
+		stage_note(fs, node, key);
+		ret = fs->be->ops->save(fs->be, key, &src, &attrs, &st);
+		stats_add(fs->counters.saves, 1);
+	}
 	if (ret < 0)
 		stats_add(fs->counters.save_errors, 1);
 	else
 		stats_add(fs->counters.save_bytes, s->size);
 	if (ret == 0) {
 		s->dirty = 0;
+		stage_note(fs, node, key);
 		node->st = st;
 		node->st.size = s->size;
 		node->st_time = chunkfs_now();
@@ -145,25 +85,24 @@ int file_save(struct chunkfs *fs, struct node *node)
 	return ret;
 }
 
-int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
+int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
+                  const struct backend_save_attrs *attrs, int save_now)
 {
 	int ret, temporary = node->stage == NULL;
 
 	if (temporary) {
-		ret = stage_create(fs, node, size > 0);
+		ret = stage_open(fs, node, size > 0, NULL);
 		if (ret < 0)
 			return ret;
-	}
-	if (ftruncate(node->stage->fd, (off_t)size) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if (node->stage->size != size || temporary)
 		node->stage->dirty = 1;
-	node->stage->size = size;
-	clock_gettime(CLOCK_REALTIME, &node->stage->mtime);
-	ret = temporary ? file_save(fs, node) : 0;
-out:
+	}
+	ret = stage_truncate(fs, node, size);
+	if (ret == 0 && attrs != NULL) {
+		node->stage->attrs = *attrs;
+		node->stage->mtime = attrs->mtime;
+	}
+	if (ret == 0 && (temporary || save_now))
+		ret = file_save(fs, node);
 	if (temporary) {
 		stage_free(node->stage, 0);
 		node->stage = NULL;
@@ -247,13 +186,9 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	pthread_mutex_lock(&node->lock);
 	if (writable && node->stage == NULL) {
-		ret = stage_create(fs, node, !(fi->flags & O_TRUNC));
+		ret = stage_open(fs, node, !(fi->flags & O_TRUNC), NULL);
 	} else if (writable && (fi->flags & O_TRUNC) && node->stage->size > 0) {
-		ret = ftruncate(node->stage->fd, 0) < 0 ? -errno : 0;
-		if (ret == 0) {
-			node->stage->size = 0;
-			node->stage->dirty = 1;
-		}
+		ret = stage_truncate(fs, node, 0);
 	} else if (!writable && node->stage == NULL) {
 		/* Reads are pinned to the version seen now.  The page cache is
 		 * kept when that version is the one the kernel cached. */
@@ -314,11 +249,17 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	struct fuse_entry_param e;
 	struct backend_stat st;
 	struct node *node;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct backend_save_attrs attrs = {
+	    .meta = BACKEND_META_MODE | BACKEND_META_UID | BACKEND_META_GID,
+	    .mode = mode & 07777,
+	    .uid = ctx->uid,
+	    .gid = ctx->gid,
+	};
 	struct fh *fh = NULL;
 	char *key = NULL;
 	int ret;
 
-	(void)mode;
 	if (fs->opts->ro) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -350,15 +291,10 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	}
 	pthread_mutex_lock(&node->lock);
 	node->unlinked = 0;
-	if (node->stage == NULL) {
-		ret = stage_create(fs, node, 0);
-	} else {
-		ret = ftruncate(node->stage->fd, 0) < 0 ? -errno : 0;
-		if (ret == 0) {
-			node->stage->size = 0;
-			node->stage->dirty = 1;
-		}
-	}
+	if (node->stage == NULL)
+		ret = stage_open(fs, node, 0, &attrs);
+	else
+		ret = stage_truncate(fs, node, 0);
 	if (ret == 0)
 		node->nopen++;
 	pthread_mutex_unlock(&node->lock);
@@ -490,9 +426,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		return;
 	}
 	if (node->stage != NULL) {
-		n = pread(node->stage->fd, buf, size, off);
-		if (n < 0)
-			n = -errno;
+		n = stage_read(fs, node, buf, size, (uint64_t)off);
 		pthread_mutex_unlock(&node->lock);
 		goto out;
 	}
@@ -537,15 +471,7 @@ void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
 	if (node->stage == NULL) {
 		n = -EBADF;
 	} else {
-		n = pwrite(node->stage->fd, buf, size, off);
-		if (n < 0) {
-			n = -errno;
-		} else {
-			if ((uint64_t)off + (uint64_t)n > node->stage->size)
-				node->stage->size = (uint64_t)off + (uint64_t)n;
-			node->stage->dirty = 1;
-			clock_gettime(CLOCK_REALTIME, &node->stage->mtime);
-		}
+		n = stage_write(fs, node, buf, size, (uint64_t)off);
 	}
 	pthread_mutex_unlock(&node->lock);
 	if (n < 0) {
@@ -593,14 +519,16 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	pthread_mutex_lock(&node->lock);
 	if (--node->nopen == 0 && node->stage != NULL) {
-		int keep = 0;
+		int ret = 0;
 
 		if (node->stage->dirty && !node->unlinked && req != NULL)
-			keep = file_save(fs_of(req), node) < 0;
-		if (keep)
-			log_error("unsaved data kept in %s", node->stage->path);
-		stage_free(node->stage, keep);
-		node->stage = NULL;
+			ret = file_save(fs_of(req), node);
+		if (ret < 0) {
+			stage_to_recovery(fs_of(req), node, -ret);
+		} else {
+			stage_free(node->stage, 0);
+			node->stage = NULL;
+		}
 	}
 	pthread_mutex_unlock(&node->lock);
 	if (fh->fd >= 0)

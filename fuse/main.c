@@ -29,13 +29,23 @@
 #include "metrics.h"
 #include "mountinfo.h"
 #include "prefetch.h"
+#include "recovery.h"
 #include "s3/s3.h"
 #include "shutdown.h"
 #include "warm.h"
 
 #define CHUNKFS_VERSION "0.1.0"
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO, KEY_MAX_READ };
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_FOREGROUND,
+	KEY_DEBUG,
+	KEY_RO,
+	KEY_MAX_READ,
+	KEY_METADATA_STORE,
+	KEY_METADATA_REFUSE,
+};
 
 #define OPT(t, p)                                                                                  \
 	{                                                                                          \
@@ -51,6 +61,9 @@ static const struct fuse_opt option_spec[] = {
     OPT("read_ahead_kb=%u", read_ahead_kb),
     OPT("log_level=%s", log_level),
     OPT("fill_max=%u", fill_max_mb),
+    OPT("recover=%s", recover),
+    FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
+    FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -79,7 +92,13 @@ static void usage(const char *prog)
 	    "    -o attr_timeout=SECS   how long the kernel caches attributes (default 1)\n"
 	    "    -o entry_timeout=SECS  how long the kernel caches names (default 1)\n"
 	    "    -o staging_dir=DIR     where files being written are kept until saved\n"
-	    "                           (default: a new directory under $TMPDIR or /var/tmp)\n"
+	    "                           (default: $TMPDIR or /var/tmp, chunkfs-staging-UID);\n"
+	    "                           unsaved data is kept in its recovery/ directory\n"
+	    "    -o recover=ACTION      unsaved files of earlier mounts of this SOURCE:\n"
+	    "                           keep (default: report them), upload, discard\n"
+	    "    -o metadata=MODE       store (default): chmod, chown and utimens are kept in\n"
+	    "                           the objects (x-amz-meta-mode/uid/gid/mtime, as s3fs);\n"
+	    "                           refuse: chmod and chown give EPERM\n"
 	    "    -o max_threads=N       FUSE worker threads (default 16)\n"
 	    "    -o read_ahead_kb=N     kernel readahead for the mount (default 4096, 0: leave)\n"
 	    "    -o log_level=LEVEL     error, warn (default), info or debug\n"
@@ -125,6 +144,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ps->opts.debug = 1;
 		ps->opts.foreground = 1;
 		return 1; /* libfuse traces requests with -d */
+	case KEY_METADATA_STORE:
+	case KEY_METADATA_REFUSE:
+		ps->opts.metadata_refuse = key == KEY_METADATA_REFUSE;
+		return 0;
 	case KEY_RO:
 		ps->opts.ro = 1;
 		return 1; /* also a mount flag for the kernel */
@@ -303,10 +326,15 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 	return 0;
 }
 
-/* Make a private staging directory unless one was given. */
+/*
+ * The staging directory: the one given, else a per-user directory that
+ * outlives the mount (so the next mount finds unsaved data), which must be
+ * ours and private.
+ */
 static char *staging_dir_create(const char *given)
 {
 	const char *tmp = getenv("TMPDIR");
+	struct stat sb;
 	char *dir;
 
 	if (given != NULL) {
@@ -314,10 +342,20 @@ static char *staging_dir_create(const char *given)
 			return NULL;
 		return realpath(given, NULL);
 	}
-	if (asprintf(&dir, "%s/chunkfs-staging-XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0)
+	if (asprintf(&dir, "%s/chunkfs-staging-%u", tmp && *tmp ? tmp : "/var/tmp",
+	             (unsigned)getuid()) < 0)
 		return NULL;
-	if (mkdtemp(dir) == NULL) {
+	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || lstat(dir, &sb) < 0) {
 		free(dir);
+		return NULL;
+	}
+	if (!S_ISDIR(sb.st_mode) || sb.st_uid != getuid() || (sb.st_mode & 077) != 0) {
+		fprintf(stderr,
+		        "chunkfs: %s is not a private directory of this user; remove it or give "
+		        "-o staging_dir=\n",
+		        dir);
+		free(dir);
+		errno = EPERM;
 		return NULL;
 	}
 	return dir;
@@ -326,6 +364,7 @@ static char *staging_dir_create(const char *given)
 struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *opts)
 {
 	struct chunkfs *fs = calloc(1, sizeof(*fs));
+	enum recovery_action action;
 
 	if (fs == NULL)
 		return NULL;
@@ -339,17 +378,29 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		free(fs);
 		return NULL;
 	}
+	fs->session_lock = -1;
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
 	fs->staging_dir = staging_dir_create(opts->staging_dir);
 	if (fs->staging_dir == NULL) {
 		fprintf(stderr, "chunkfs: cannot create the staging directory %s: %s\n",
-		        opts->staging_dir ? opts->staging_dir : "(temporary)", strerror(errno));
+		        opts->staging_dir ? opts->staging_dir : "(default)", strerror(errno));
 		goto fail;
 	}
+	if (recovery_parse_action(opts->recover, &action) < 0) {
+		fprintf(stderr, "chunkfs: recover must be keep, upload or discard\n");
+		goto fail;
+	}
+	if (recovery_start(fs, action) < 0)
+		goto fail;
 	return fs;
 fail:
+	recovery_stop(fs);
+	free(fs->session_dir);
+	free(fs->recovery_dir);
+	free(fs->source_id);
+	free(fs->staging_dir);
 	inode_table_destroy(fs->inodes);
 	pagefill_set_destroy(&fs->fills);
 	free(fs);
@@ -360,11 +411,12 @@ void chunkfs_destroy(struct chunkfs *fs)
 {
 	if (fs == NULL)
 		return;
-	/* Removed only when empty: kept files are unsaved data. */
-	if (fs->opts->staging_dir == NULL && rmdir(fs->staging_dir) < 0 && errno == ENOTEMPTY)
-		log_error("unsaved files remain in %s", fs->staging_dir);
-	free(fs->staging_dir);
 	pagefill_shutdown(fs);
+	recovery_stop(fs);
+	free(fs->session_dir);
+	free(fs->recovery_dir);
+	free(fs->source_id);
+	free(fs->staging_dir);
 	inode_table_destroy(fs->inodes);
 	pagefill_set_destroy(&fs->fills);
 	backend_destroy(fs->be);
@@ -593,6 +645,7 @@ out:
 	free(opts->mountpoint);
 	free(opts->staging_dir);
 	free(opts->log_level);
+	free(opts->recover);
 	s3_opts_free(&s3o);
 	free((char *)disk_o.dir);
 	return ret;

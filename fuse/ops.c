@@ -57,10 +57,15 @@ int chunkfs_fresh(struct timespec t, double secs)
 
 void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 {
+	/* A file being written shows the attributes it will be saved with. */
+	const struct stage *sg = node->type == S_IFREG ? node->stage : NULL;
+	unsigned meta = sg ? sg->attrs.meta : node->st.meta;
+	uint32_t mode = sg ? sg->attrs.mode : node->st.mode;
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node->number;
-	st->st_uid = (node->st.meta & BACKEND_META_UID) ? node->st.uid : fs->uid;
-	st->st_gid = (node->st.meta & BACKEND_META_GID) ? node->st.gid : fs->gid;
+	st->st_uid = !(meta & BACKEND_META_UID) ? fs->uid : sg ? sg->attrs.uid : node->st.uid;
+	st->st_gid = !(meta & BACKEND_META_GID) ? fs->gid : sg ? sg->attrs.gid : node->st.gid;
 	st->st_blksize = 1 << 20; /* tools size their I/O by it */
 	if (node->type == S_IFDIR) {
 		st->st_mode = S_IFDIR | 0755;
@@ -69,8 +74,7 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 	} else {
 		uint64_t size = node->stage ? node->stage->size : node->st.size;
 
-		st->st_mode =
-		    S_IFREG | ((node->st.meta & BACKEND_META_MODE) ? node->st.mode & 07777 : 0644);
+		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 07777 : 0644);
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 		st->st_blocks = (blkcnt_t)((size + 511) / 512);
@@ -223,7 +227,20 @@ static struct node *link_found(struct chunkfs *fs, struct node *parent, const ch
 		return NULL;
 	pthread_mutex_lock(&node->lock);
 	if (node->stage == NULL) {
+		/* A listing carries no metadata (S3): what a stat of the same
+		 * version told us stays. */
+		int keep_meta = st->meta == 0 && node->st.meta != 0 && st->etag[0] != '\0' &&
+		                strcmp(st->etag, node->st.etag) == 0;
+		struct backend_stat old = node->st;
+
 		node->st = *st;
+		if (keep_meta) {
+			node->st.meta = old.meta;
+			node->st.mode = old.mode;
+			node->st.uid = old.uid;
+			node->st.gid = old.gid;
+			node->st.mtime = old.mtime;
+		}
 		node->st_time = chunkfs_now();
 	}
 	pthread_mutex_unlock(&node->lock);
@@ -245,6 +262,14 @@ static int lookup_node(struct chunkfs *fs, struct node *parent, const char *name
 	if (ret < 0)
 		return ret;
 	ret = probe(fs->be, key, &st);
+	/* A listing carries no metadata: ask for the object's own (mode,
+	 * owner, mtime), as s3fs does, unless metadata is not used. */
+	if (ret == S_IFREG && !(fs->be->flags & BACKEND_REAL_DIRS) && !fs->opts->metadata_refuse) {
+		struct backend_stat full;
+
+		if (fs->be->ops->stat(fs->be, key, &full) == 0)
+			st = full;
+	}
 	free(key);
 	if (ret == -ENOENT) {
 		node = inode_find(fs->inodes, parent, name);
@@ -374,7 +399,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, fs->opts->attr_timeout);
 }
 
-/* chmod and chown are refused unless they change nothing (see README). */
+/* With -o metadata=refuse, chmod and chown are refused unless they change nothing. */
 static int check_unchanged_owner_mode(struct chunkfs *fs, struct node *node,
                                       const struct stat *attr, int to_set)
 {
@@ -392,35 +417,122 @@ static int check_unchanged_owner_mode(struct chunkfs *fs, struct node *node,
 	return 0;
 }
 
+/*
+ * The attributes node should have after a setattr of to_set: the ones it
+ * shows now, with those asked for replaced.  Node lock held.
+ */
+static void merged_attrs(struct chunkfs *fs, struct node *node, const struct stat *attr, int to_set,
+                         struct backend_save_attrs *a)
+{
+	const struct stage *sg = node->stage;
+	struct stat cur;
+
+	chunkfs_fill_attr(fs, node, &cur);
+	memset(a, 0, sizeof(*a));
+	a->meta = sg ? sg->attrs.meta : node->st.meta;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		a->meta |= BACKEND_META_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		a->meta |= BACKEND_META_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		a->meta |= BACKEND_META_GID;
+	a->mode = (to_set & FUSE_SET_ATTR_MODE ? attr->st_mode : cur.st_mode) & 07777;
+	a->uid = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : cur.st_uid;
+	a->gid = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : cur.st_gid;
+	a->mtime = cur.st_mtim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &a->mtime);
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		a->mtime = attr->st_mtim;
+}
+
+/*
+ * chmod, chown and utimens of a file are stored in the object's metadata
+ * (as s3fs does): with the next save of a file being written, else at
+ * once with the backend's setattr.  Node lock held.  0 or -errno.
+ */
+static int store_attrs(struct chunkfs *fs, struct node *node, const struct stat *attr, int to_set)
+{
+	struct backend_save_attrs a;
+	struct backend_stat st;
+	char *key;
+	int ret;
+
+	if (node->stage != NULL) {
+		merged_attrs(fs, node, attr, to_set, &a);
+		stage_touch(fs, node);
+		node->stage->attrs = a;
+		node->stage->mtime = a.mtime;
+		stage_note(fs, node, NULL);
+		return 0;
+	}
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL)
+		return -ENOMEM;
+	/* Start from what the store holds now, not from a listing. */
+	ret = fs->be->ops->stat(fs->be, key, &st);
+	if (ret == 0) {
+		node->st = st;
+		merged_attrs(fs, node, attr, to_set, &a);
+		ret = backend_setattr(fs->be, key, &a, &st);
+	}
+	if (ret == 0) {
+		node->st = st;
+		node->st_time = chunkfs_now();
+	} else {
+		log_warn("cannot store the attributes of \"%s\": %s", key, strerror(-ret));
+	}
+	free(key);
+	return ret;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi)
 {
 	struct chunkfs *fs = fs_of(req);
 	struct node *node = inode_from_ino(fs->inodes, ino);
+	const int meta_bits = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+	                      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW;
+	/* Directories keep no metadata; -o metadata=refuse keeps none at all. */
+	int refuse = fs->opts->metadata_refuse || node->type == S_IFDIR;
 	struct stat st;
-	int ret;
+	int ret = 0;
 
 	(void)fi;
 	if (fs->opts->ro) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	ret = check_unchanged_owner_mode(fs, node, attr, to_set);
+	if (refuse)
+		ret = check_unchanged_owner_mode(fs, node, attr, to_set);
 	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE) && node->type == S_IFDIR)
 		ret = -EISDIR;
 	pthread_mutex_lock(&node->lock);
-	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE))
-		ret = file_truncate(fs, node, (uint64_t)attr->st_size);
-	if (ret == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		struct backend_save_attrs a;
+
+		/* New attributes (truncate(2) also sets the mtime) go with the
+		 * one save of the new size.  A truncate by name is saved now,
+		 * even when the file is open: its caller has no close() to wait
+		 * for. */
+		if (!refuse && (to_set & meta_bits))
+			merged_attrs(fs, node, attr, to_set, &a);
+		ret = file_truncate(fs, node, (uint64_t)attr->st_size,
+		                    !refuse && (to_set & meta_bits) ? &a : NULL, fi == NULL);
+		to_set &= refuse ? ~0 : ~meta_bits;
+	}
+	if (ret == 0 && !refuse && (to_set & meta_bits)) {
+		ret = store_attrs(fs, node, attr, to_set);
+	} else if (ret == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
 		struct timespec t = attr->st_mtim;
 
 		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
 			clock_gettime(CLOCK_REALTIME, &t);
 		/* Stored with the next save of a file being written; otherwise
-		 * kept in memory only (object metadata comes with issue 5). */
+		 * kept in memory only. */
 		if (node->stage != NULL) {
+			stage_touch(fs, node);
 			node->stage->mtime = t;
-			node->stage->dirty = 1;
 		} else {
 			node->st.mtime = t;
 		}
@@ -573,6 +685,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_lock(&node->lock);
 		staged = node->stage != NULL;
 		node->unlinked = 1;
+		if (staged) /* a crash now must not bring the file back */
+			stage_note(fs, node, NULL);
 		pthread_mutex_unlock(&node->lock);
 	}
 	ret = fs->be->ops->remove(fs->be, key);
@@ -584,6 +698,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		} else {
 			pthread_mutex_lock(&node->lock);
 			node->unlinked = 0;
+			if (node->stage != NULL)
+				stage_note(fs, node, NULL);
 			pthread_mutex_unlock(&node->lock);
 		}
 		inode_forget(fs->inodes, node, 1);

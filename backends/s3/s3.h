@@ -22,11 +22,14 @@ struct s3_opts {
 	char *credentials_file;   /* -o credentials_file=FILE */
 	int path_style;           /* -o path_style: force path-style addressing */
 	int virtual_hosted;       /* -o virtual_hosted: force virtual-hosted addressing */
+	int unsigned_payload;     /* -o unsigned_payload: no SHA-256 of uploads over http */
 	int anonymous;            /* -o anonymous: unsigned requests (public buckets) */
 	unsigned retries;         /* -o retries=N: attempts after the first (default 6) */
 	unsigned connect_timeout; /* -o connect_timeout=SECS (default 5) */
 	unsigned read_timeout;    /* -o read_timeout=SECS without progress (default 30) */
 	unsigned part_size_mb;    /* -o part_size_mb=N for multipart uploads (default 8) */
+	unsigned max_copy_mb;     /* -o max_copy_mb=N: larger objects are copied in parts
+	                           * (UploadPartCopy); 0: 5120, S3's CopyObject limit */
 	unsigned upload_concurrency; /* -o upload_concurrency=N parts in flight (default 8) */
 };
 

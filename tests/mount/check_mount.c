@@ -49,12 +49,7 @@ static void teardown(void)
 /* Mount the store with extra options (may be NULL). */
 static void mount_with(const char *opts)
 {
-	char all[2048];
-
-	snprintf(all, sizeof(all), "%s%s%s", st.opts, st.opts[0] && opts ? "," : "",
-	         opts ? opts : "");
-	ck_assert_msg(tm_mount(&m, st.source, all[0] ? all : NULL) == 0,
-	              "mount failed; see %s/daemon.log", m.root);
+	ck_assert_msg(store_mount(&st, &m, opts) == 0, "mount failed; see %s/daemon.log", m.root);
 }
 
 static void mount_rw(void)
@@ -566,22 +561,23 @@ START_TEST(test_read_only_mount)
 }
 END_TEST
 
-/* The one file left in the staging directory must hold exactly want. */
+/* The one data file in the recovery directory must hold exactly want. */
 static void staged_copy_equals(const void *want, size_t len)
 {
-	char cmd[PATH_MAX + 64], name[PATH_MAX] = "";
+	char cmd[PATH_MAX + 64], name[PATH_MAX] = "", dir[PATH_MAX];
 	size_t got;
 	char *back;
 	FILE *p;
 
-	ck_assert_int_eq(tm_sh("[ $(ls '%s' | wc -l) = 1 ]", m.staging), 0);
-	snprintf(cmd, sizeof(cmd), "ls '%s'", m.staging);
+	snprintf(dir, sizeof(dir), "%s/recovery", m.staging);
+	ck_assert_int_eq(tm_sh("[ $(ls '%s' | grep -vc '\\.note$') = 1 ]", dir), 0);
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -v '\\.note$'", dir);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	ck_assert_ptr_nonnull(fgets(name, sizeof(name), p));
 	pclose(p);
 	name[strcspn(name, "\n")] = '\0';
-	back = tm_read_file(tm_path(m.staging, name), &got);
+	back = tm_read_file(tm_path(dir, name), &got);
 	ck_assert_ptr_nonnull(back);
 	ck_assert_uint_eq(got, len);
 	ck_assert(memcmp(back, want, len) == 0);
@@ -589,7 +585,7 @@ static void staged_copy_equals(const void *want, size_t len)
 }
 
 /* A save that fails (the backing disk is full) is returned by fsync() and
- * close(), and the data stays in the staging directory. */
+ * close(), and the data is kept in the recovery directory. */
 START_TEST(test_failed_save_reported_and_kept)
 {
 	size_t len = 3 << 20;
@@ -614,7 +610,7 @@ START_TEST(test_failed_save_reported_and_kept)
 	ck_assert_int_eq(access(tm_path(m.src, "toolarge.bin"), F_OK), -1);
 	tm_unmount(&m);
 	umount2(m.src, MNT_DETACH);
-	/* ...and the bytes are in the staging directory, whole. */
+	/* ...and the bytes are in the recovery directory, whole. */
 	staged_copy_equals(buf, len);
 	free(buf);
 }
@@ -690,41 +686,19 @@ END_TEST
  * phantom keys. */
 static const char *s3_prefix(void)
 {
-	static char prefix[PATH_MAX];
-
-	snprintf(prefix, sizeof(prefix), "%s/", strchr(st.source + 5, '/') + 1);
-	return prefix;
+	return store_s3_prefix(&st);
 }
 
 /* A request to the test server's control port; 0 on success. */
 static int control(const char *method, const char *path, const char *json)
 {
-	return tm_sh("curl -sf -X %s '%s%s' %s%s%s >/dev/null", method,
-	             getenv("CHUNKFS_TEST_S3_CONTROL"), path,
-	             json ? "-H 'Content-Type: application/json' -d '" : "", json ? json : "",
-	             json ? "'" : "");
+	return store_control(method, path, json);
 }
 
 /* A top-level number from the server's counters (0 when absent). */
 static long long counter(const char *name)
 {
-	char cmd[1024], out[PATH_MAX + 16];
-	json_error_t jerr;
-	json_t *root, *v;
-	long long n = -1;
-
-	snprintf(out, sizeof(out), "%s/counters.json", m.root);
-	snprintf(cmd, sizeof(cmd), "curl -sf '%s/counters' > '%s'",
-	         getenv("CHUNKFS_TEST_S3_CONTROL"), out);
-	if (system(cmd) != 0)
-		return -1;
-	root = json_load_file(out, 0, &jerr);
-	if (root == NULL)
-		return -1;
-	v = json_object_get(root, name);
-	n = json_is_integer(v) ? json_integer_value(v) : 0;
-	json_decref(root);
-	return n;
+	return store_counter(name, NULL);
 }
 
 static double seconds_since(struct timespec t0)
@@ -1290,26 +1264,5 @@ static Suite *mount_suite(enum store_kind kind)
 
 int main(void)
 {
-	enum store_kind kinds[] = {STORE_FS, STORE_S3};
-	int failed = 0;
-
-	if (access("/dev/fuse", R_OK | W_OK) != 0) {
-		printf("NOT RUN mount: /dev/fuse is not usable here (%s)\n", strerror(errno));
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		SRunner *sr;
-
-		if (kinds[i] == STORE_S3 && store_s3_unavailable() != NULL) {
-			printf("NOT RUN mount_s3: %s\n", store_s3_unavailable());
-			continue;
-		}
-		g_kind = kinds[i];
-		sr = srunner_create(mount_suite(kinds[i]));
-		srunner_set_fork_status(sr, CK_FORK);
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
-	}
-	return failed ? 1 : 0;
+	return store_run_suites(mount_suite, &g_kind, "mount");
 }

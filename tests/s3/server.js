@@ -41,7 +41,8 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
   --fault-rate R        probability 0..1 of a fault on an eligible request
   --fault-count N       inject at most N faults (rate defaults to 1)
   --fault-after N       leave the first N eligible requests alone
-  --fault-kinds LIST    500,503,reset,stall,stall_body,reset_after,short_body
+  --fault-kinds LIST    500,503,403,reset,stall,stall_body,reset_after,
+                        short_body
                         (default 500,503)
   --fault-methods LIST  only these request types/ops, e.g. GET or GetObject,
                         PUT,UploadPart, ListObjectsV2 (default: all)
@@ -160,9 +161,10 @@ function mulberry32(seed) {
   };
 }
 
-const FAULT_KINDS = ['500', '503', 'reset', 'stall', 'stall_body', 'reset_after', 'short_body'];
+const FAULT_KINDS = ['500', '503', '403', 'reset', 'stall', 'stall_body', 'reset_after',
+  'short_body'];
 const KIND_ALIASES = {
-  internalerror: '500', slowdown: '503', rst: 'reset', 'reset-after': 'reset_after',
+  internalerror: '500', slowdown: '503', accessdenied: '403', rst: 'reset', 'reset-after': 'reset_after',
   'stall-body': 'stall_body', timeout: 'stall',
 };
 
@@ -1489,6 +1491,9 @@ function makeFront(app) {
           case '503':
             sendError(ctx, rec, 503, 'SlowDown', 'Please reduce your request rate.');
             return;
+          case '403':
+            sendError(ctx, rec, 403, 'AccessDenied', 'Access Denied');
+            return;
           case 'stall':
             ctx.respond = false;
             await stall(sock, c.stall_ms);
@@ -1529,6 +1534,8 @@ function makeFront(app) {
       else if (phantom) {
         sendError(ctx, rec, 404, 'NoSuchKey', 'The specified key does not exist.',
           { Key: info.key });
+      } else if (info.op === 'UploadPartCopy') {
+        await uploadPartCopy(ctx, rec, app, next);
       } else await next();
       if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
 
@@ -1547,6 +1554,53 @@ function makeFront(app) {
       if (processed && WRITE_METHODS.has(origReq.method)) noteWrite(app, info, ctx.status);
     }
   };
+}
+
+/** UploadPartCopy, which s3rver lacks: the source range (read from s3rver's
+ *  store) becomes the body of an UploadPart, and the answer a CopyPartResult. */
+async function uploadPartCopy(ctx, rec, app, next) {
+  const req = ctx.req;
+  let src = decodeURIComponent(String(req.headers['x-amz-copy-source'] || '').split('?')[0]);
+  if (src.startsWith('/')) src = src.slice(1);
+  const slash = src.indexOf('/');
+  const srcKey = src.slice(slash + 1);
+  const file = slash > 0 ? app.store.getResourcePath(src.slice(0, slash), srcKey, 'object') : '';
+  const st = file ? fs.statSync(file, { throwIfNoEntry: false }) : null;
+  if (!st || !st.isFile()) {
+    sendError(ctx, rec, 404, 'NoSuchKey', 'The specified key does not exist.', { Key: srcKey });
+    return;
+  }
+  let start = 0;
+  let end = st.size - 1;
+  const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers['x-amz-copy-source-range'] || '');
+  if (m) {
+    start = Number(m[1]);
+    end = Number(m[2]);
+    if (start > end || end >= st.size) {
+      sendError(ctx, rec, 416, 'InvalidRange', 'The requested range is not satisfiable');
+      return;
+    }
+  }
+  const data = Buffer.alloc(end - start + 1);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, data, 0, data.length, start);
+  } finally {
+    fs.closeSync(fd);
+  }
+  delete req.headers['x-amz-copy-source'];
+  delete req.headers['x-amz-copy-source-range'];
+  req.headers['content-length'] = String(data.length);
+  installReplay(ctx, { chunks: [data], file: null });
+  await next();
+  if (ctx.status === 200) {
+    const etag = ctx.response.get('ETag');
+    ctx.remove('ETag');
+    ctx.type = 'application/xml';
+    ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><LastModified>' +
+      new Date().toISOString() + '</LastModified><ETag>' + etag.replace(/"/g, '&quot;') +
+      '</ETag></CopyPartResult>';
+  }
 }
 
 // ---------------------------------------------------------------- control API

@@ -1,9 +1,12 @@
 /* store.c - see store.h. */
 #include "store.h"
 
+#include <check.h>
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "mount.h"
 #include "s3/s3.h"
 
 const char *store_s3_unavailable(void)
@@ -176,4 +180,135 @@ static int put_tree(struct store *s, const char *dir, const char *rel)
 int store_put_tree(struct store *s, const char *dir)
 {
 	return put_tree(s, dir, "");
+}
+
+const char *store_s3_prefix(const struct store *s)
+{
+	static char prefix[PATH_MAX];
+
+	if (s->kind != STORE_S3)
+		return "";
+	snprintf(prefix, sizeof(prefix), "%s/", strchr(s->source + 5, '/') + 1);
+	return prefix;
+}
+
+/* Collect a response body. */
+static size_t body_cb(char *p, size_t size, size_t n, void *ud)
+{
+	struct {
+		char *buf;
+		size_t len;
+	} *b = ud;
+	char *grown = realloc(b->buf, b->len + size * n + 1);
+
+	if (grown == NULL)
+		return 0;
+	b->buf = grown;
+	memcpy(b->buf + b->len, p, size * n);
+	b->len += size * n;
+	b->buf[b->len] = '\0';
+	return size * n;
+}
+
+/*
+ * One request to the control port, made in this process: a test with a
+ * file open must not fork (a child's exit closes the descriptor, which
+ * makes the kernel flush the file).  The caller frees *out.
+ */
+static int control_request(const char *method, const char *path, const char *json, char **out)
+{
+	struct {
+		char *buf;
+		size_t len;
+	} b = {NULL, 0};
+	struct curl_slist *h = NULL;
+	char url[1024];
+	long status = 0;
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	if (c == NULL)
+		return -1;
+	snprintf(url, sizeof(url), "%s%s", getenv("CHUNKFS_TEST_S3_CONTROL"), path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (json != NULL) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	}
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK || status < 200 || status >= 300) {
+		free(b.buf);
+		return -1;
+	}
+	if (out != NULL)
+		*out = b.buf;
+	else
+		free(b.buf);
+	return 0;
+}
+
+int store_control(const char *method, const char *path, const char *json)
+{
+	return control_request(method, path, json, NULL);
+}
+
+long long store_counter(const char *name, const char *sub)
+{
+	json_error_t jerr;
+	json_t *root, *v;
+	long long n = -1;
+	char *body = NULL;
+
+	if (control_request("GET", "/counters", NULL, &body) == 0 &&
+	    (root = json_loads(body, 0, &jerr)) != NULL) {
+		v = json_object_get(root, name);
+		if (sub != NULL)
+			v = json_object_get(v, sub);
+		n = json_is_integer(v) ? json_integer_value(v) : 0;
+		json_decref(root);
+	}
+	free(body);
+	return n;
+}
+
+int store_run_suites(Suite *(*make)(enum store_kind kind), enum store_kind *kind, const char *what)
+{
+	enum store_kind kinds[] = {STORE_FS, STORE_S3};
+	int failed = 0;
+
+	if (access("/dev/fuse", R_OK | W_OK) != 0) {
+		printf("NOT RUN %s: /dev/fuse is not usable here (%s)\n", what, strerror(errno));
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		SRunner *sr;
+
+		if (kinds[i] == STORE_S3 && store_s3_unavailable() != NULL) {
+			printf("NOT RUN %s_s3: %s\n", what, store_s3_unavailable());
+			continue;
+		}
+		*kind = kinds[i];
+		sr = srunner_create(make(kinds[i]));
+		srunner_set_fork_status(sr, CK_FORK);
+		srunner_run_all(sr, CK_NORMAL);
+		failed += srunner_ntests_failed(sr);
+		srunner_free(sr);
+	}
+	return failed ? 1 : 0;
+}
+
+int store_mount(const struct store *s, struct test_mount *m, const char *opts)
+{
+	char all[2048];
+
+	snprintf(all, sizeof(all), "%s%s%s", s->opts, s->opts[0] && opts ? "," : "",
+	         opts ? opts : "");
+	return tm_mount(m, s->source, all[0] ? all : NULL);
 }

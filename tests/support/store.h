@@ -59,4 +59,30 @@ int store_put_tree(struct store *s, const char *dir);
 /* Upload one local file as key.  0 or -errno. */
 int store_put_file(struct store *s, const char *key, const char *path);
 
+/* The S3 store's key prefix on the server ("mt-.../"); "" for others. */
+const char *store_s3_prefix(const struct store *s);
+
+/* A request to the S3 test server's control port; 0 on success. */
+int store_control(const char *method, const char *path, const char *json);
+
+/* A number from the S3 test server's counters: counters[name] (sub NULL)
+ * or counters[name][sub]; 0 when absent, -1 when unreadable. */
+long long store_counter(const char *name, const char *sub);
+
+struct test_mount;
+
+/* Mount the store on m with its own options plus opts (may be NULL), as
+ * tm_mount() does.  0 or -errno. */
+int store_mount(const struct store *s, struct test_mount *m, const char *opts);
+
+struct Suite;
+
+/*
+ * main() of a mount test program: for each store kind, set *kind and run
+ * make(kind) in fork mode (S3 reported NOT RUN without the test server;
+ * everything NOT RUN without /dev/fuse).  Returns the exit status.
+ */
+int store_run_suites(struct Suite *(*make)(enum store_kind kind), enum store_kind *kind,
+                     const char *what);
+
 #endif

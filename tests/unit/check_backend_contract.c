@@ -1154,6 +1154,34 @@ START_TEST(test_save_attrs)
 }
 END_TEST
 
+/* setattr (or its fallback) changes the attributes, never the bytes. */
+START_TEST(test_setattr)
+{
+	struct backend_save_attrs first = {
+	    .meta = BACKEND_META_MODE, .mode = 0644, .mtime = {1500000000, 0}};
+	struct backend_save_attrs next = {
+	    .meta = BACKEND_META_MODE, .mode = 0600, .mtime = {1600000000, 0}};
+	struct backend_source src = backend_source_buffer("same bytes", 10);
+	struct backend_stat st, sst;
+	char buf[32];
+
+	ck_assert_int_eq(g_b->ops->save(g_b, "meta/file", &src, &first, NULL), 0);
+	ck_assert_int_eq(backend_setattr(g_b, "meta/file", &next, &sst), 0);
+	ck_assert_int_eq(g_b->ops->stat(g_b, "meta/file", &st), 0);
+	ck_assert_int_eq(st.mtime.tv_sec, 1600000000);
+	ck_assert_int_eq(sst.mtime.tv_sec, 1600000000);
+	ck_assert_uint_eq(st.size, 10);
+	if (st.meta & BACKEND_META_MODE)
+		ck_assert_uint_eq(st.mode & 07777, 0600);
+	ck_assert_str_eq(st.etag, sst.etag);
+	ck_assert_int_eq(backend_read_full(g_b, "meta/file", 0, buf, sizeof(buf), NULL), 10);
+	ck_assert(memcmp(buf, "same bytes", 10) == 0);
+	/* A missing object stays missing. */
+	ck_assert_int_eq(backend_setattr(g_b, "meta/none", &next, NULL), -ENOENT);
+	ck_assert_int_eq(g_b->ops->stat(g_b, "meta/none", &st), -ENOENT);
+}
+END_TEST
+
 START_TEST(test_nested_keys)
 {
 	int real = g_factory->flags & CF_REAL_DIRS;
@@ -1883,6 +1911,7 @@ static Suite *contract_suite(const struct contract_factory *f, char *name, size_
 	tcase_add_test(tc, test_failed_save_keeps_old);
 	tcase_add_test(tc, test_unicode_keys);
 	tcase_add_test(tc, test_save_attrs);
+	tcase_add_test(tc, test_setattr);
 	tcase_add_test(tc, test_nested_keys);
 	if (has_rename)
 		tcase_add_test(tc, test_rename);

@@ -1,0 +1,256 @@
+#!/bin/bash
+# Write path over S3: writing BENCH_SIZE_MB (1024) through chunkfs, s3fs and
+# rclone (--vfs-cache-mode writes) with `cp` and with `dd bs=1M`, beside the
+# raw PUT limit, against the test server (tests/s3) with BENCH_LATENCY_MS (20)
+# added before every response.  Prints ONE markdown table.
+#
+# Each cell is MB/s from the start of the command until the object is stored
+# whole on the server (HEAD shows its full size).  chunkfs and s3fs upload
+# before close() returns; rclone uploads after close, so the clock runs until
+# its upload lands.  Every stored object is downloaded afterwards and compared
+# with the source (a mismatch shows as WRONG BYTES).
+#
+# raw: the object split into 8 MiB parts (beforehand, not timed), then one
+# multipart upload with curl, 8 parts in flight, SigV4-signed with
+# UNSIGNED-PAYLOAD.  The server is plain http: the row "chunkfs" runs with
+# -o unsigned_payload, as raw does; "chunkfs-signed" with the default, which
+# signs each payload's SHA-256 over http (a SHA-256 pass on the client and one
+# on the single-threaded server).  s3fs 1.90 always signs payloads (it has no
+# unsigned option); over https chunkfs never signs them.
+#
+# Environment:
+#   BENCH_WRITE_PEERS="chunkfs chunkfs-signed s3fs rclone raw"   rows to measure
+#   BENCH_SIZE_MB=1024      size written
+#   BENCH_LATENCY_MS=20     latency the server adds before each response
+#   BENCH_TIMEOUT=600       bound on each timed step (seconds)
+#   CHUNKFS=PATH            binary (default ./chunkfs, built with make if missing)
+#   CHUNKFS_OPTS=LIST       extra -o options for chunkfs
+#   BENCH_TMPDIR=DIR        where the source file, parts and staging go
+#                           (default $TMPDIR or /var/tmp; needs 3x the size)
+# Needs: node (tests/s3), curl; peers from scripts/install-deps.sh bench.
+# Runs as root (FUSE mounts).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SIZE_MB=${BENCH_SIZE_MB:-1024}
+LAT=${BENCH_LATENCY_MS:-20}
+TO=${BENCH_TIMEOUT:-600}
+PEERS=${BENCH_WRITE_PEERS:-chunkfs chunkfs-signed s3fs rclone raw}
+BUCKET=wbench
+export LC_ALL=C
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_EC2_METADATA_DISABLED=true
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+unset AWS_SESSION_TOKEN AWS_PROFILE
+
+WORK= SERVER_UP=0 MNT= DPID=
+say() { echo "s3_write: $*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+unmount() { # MNT PID
+	local _
+	for _ in $(seq 20); do
+		mountpoint -q "$1" 2>/dev/null || break
+		fusermount3 -u "$1" 2>/dev/null && break
+		sleep 0.5
+	done
+	mountpoint -q "$1" 2>/dev/null && fusermount3 -uz "$1" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$2" 2>/dev/null && kill -KILL "$2" 2>/dev/null
+	wait "$2" 2>/dev/null
+	MNT= DPID=
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	cd /
+	[ -n "$MNT" ] && unmount "$MNT" "$DPID"
+	[ "$SERVER_UP" = 1 ] && "$REPO/tests/s3/stop.sh" >/dev/null 2>&1
+	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf --one-file-system "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+case "$SIZE_MB$LAT$TO" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
+[ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
+for t in curl node fusermount3 mountpoint timeout split; do
+	command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh bench)"
+done
+want() { [[ " $PEERS " == *" $1 "* ]]; }
+if { want chunkfs || want chunkfs-signed; } && [ -z "${CHUNKFS:-}" ]; then
+	CHUNKFS=$REPO/chunkfs
+	[ -x "$CHUNKFS" ] || make -C "$REPO" chunkfs >&2 || die "make chunkfs failed"
+fi
+
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/var/tmp}}/chunkfs-wbench.XXXXXX") || die "mktemp failed"
+BYTES=$((SIZE_MB * 1024 * 1024))
+say "creating a ${SIZE_MB} MiB random file in $WORK"
+head -c "$BYTES" /dev/urandom >"$WORK/src.bin" || die "cannot write the source file"
+
+env_out=$(TMPDIR=$WORK "$REPO/tests/s3/start.sh" --bucket "$BUCKET" --latency-ms 0) || die "tests/s3/start.sh failed"
+eval "$env_out"
+SERVER_UP=1
+curl -sS -m 30 -X POST "$S3_CONTROL/latency?ms=$LAT" >/dev/null || die "cannot set the latency"
+scurl() {
+	curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+stored_size() { # KEY
+	scurl -I -o /dev/null -w '%header{content-length}' "$S3_ENDPOINT/$BUCKET/$1" 2>/dev/null
+}
+# Wait (up to LIMIT seconds, default the timeout) until KEY is stored whole;
+# print the seconds since T0.
+stored_after() { # KEY T0 [LIMIT]
+	local i
+	for i in $(seq $((${3:-$TO} * 10))); do
+		[ "$(stored_size "$1")" = "$BYTES" ] && break
+		sleep 0.1
+	done
+	awk -v t0="$2" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", t1 - t0 }'
+}
+mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f\n", b / (s > 0 ? s : 1e-6) / 1e6 }'; }
+check_bytes() { # KEY -> "" or " WRONG BYTES"
+	scurl -o "$WORK/back.bin" "$S3_ENDPOINT/$BUCKET/$1" 2>/dev/null
+	cmp -s "$WORK/back.bin" "$WORK/src.bin" || echo " WRONG BYTES"
+	rm -f "$WORK/back.bin"
+}
+
+PASSWD=$WORK/s3fs.passwd
+printf 'S3RVER:S3RVER\n' >"$PASSWD"
+chmod 600 "$PASSWD"
+cat >"$WORK/rclone.conf" <<EOF
+[remote]
+type = s3
+provider = Other
+access_key_id = S3RVER
+secret_access_key = S3RVER
+region = us-east-1
+endpoint = $S3_ENDPOINT
+force_path_style = true
+EOF
+
+mount_peer() { # PEER
+	local _ log=$WORK/$1.log
+	MNT=$WORK/mnt.$1
+	mkdir -p "$MNT" "$WORK/stage.$1"
+	case $1 in
+	chunkfs | chunkfs-signed)
+		"$CHUNKFS" "s3://$BUCKET/$1" "$MNT" -f \
+			-o "endpoint=$S3_ENDPOINT,staging_dir=$WORK/stage.$1${CHUNKFS_OPTS:+,$CHUNKFS_OPTS}" \
+			$([ "$1" = chunkfs ] && echo "-o unsigned_payload") >"$log" 2>&1 &
+		;;
+	s3fs)
+		s3fs "$BUCKET:/$1" "$MNT" -f -o "url=$S3_ENDPOINT" -o use_path_request_style \
+			-o endpoint=us-east-1 -o "passwd_file=$PASSWD" -o "tmpdir=$WORK/stage.$1" >"$log" 2>&1 &
+		;;
+	rclone)
+		env -u AWS_CA_BUNDLE rclone --config "$WORK/rclone.conf" mount "remote:$BUCKET/$1" "$MNT" \
+			--vfs-cache-mode writes --cache-dir "$WORK/stage.$1" >"$log" 2>&1 &
+		;;
+	esac
+	DPID=$!
+	for _ in $(seq 300); do
+		mountpoint -q "$MNT" && return 0
+		kill -0 "$DPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	say "$1 did not mount: $(tail -n 3 "$log")"
+	unmount "$MNT" "$DPID"
+	return 1
+}
+
+declare -A CP DD
+run_write() { # PEER NAME COMMAND... -> sets REPLY to the cell
+	local peer=$1 name=$2 t0 secs rc
+	shift 2
+	t0=$(date +%s.%N)
+	timeout -k 10 "$TO" "$@" >/dev/null 2>"$WORK/cmd.err"
+	rc=$?
+	if [ $rc != 0 ]; then
+		say "$peer $name: exit $rc: $(tail -n 2 "$WORK/cmd.err")"
+		REPLY="error"
+		return
+	fi
+	secs=$(stored_after "$peer/$name" "$t0")
+	if [ "$(stored_size "$peer/$name")" != "$BYTES" ]; then
+		REPLY="not stored after ${TO} s"
+		return
+	fi
+	REPLY="$(mbps "$secs")$(check_bytes "$peer/$name")"
+}
+
+for peer in chunkfs chunkfs-signed s3fs rclone; do
+	want "$peer" || continue
+	case $peer in
+	chunkfs*) ;;
+	*) command -v "$peer" >/dev/null || {
+		CP[$peer]="not installed" DD[$peer]="not installed"
+		continue
+	} ;;
+	esac
+	say "$peer: cp and dd bs=1M of $SIZE_MB MiB"
+	if ! mount_peer "$peer"; then
+		CP[$peer]="mount failed" DD[$peer]="mount failed"
+		continue
+	fi
+	run_write "$peer" cp.bin cp "$WORK/src.bin" "$MNT/cp.bin"
+	CP[$peer]=$REPLY
+	run_write "$peer" dd.bin dd if="$WORK/src.bin" of="$MNT/dd.bin" bs=1M
+	DD[$peer]=$REPLY
+	unmount "$MNT" "$DPID"
+done
+
+RAW=-
+if want raw; then
+	say "raw: multipart upload with curl, 8 parts in flight"
+	mkdir -p "$WORK/parts"
+	split -b 8M -d -a 5 "$WORK/src.bin" "$WORK/parts/p" || die "split failed"
+	t0=$(date +%s.%N)
+	id=$(scurl -X POST "$S3_ENDPOINT/$BUCKET/raw/raw.bin?uploads=" | sed -n 's:.*<UploadId>\(.*\)</UploadId>.*:\1:p')
+	: >"$WORK/parts.cfg"
+	n=0
+	for p in "$WORK"/parts/p*; do
+		n=$((n + 1))
+		printf 'url = "%s/%s/raw/raw.bin?partNumber=%d&uploadId=%s"\nupload-file = "%s"\noutput = "/dev/null"\n' \
+			"$S3_ENDPOINT" "$BUCKET" "$n" "$id" "$p" >>"$WORK/parts.cfg"
+	done
+	# -w is global in a config file: the URL tells which part an etag is.
+	scurl --parallel --parallel-max 8 -w '%{url} %header{etag}\n' -K "$WORK/parts.cfg" 2>/dev/null |
+		sed -n 's/.*partNumber=\([0-9]*\)&.* \(.*\)/\1 \2/p' | sort -n >"$WORK/etags"
+	{
+		echo "<CompleteMultipartUpload>"
+		awk '{ printf "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>\n", $1, $2 }' "$WORK/etags"
+		echo "</CompleteMultipartUpload>"
+	} >"$WORK/complete.xml"
+	scurl -X POST --data-binary "@$WORK/complete.xml" "$S3_ENDPOINT/$BUCKET/raw/raw.bin?uploadId=$id" >/dev/null
+	secs=$(stored_after raw/raw.bin "$t0" 5)
+	if [ "$(wc -l <"$WORK/etags")" = "$n" ] && [ "$(stored_size raw/raw.bin)" = "$BYTES" ]; then
+		RAW="$(mbps "$secs")$(check_bytes raw/raw.bin)"
+	else
+		RAW=error
+	fi
+	rm -rf "$WORK/parts"
+fi
+
+ratio() { # CELL BASE
+	awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN { if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/ && b > 0) printf "%.2f", a / b; else printf "-" }'
+}
+echo
+echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end), MB/s until stored whole"
+echo
+echo "| writer | cp | dd bs=1M | cp vs raw | dd vs raw | cp vs s3fs | dd vs s3fs |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for peer in chunkfs chunkfs-signed s3fs rclone; do
+	want "$peer" || continue
+	echo "| $peer | ${CP[$peer]} | ${DD[$peer]} | $(ratio "${CP[$peer]}" "$RAW") | $(ratio "${DD[$peer]}" "$RAW") | $(ratio "${CP[$peer]}" "${CP[s3fs]:-}") | $(ratio "${DD[$peer]}" "${DD[s3fs]:-}") |"
+done
+want raw && echo "| raw (curl multipart, 8 in flight) | $RAW | | | | | |"
+exit 0

@@ -1,0 +1,419 @@
+/*
+ * stage.c - the local copy of a file being written: lazy fetching of the
+ * original bytes, the sidecar note, and the hand-over to recovery.
+ *
+ * State of one stage (all under node->lock):
+ *   size        the staged file's length, >= orig_limit
+ *   orig_limit  bytes [0, orig_limit) that are not held come from the
+ *               object version etag; it only shrinks (truncate)
+ *   have        bit b set: block b (STAGE_BLOCK bytes) is in the file
+ * Invariants: a block below orig_limit whose bit is clear holds no byte
+ * written through the mount (a partial write fetches the block first), so
+ * filling it from the original never overwrites a write; bytes at or above
+ * orig_limit are the file's own (written, or zeros from a truncate).
+ *
+ * The note is rewritten when the stage turns dirty, before every save, and
+ * after a save succeeds, so a crash at any point leaves a note that says
+ * whether the data still needs saving and under which key.
+ */
+#include "stage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chunkfs_i.h"
+#include "log.h"
+#include "recovery.h"
+
+/* Original bytes are fetched in reads of at most this many blocks. */
+#define FETCH_BLOCKS 8
+
+static int have_block(const struct stage *s, uint64_t b)
+{
+	return (s->have[b / 8] >> (b % 8)) & 1;
+}
+
+static void set_block(struct stage *s, uint64_t b)
+{
+	s->have[b / 8] |= (uint8_t)(1u << (b % 8));
+}
+
+/* Block b holds original bytes that are not in the file yet. */
+static int block_missing(const struct stage *s, uint64_t b)
+{
+	return b * STAGE_BLOCK < s->orig_limit && !have_block(s, b);
+}
+
+int stage_complete(const struct stage *s)
+{
+	uint64_t n = (s->orig_limit + STAGE_BLOCK - 1) / STAGE_BLOCK;
+
+	for (uint64_t b = 0; b < n; b++)
+		if (!have_block(s, b))
+			return 0;
+	return 1;
+}
+
+void stage_free(struct stage *s, int keep_file)
+{
+	if (s == NULL)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	if (!keep_file) {
+		if (s->path != NULL)
+			unlink(s->path);
+		if (s->note_path != NULL)
+			unlink(s->note_path);
+	}
+	free(s->path);
+	free(s->note_path);
+	free(s->have);
+	free(s);
+}
+
+int stage_note(struct chunkfs *fs, struct node *node, const char *key)
+{
+	struct stage *s = node->stage;
+	struct recovery_note n = {
+	    .source = fs->source_id,
+	    .state = node->unlinked ? NOTE_UNLINKED
+	             : s->dirty     ? NOTE_DIRTY
+	                            : NOTE_CLEAN,
+	    .complete = stage_complete(s),
+	    .attrs = s->attrs,
+	};
+	char *own = NULL;
+	int ret;
+
+	if (key == NULL) {
+		own = inode_key(fs->inodes, node, NULL);
+		if (own == NULL)
+			return -ENOMEM;
+	}
+	n.key = (char *)(key ? key : own);
+	n.attrs.mtime = s->mtime;
+	ret = recovery_note_write(s->note_path, &n);
+	if (ret == 0) {
+		s->note_ok = 1;
+		s->noted_dirty = s->dirty;
+		s->noted_complete = n.complete;
+	} else {
+		log_warn("cannot write %s: %s; a crash now would leave \"%s\" unrecoverable",
+		         s->note_path, strerror(-ret), n.key);
+	}
+	free(own);
+	return ret;
+}
+
+int stage_touch(struct chunkfs *fs, struct node *node)
+{
+	struct stage *s = node->stage;
+
+	clock_gettime(CLOCK_REALTIME, &s->mtime);
+	if (s->dirty && s->note_ok && s->noted_dirty)
+		return 0;
+	s->dirty = 1;
+	return stage_note(fs, node, NULL);
+}
+
+int stage_open(struct chunkfs *fs, struct node *node, int keep,
+               const struct backend_save_attrs *attrs)
+{
+	struct stage *s = calloc(1, sizeof(*s));
+	struct backend_stat st;
+	char *key = NULL;
+	int ret;
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->fd = -1;
+	if (asprintf(&s->path, "%s/stage-%llu-XXXXXX", fs->session_dir,
+	             (unsigned long long)node->number) < 0) {
+		s->path = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	s->fd = mkostemp(s->path, O_CLOEXEC);
+	if (s->fd < 0) {
+		ret = -errno;
+		log_error("cannot create a staging file in %s: %s", fs->session_dir,
+		          strerror(errno));
+		goto fail;
+	}
+	if (asprintf(&s->note_path, "%s.note", s->path) < 0) {
+		s->note_path = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	key = inode_key(fs->inodes, node, NULL);
+	if (key == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	clock_gettime(CLOCK_REALTIME, &s->mtime);
+	s->dirty = 1;
+	if (attrs != NULL) {
+		s->attrs = *attrs;
+	} else {
+		s->attrs.meta = node->st.meta;
+		s->attrs.mode = node->st.mode & 07777;
+		s->attrs.uid = node->st.uid;
+		s->attrs.gid = node->st.gid;
+	}
+	if (keep) {
+		ret = fs->be->ops->stat(fs->be, key, &st);
+		if (ret == 0) {
+			s->size = st.size;
+			s->orig_limit = st.size;
+			s->mtime = st.mtime;
+			s->dirty = 0;
+			memcpy(s->etag, st.etag, sizeof(s->etag));
+			s->attrs.meta = st.meta;
+			s->attrs.mode = st.mode & 07777;
+			s->attrs.uid = st.uid;
+			s->attrs.gid = st.gid;
+			node->st = st;
+			node->st_time = chunkfs_now();
+			if (ftruncate(s->fd, (off_t)st.size) < 0) {
+				ret = -errno;
+				goto fail;
+			}
+		} else if (ret != -ENOENT) {
+			log_error("cannot open \"%s\" to write it: %s", key, strerror(-ret));
+			goto fail;
+		}
+	}
+	s->have = calloc((s->orig_limit + STAGE_BLOCK - 1) / STAGE_BLOCK / 8 + 1, 1);
+	if (s->have == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	node->stage = s;
+	ret = stage_note(fs, node, key);
+	if (ret < 0) {
+		node->stage = NULL;
+		goto fail;
+	}
+	free(key);
+	return 0;
+fail:
+	free(key);
+	stage_free(s, 0);
+	return ret;
+}
+
+/*
+ * Fetch blocks [b0, b0 + n) of the original into the file, those below
+ * orig_limit only.  The caller checked they are missing.
+ */
+static int fetch_blocks(struct chunkfs *fs, struct stage *s, const char *key, uint64_t b0,
+                        uint64_t n)
+{
+	uint64_t off = b0 * STAGE_BLOCK, end = (b0 + n) * STAGE_BLOCK;
+	size_t len;
+	ssize_t got;
+	char *buf;
+
+	if (end > s->orig_limit)
+		end = s->orig_limit;
+	if (off >= end)
+		return 0;
+	len = (size_t)(end - off);
+	buf = malloc(len);
+	if (buf == NULL)
+		return -ENOMEM;
+	got = backend_read_full(fs->be, key, off, buf, len, s->etag);
+	if (got == -ESTALE) {
+		log_error("\"%s\" changed in the store while being written here; its original "
+		          "bytes cannot be fetched (the write fails rather than mix versions)",
+		          key);
+		got = -EIO;
+	} else if (got >= 0 && (size_t)got != len) {
+		log_error("\"%s\" is shorter in the store than when it was opened", key);
+		got = -EIO;
+	} else if (got < 0) {
+		log_error("fetching bytes %llu-%llu of \"%s\" failed: %s", (unsigned long long)off,
+		          (unsigned long long)end - 1, key, strerror((int)-got));
+	}
+	if (got >= 0) {
+		for (size_t done = 0; done < len;) {
+			ssize_t w = pwrite(s->fd, buf + done, len - done, (off_t)(off + done));
+
+			if (w <= 0) {
+				got = w < 0 ? -errno : -EIO;
+				break;
+			}
+			done += (size_t)w;
+		}
+	}
+	free(buf);
+	if (got < 0)
+		return (int)got;
+	for (uint64_t b = b0; b < b0 + n; b++)
+		set_block(s, b);
+	return 0;
+}
+
+/* Fetch every missing block among [first, last], in runs. */
+static int fetch_range(struct chunkfs *fs, struct node *node, const char *key, uint64_t first,
+                       uint64_t last)
+{
+	struct stage *s = node->stage;
+	char *own = NULL;
+	int ret = 0;
+
+	for (uint64_t b = first; b <= last && ret == 0; b++) {
+		uint64_t n = 0;
+
+		while (b + n <= last && n < FETCH_BLOCKS && block_missing(s, b + n))
+			n++;
+		if (n == 0)
+			continue;
+		if (key == NULL && own == NULL) {
+			own = inode_key(fs->inodes, node, NULL);
+			if (own == NULL)
+				return -ENOMEM;
+		}
+		ret = fetch_blocks(fs, s, key ? key : own, b, n);
+		b += n - 1;
+	}
+	free(own);
+	return ret;
+}
+
+int stage_fill(struct chunkfs *fs, struct node *node, const char *key)
+{
+	struct stage *s = node->stage;
+	int ret;
+
+	if (s->orig_limit == 0)
+		return 0;
+	ret = fetch_range(fs, node, key, 0, (s->orig_limit - 1) / STAGE_BLOCK);
+	if (ret == 0 && s->note_ok && !s->noted_complete)
+		stage_note(fs, node, key);
+	return ret;
+}
+
+ssize_t stage_read(struct chunkfs *fs, struct node *node, void *dst, size_t len, uint64_t off)
+{
+	struct stage *s = node->stage;
+	uint64_t end = off + len < s->orig_limit ? off + len : s->orig_limit;
+	ssize_t n;
+
+	if (len > 0 && off < end) {
+		int ret = fetch_range(fs, node, NULL, off / STAGE_BLOCK, (end - 1) / STAGE_BLOCK);
+
+		if (ret < 0)
+			return ret;
+	}
+	n = pread(s->fd, dst, len, (off_t)off);
+	return n < 0 ? -errno : n;
+}
+
+/* Whether [off, off + len) covers all of block b's original bytes. */
+static int covers_block(const struct stage *s, uint64_t b, uint64_t off, uint64_t len)
+{
+	uint64_t bs = b * STAGE_BLOCK, be = bs + STAGE_BLOCK;
+
+	if (be > s->orig_limit)
+		be = s->orig_limit;
+	return off <= bs && off + len >= be;
+}
+
+ssize_t stage_write(struct chunkfs *fs, struct node *node, const void *src, size_t len,
+                    uint64_t off)
+{
+	struct stage *s = node->stage;
+	uint64_t first = off / STAGE_BLOCK, last = len ? (off + len - 1) / STAGE_BLOCK : first;
+	ssize_t n;
+	int ret;
+
+	if (len == 0)
+		return 0;
+	/* Only the first and last blocks can be partly written. */
+	if (block_missing(s, first) && !covers_block(s, first, off, len)) {
+		ret = fetch_range(fs, node, NULL, first, first);
+		if (ret < 0)
+			return ret;
+	}
+	if (last != first && block_missing(s, last) && !covers_block(s, last, off, len)) {
+		ret = fetch_range(fs, node, NULL, last, last);
+		if (ret < 0)
+			return ret;
+	}
+	n = pwrite(s->fd, src, len, (off_t)off);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ENOSPC;
+	if ((size_t)n < len) {
+		/* A short write (the staging disk filled up): a block it wrote
+		 * only part of must hold its original bytes around the write. */
+		uint64_t b = (off + (uint64_t)n) / STAGE_BLOCK;
+		uint64_t bs = b * STAGE_BLOCK > off ? b * STAGE_BLOCK : off;
+
+		if (block_missing(s, b) && off + (uint64_t)n > bs) {
+			ret = fetch_range(fs, node, NULL, b, b);
+			if (ret == 0 && pwrite(s->fd, (const char *)src + (bs - off),
+			                       (size_t)(off + (uint64_t)n - bs),
+			                       (off_t)bs) != (ssize_t)(off + (uint64_t)n - bs))
+				ret = -ENOSPC;
+			if (ret < 0)
+				return ret;
+		}
+	}
+	for (uint64_t b = first; b <= last; b++)
+		if (block_missing(s, b) && covers_block(s, b, off, (uint64_t)n))
+			set_block(s, b);
+	if (off + (uint64_t)n > s->size)
+		s->size = off + (uint64_t)n;
+	stage_touch(fs, node); /* a failed note is logged; the write stands */
+	return n;
+}
+
+int stage_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
+{
+	struct stage *s = node->stage;
+
+	if (ftruncate(s->fd, (off_t)size) < 0)
+		return -errno;
+	/* Original bytes past the new end are gone for good: growing the
+	 * file again gives zeros there. */
+	if (size < s->orig_limit)
+		s->orig_limit = size;
+	if (s->size == size && s->dirty)
+		return 0;
+	s->size = size;
+	return stage_touch(fs, node);
+}
+
+void stage_to_recovery(struct chunkfs *fs, struct node *node, int err)
+{
+	struct stage *s = node->stage;
+	const char *base = strrchr(s->path, '/') + 1;
+	char *key = inode_key(fs->inodes, node, NULL);
+	char *data = NULL, *note = NULL;
+	int moved = 0;
+
+	stage_note(fs, node, key);
+	if (asprintf(&data, "%s/%s", fs->recovery_dir, base) >= 0 &&
+	    asprintf(&note, "%s/%s.note", fs->recovery_dir, base) >= 0) {
+		moved = rename(s->path, data) == 0;
+		if (moved && rename(s->note_path, note) < 0)
+			log_error("cannot move %s to %s: %s", s->note_path, note, strerror(errno));
+	}
+	log_error("could not save \"%s\" (%llu bytes): %s; the data is kept in %s (mount again "
+	          "with -o recover=upload to save it)",
+	          key ? key : "?", (unsigned long long)s->size, strerror(err),
+	          moved ? data : s->path);
+	stage_free(s, 1);
+	node->stage = NULL;
+	free(key);
+	free(data);
+	free(note);
+}

@@ -1,0 +1,661 @@
+/*
+ * check_write.c - the write path, mounted for real, over every backend.
+ *
+ * The same cases run over the filesystem backend and the S3 backend (a
+ * fresh prefix on the test server; NOT RUN without it).  Every case keeps
+ * a shadow of what the file must hold and compares it with the bytes the
+ * store has (its own view, tests/support/store.h) and, on S3, with what
+ * the aws CLI downloads.  The S3-only cases inject faults on the server's
+ * control port and count its requests.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mount.h"
+#include "store.h"
+
+static struct test_mount m;
+static struct store st;
+static enum store_kind g_kind; /* set by main() for each runner */
+
+static void setup(void)
+{
+	ck_assert_int_eq(tm_prepare(&m), 0);
+	ck_assert_int_eq(store_open(&st, g_kind, m.src), 0);
+}
+
+static void teardown(void)
+{
+	tm_unmount(&m);
+	umount2(m.staging, MNT_DETACH); /* the full-disk case mounts a tmpfs there */
+	if (g_kind == STORE_S3)
+		store_control("DELETE", "/faults", NULL);
+	tm_stop(&m);
+	store_close(&st);
+}
+
+/* Mount the store with extra options (may be NULL). */
+static void mount_with(const char *opts)
+{
+	ck_assert_msg(store_mount(&st, &m, opts) == 0, "mount failed; see %s/daemon.log", m.root);
+}
+
+static int have_aws(void)
+{
+	return access("/usr/bin/aws", X_OK) == 0;
+}
+
+/*
+ * The object must hold exactly want: through the store's view, and on S3
+ * also as the aws CLI downloads it.
+ */
+static void stored_is(const char *key, const void *want, size_t len)
+{
+	size_t got;
+	char *back = store_get(&st, key, &got), dl[PATH_MAX];
+
+	ck_assert_msg(back != NULL, "object %s is missing: %s", key, strerror(errno));
+	ck_assert_msg(got == len, "object %s has %zu bytes, want %zu", key, got, len);
+	ck_assert_msg(memcmp(back, want, len) == 0, "object %s has other bytes", key);
+	free(back);
+	if (st.kind != STORE_S3 || !have_aws())
+		return;
+	snprintf(dl, sizeof(dl), "%s/aws-download", m.root);
+	ck_assert_int_eq(tm_sh("/usr/bin/aws --endpoint-url %s s3 cp --quiet '%s/%s' '%s'",
+	                       getenv("CHUNKFS_TEST_S3_ENDPOINT"), st.source, key, dl),
+	                 0);
+	back = tm_read_file(dl, &got);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_msg(got == len && memcmp(back, want, len) == 0,
+	              "aws s3 cp of %s differs from what was written", key);
+	free(back);
+	unlink(dl);
+}
+
+/* The file read through the mount must hold exactly want. */
+static void mounted_is(const char *rel, const void *want, size_t len)
+{
+	size_t got;
+	char *back = tm_read_file(tm_path(m.mnt, rel), &got);
+
+	ck_assert_msg(back != NULL, "cannot read %s", rel);
+	ck_assert_msg(got == len, "%s has %zu bytes, want %zu", rel, got, len);
+	ck_assert_msg(memcmp(back, want, len) == 0, "%s has other bytes", rel);
+	free(back);
+}
+
+/* pwrite all of it or fail the test. */
+static void put_at(int fd, const void *buf, size_t len, off_t off)
+{
+	ck_assert_int_eq(pwrite(fd, buf, len, off), (ssize_t)len);
+}
+
+/* Create, write anywhere, append, overwrite, truncate: store matches. */
+START_TEST(test_write_semantics)
+{
+	size_t cap = 6 << 20, len;
+	char *shadow = calloc(1, cap), *orig = malloc(3 << 20);
+	int fd;
+
+	/* A new file written out of order, with a hole. */
+	mount_with(NULL);
+	fd = open(tm_path(m.mnt, "new.bin"), O_WRONLY | O_CREAT | O_EXCL, 0644);
+	ck_assert_int_ge(fd, 0);
+	tm_pattern(shadow + 100000, 0, 5000, 1);
+	put_at(fd, shadow + 100000, 5000, 100000);
+	tm_pattern(shadow, 0, 4096, 2);
+	put_at(fd, shadow, 4096, 0);
+	ck_assert_int_eq(fsync(fd), 0);
+	stored_is("new.bin", shadow, 105000);
+	ck_assert_int_eq(close(fd), 0);
+
+	/* O_EXCL on an existing file. */
+	ck_assert_int_eq(open(tm_path(m.mnt, "new.bin"), O_WRONLY | O_CREAT | O_EXCL, 0644), -1);
+	ck_assert_int_eq(errno, EEXIST);
+
+	/* O_APPEND adds at the end, twice, from two opens. */
+	for (int i = 0; i < 2; i++) {
+		fd = open(tm_path(m.mnt, "new.bin"), O_WRONLY | O_APPEND);
+		ck_assert_int_ge(fd, 0);
+		tm_pattern(shadow + 105000 + i * 777, 0, 777, 3 + (uint32_t)i);
+		ck_assert_int_eq(write(fd, shadow + 105000 + i * 777, 777), 777);
+		ck_assert_int_eq(close(fd), 0);
+	}
+	len = 105000 + 2 * 777;
+	stored_is("new.bin", shadow, len);
+	mounted_is("new.bin", shadow, len);
+
+	/* Overwrite inside an existing object put there by the store itself. */
+	tm_pattern(orig, 0, 3 << 20, 4);
+	ck_assert_int_eq(store_put(&st, "old.bin", orig, 3 << 20), 0);
+	fd = open(tm_path(m.mnt, "old.bin"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	tm_pattern(orig + 1500000, 0, 10, 5);
+	put_at(fd, orig + 1500000, 10, 1500000);
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("old.bin", orig, 3 << 20);
+
+	/* truncate shrinks, then grows with zeros (not the old bytes). */
+	ck_assert_int_eq(truncate(tm_path(m.mnt, "old.bin"), 1000), 0);
+	stored_is("old.bin", orig, 1000);
+	ck_assert_int_eq(truncate(tm_path(m.mnt, "old.bin"), 5000), 0);
+	memset(orig + 1000, 0, 4000);
+	stored_is("old.bin", orig, 5000);
+
+	/* ftruncate on an open file, shrink below and write past the end. */
+	fd = open(tm_path(m.mnt, "old.bin"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 10), 0);
+	put_at(fd, "tail", 4, 20);
+	ck_assert_int_eq(close(fd), 0);
+	memset(orig + 10, 0, 10);
+	memcpy(orig + 20, "tail", 4);
+	stored_is("old.bin", orig, 24);
+
+	/* O_TRUNC replaces everything. */
+	fd = open(tm_path(m.mnt, "old.bin"), O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "short", 5), 5);
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("old.bin", "short", 5);
+
+	/* unlink removes the object. */
+	ck_assert_int_eq(unlink(tm_path(m.mnt, "old.bin")), 0);
+	ck_assert(!store_has(&st, "old.bin"));
+	ck_assert_int_eq(access(tm_path(m.mnt, "old.bin"), F_OK), -1);
+	free(shadow);
+	free(orig);
+}
+END_TEST
+
+/* 1,000 writes of random sizes at random offsets into an existing 6 MiB
+ * object (some past its end, some truncates), checked against a shadow
+ * buffer through the mount while open and in the store after close. */
+START_TEST(test_random_writes_match_shadow)
+{
+	size_t cap = 9 << 20, size = 6 << 20;
+	char *shadow = calloc(1, cap), *chunk = malloc(256 << 10), *back = malloc(cap);
+	unsigned seed = 12345;
+	int fd;
+
+	tm_pattern(shadow, 0, size, 7);
+	ck_assert_int_eq(store_put(&st, "rand.bin", shadow, size), 0);
+	mount_with(NULL);
+	fd = open(tm_path(m.mnt, "rand.bin"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	for (int i = 0; i < 1000; i++) {
+		size_t off = (size_t)rand_r(&seed) % (8 << 20);
+		size_t len = 1 + (size_t)rand_r(&seed) % (i % 10 == 0 ? 256 << 10 : 4096);
+
+		if (i % 97 == 96) {
+			size_t to = (size_t)rand_r(&seed) % (7 << 20);
+
+			ck_assert_int_eq(ftruncate(fd, (off_t)to), 0);
+			if (to > size)
+				memset(shadow + size, 0, to - size);
+			size = to;
+			continue;
+		}
+		for (size_t k = 0; k < len; k++)
+			chunk[k] = (char)rand_r(&seed);
+		put_at(fd, chunk, len, (off_t)off);
+		if (off > size)
+			memset(shadow + size, 0, off - size);
+		memcpy(shadow + off, chunk, len);
+		if (off + len > size)
+			size = off + len;
+		if (i % 250 == 0) {
+			ck_assert_int_eq(pread(fd, back, cap, 0), (ssize_t)size);
+			ck_assert_msg(memcmp(back, shadow, size) == 0,
+			              "read-back differs after write %d", i);
+		}
+	}
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("rand.bin", shadow, size);
+	free(shadow);
+	free(chunk);
+	free(back);
+}
+END_TEST
+
+/* mkdir leaves a marker; rmdir refuses a non-empty directory; files and
+ * directories rename with their bytes. */
+START_TEST(test_rename_and_directories)
+{
+	char a[70000], b[3000];
+
+	tm_pattern(a, 0, sizeof(a), 8);
+	tm_pattern(b, 0, sizeof(b), 9);
+	mount_with(NULL);
+	ck_assert_int_eq(mkdir(tm_path(m.mnt, "d"), 0755), 0);
+	ck_assert(store_has_dir(&st, "d"));
+	ck_assert_int_eq(mkdir(tm_path(m.mnt, "d"), 0755), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_int_eq(tm_write_file(tm_path(m.mnt, "d/a.bin"), a, sizeof(a)), 0);
+	ck_assert_int_eq(mkdir(tm_path(m.mnt, "d/sub"), 0755), 0);
+	ck_assert_int_eq(tm_write_file(tm_path(m.mnt, "d/sub/b.bin"), b, sizeof(b)), 0);
+	ck_assert_int_eq(rmdir(tm_path(m.mnt, "d")), -1);
+	ck_assert_int_eq(errno, ENOTEMPTY);
+
+	/* A file: the old key goes, the new one has the bytes. */
+	ck_assert_int_eq(rename(tm_path(m.mnt, "d/a.bin"), tm_path(m.mnt, "d/a2.bin")), 0);
+	ck_assert(!store_has(&st, "d/a.bin"));
+	stored_is("d/a2.bin", a, sizeof(a));
+	/* Over an existing file. */
+	ck_assert_int_eq(rename(tm_path(m.mnt, "d/sub/b.bin"), tm_path(m.mnt, "d/a2.bin")), 0);
+	stored_is("d/a2.bin", b, sizeof(b));
+	ck_assert(!store_has(&st, "d/sub/b.bin"));
+	/* A file still open for writing is saved, then moved. */
+	{
+		int fd = open(tm_path(m.mnt, "d/open.bin"), O_WRONLY | O_CREAT, 0644);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(write(fd, a, 1000), 1000);
+		ck_assert_int_eq(rename(tm_path(m.mnt, "d/open.bin"), tm_path(m.mnt, "moved.bin")),
+		                 0);
+		ck_assert_int_eq(write(fd, a + 1000, 1000), 1000);
+		ck_assert_int_eq(close(fd), 0);
+		stored_is("moved.bin", a, 2000);
+		ck_assert(!store_has(&st, "d/open.bin"));
+	}
+	/* A directory with its contents. */
+	ck_assert_int_eq(rename(tm_path(m.mnt, "d"), tm_path(m.mnt, "e")), 0);
+	stored_is("e/a2.bin", b, sizeof(b));
+	ck_assert(store_has_dir(&st, "e/sub"));
+	ck_assert(!store_has_dir(&st, "d"));
+	mounted_is("e/a2.bin", b, sizeof(b));
+	ck_assert_int_eq(access(tm_path(m.mnt, "d"), F_OK), -1);
+	/* Emptied, rmdir works and the marker goes. */
+	ck_assert_int_eq(unlink(tm_path(m.mnt, "e/a2.bin")), 0);
+	ck_assert_int_eq(rmdir(tm_path(m.mnt, "e/sub")), 0);
+	ck_assert_int_eq(rmdir(tm_path(m.mnt, "e")), 0);
+	ck_assert(!store_has_dir(&st, "e"));
+}
+END_TEST
+
+/* chmod, chown and utimens are stored with the object and survive a
+ * remount; on S3 in s3fs's headers. */
+START_TEST(test_metadata_stored)
+{
+	struct timespec ts[2] = {{0, UTIME_OMIT}, {1577934245, 0}};
+	struct backend_stat bs;
+	struct stat sb;
+
+	mount_with(NULL);
+	ck_assert_int_eq(tm_write_file(tm_path(m.mnt, "meta.bin"), "meta", 4), 0);
+	ck_assert_int_eq(chmod(tm_path(m.mnt, "meta.bin"), 0600), 0);
+	ck_assert_int_eq(chown(tm_path(m.mnt, "meta.bin"), 1234, 5678), 0);
+	ck_assert_int_eq(utimensat(AT_FDCWD, tm_path(m.mnt, "meta.bin"), ts, 0), 0);
+	/* Set while open for writing: stored with the save at close. */
+	{
+		int fd = open(tm_path(m.mnt, "open.bin"), O_WRONLY | O_CREAT, 0644);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(write(fd, "x", 1), 1);
+		ck_assert_int_eq(fchmod(fd, 0640), 0);
+		ck_assert_int_eq(close(fd), 0);
+	}
+	tm_unmount(&m);
+	ck_assert_int_eq(st.be->ops->stat(st.be, "meta.bin", &bs), 0);
+	ck_assert_uint_eq(bs.meta & BACKEND_META_MODE, BACKEND_META_MODE);
+	ck_assert_uint_eq(bs.mode, 0600);
+	ck_assert_uint_eq(bs.uid, 1234);
+	ck_assert_uint_eq(bs.gid, 5678);
+	ck_assert_int_eq(bs.mtime.tv_sec, 1577934245);
+	if (st.kind == STORE_S3 && have_aws())
+		ck_assert_int_eq(
+		    tm_sh("/usr/bin/aws --endpoint-url %s s3api head-object --bucket %s --key "
+		          "'%smeta.bin' | tr -d ' \\n' | grep -q "
+		          "'\"Metadata\":{\"mtime\":\"1577934245\",\"mode\":\"33152\",\"uid\":"
+		          "\"1234\",\"gid\":\"5678\"}'",
+		          getenv("CHUNKFS_TEST_S3_ENDPOINT"), getenv("CHUNKFS_TEST_S3_BUCKET"),
+		          store_s3_prefix(&st)),
+		    0);
+	mount_with(NULL);
+	ck_assert_int_eq(stat(tm_path(m.mnt, "meta.bin"), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+	ck_assert_uint_eq(sb.st_uid, 1234);
+	ck_assert_uint_eq(sb.st_gid, 5678);
+	ck_assert_int_eq(sb.st_mtime, 1577934245);
+	ck_assert_int_eq(stat(tm_path(m.mnt, "open.bin"), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0640);
+	/* The bytes did not change. */
+	mounted_is("meta.bin", "meta", 4);
+	/* -o metadata=refuse: chmod is refused cleanly. */
+	tm_unmount(&m);
+	mount_with("metadata=refuse");
+	ck_assert_int_eq(chmod(tm_path(m.mnt, "meta.bin"), 0700), -1);
+	ck_assert_int_eq(errno, EPERM);
+}
+END_TEST
+
+struct writer {
+	int index;
+	int ret;
+};
+
+static void *write_one(void *p)
+{
+	struct writer *w = p;
+	char name[32];
+
+	snprintf(name, sizeof(name), "par-%d.bin", w->index);
+	w->ret = tm_write_pattern(tm_path(m.mnt, name), (6 << 20) + (uint64_t)w->index * 1001,
+	                          100 + (uint32_t)w->index);
+	return NULL;
+}
+
+/* Writers of different files run at once, and every file lands whole. */
+START_TEST(test_parallel_writers)
+{
+	struct writer w[4];
+	pthread_t t[4];
+
+	mount_with(NULL);
+	for (int i = 0; i < 4; i++) {
+		w[i].index = i;
+		ck_assert_int_eq(pthread_create(&t[i], NULL, write_one, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		size_t len = (6 << 20) + (size_t)i * 1001;
+		char *want = malloc(len), name[32];
+
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(w[i].ret, 0);
+		tm_pattern(want, 0, len, 100 + (uint32_t)i);
+		snprintf(name, sizeof(name), "par-%d.bin", i);
+		stored_is(name, want, len);
+		free(want);
+	}
+}
+END_TEST
+
+/*
+ * kill -9 of the daemon with a file written and fsynced, then written
+ * again: the next mount reports the unsaved file, and -o recover=upload
+ * saves its latest bytes.
+ */
+START_TEST(test_crash_recovery)
+{
+	size_t len = 2 << 20;
+	char *v1 = malloc(len), *v2 = malloc(len), out[8192];
+	int fd, status;
+
+	tm_pattern(v1, 0, len, 21);
+	tm_pattern(v2, 0, len, 22);
+	mount_with(NULL);
+	fd = open(tm_path(m.mnt, "crash.bin"), O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	put_at(fd, v1, len, 0);
+	ck_assert_int_eq(fsync(fd), 0);
+	stored_is("crash.bin", v1, len); /* what fsync acknowledged is stored */
+	put_at(fd, v2, len, 0);
+	kill(m.pid, SIGKILL);
+	waitpid(m.pid, &status, 0);
+	close(fd); /* ENOTCONN: the daemon is gone */
+	tm_unmount(&m);
+	stored_is("crash.bin", v1, len); /* nothing acknowledged was lost */
+
+	/* The next mount reports it... */
+	mount_with(NULL);
+	tm_unmount(&m);
+	snprintf(out, sizeof(out), "%s/daemon.log", m.root);
+	ck_assert_int_eq(tm_sh("grep -q 'unsaved file(s).*recover=upload' '%s'", out), 0);
+	ck_assert_int_eq(tm_sh("grep -rq 'key=crash.bin' '%s/recovery'", m.staging), 0);
+	/* ...and recover=upload saves the bytes written last. */
+	mount_with("recover=upload");
+	stored_is("crash.bin", v2, len);
+	mounted_is("crash.bin", v2, len);
+	ck_assert_int_eq(tm_sh("[ -z \"$(ls -A '%s/recovery')\" ]", m.staging), 0);
+	free(v1);
+	free(v2);
+}
+END_TEST
+
+/* A full staging disk gives the writer ENOSPC; stored files are intact
+ * and writing works again once space is back. */
+START_TEST(test_staging_full_enospc)
+{
+	size_t len = 16 << 20, done = 0;
+	char *buf = malloc(len), keep[5000];
+	ssize_t n = 0;
+	int fd;
+
+	if (mount("tmpfs", m.staging, "tmpfs", 0, "size=8m,mode=0700") != 0) {
+		printf("SKIP staging_full: cannot mount a small tmpfs (%s); needs root\n",
+		       strerror(errno));
+		return;
+	}
+	tm_pattern(keep, 0, sizeof(keep), 31);
+	ck_assert_int_eq(store_put(&st, "keep.bin", keep, sizeof(keep)), 0);
+	mount_with(NULL);
+	tm_pattern(buf, 0, len, 32);
+	fd = open(tm_path(m.mnt, "big.bin"), O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	while (done < len && (n = write(fd, buf + done, 1 << 20)) > 0)
+		done += (size_t)n;
+	ck_assert_int_eq(n, -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_uint_lt(done, len);
+	/* What write() accepted is what close() saves. */
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("big.bin", buf, done);
+	/* An overwrite of another file gets ENOSPC too, or succeeds whole;
+	 * either way keep.bin is never half-written. */
+	stored_is("keep.bin", keep, sizeof(keep));
+	ck_assert_int_eq(unlink(tm_path(m.mnt, "big.bin")), 0);
+	ck_assert_int_eq(tm_write_file(tm_path(m.mnt, "after.bin"), keep, sizeof(keep)), 0);
+	stored_is("after.bin", keep, sizeof(keep));
+	free(buf);
+}
+END_TEST
+
+/* --- S3-only cases --------------------------------------------------- */
+
+/* Failing uploads (503s, resets, 403) make fsync and close fail with the
+ * error, and the data is kept byte-exact in the recovery directory, named
+ * by its note; a later recover=upload saves it. */
+START_TEST(test_s3_failed_uploads_kept)
+{
+	const char *kinds[] = {"503", "reset", "403"};
+	const int want_errno[] = {EIO, EIO, EACCES};
+	size_t len = (1 << 20) + 3;
+	char *buf = malloc(len), json[512], name[64];
+	int fd;
+
+	mount_with("retries=2");
+	for (int i = 0; i < 3; i++) {
+		snprintf(json, sizeof(json),
+		         "{\"rate\":1,\"kinds\":\"%s\",\"methods\":\"PutObject,UploadPart,"
+		         "CreateMultipartUpload\",\"prefix\":\"%s\"}",
+		         kinds[i], store_s3_prefix(&st));
+		ck_assert_int_eq(store_control("POST", "/faults", json), 0);
+		tm_pattern(buf, 0, len, 40 + (uint32_t)i);
+		snprintf(name, sizeof(name), "fail-%s.bin", kinds[i]);
+		fd = open(tm_path(m.mnt, name), O_WRONLY | O_CREAT, 0644);
+		ck_assert_int_ge(fd, 0);
+		put_at(fd, buf, len, 0);
+		ck_assert_int_eq(fsync(fd), -1);
+		ck_assert_int_eq(errno, want_errno[i]);
+		ck_assert_int_eq(close(fd), -1);
+		ck_assert_int_eq(errno, want_errno[i]);
+		ck_assert(!store_has(&st, name));
+		/* The final save at release fails too: the data moves to the
+		 * recovery directory, whole, with a note naming the key. */
+		for (int t = 0; t < 100; t++) {
+			if (tm_sh("grep -lq 'key=%s' '%s'/recovery/*.note 2>/dev/null", name,
+			          m.staging) == 0)
+				break;
+			usleep(50000);
+		}
+		ck_assert_int_eq(
+		    tm_sh("f=$(grep -l 'key=%s' '%s'/recovery/*.note) && "
+		          "grep -q '^state=dirty' \"$f\" && grep -q '^complete=1' \"$f\" && "
+		          "cp \"${f%%.note}\" '%s/kept.bin'",
+		          name, m.staging, m.root),
+		    0);
+		{
+			size_t got;
+			char *kept = tm_read_file(tm_path(m.root, "kept.bin"), &got);
+
+			ck_assert_ptr_nonnull(kept);
+			ck_assert_uint_eq(got, len);
+			ck_assert(memcmp(kept, buf, len) == 0);
+			free(kept);
+		}
+	}
+	ck_assert_int_eq(tm_sh("grep -q 'fail-503.bin.*recover=upload' '%s/daemon.log'", m.root),
+	                 0);
+	store_control("DELETE", "/faults", NULL);
+	tm_unmount(&m);
+	mount_with("recover=upload");
+	for (int i = 0; i < 3; i++) {
+		tm_pattern(buf, 0, len, 40 + (uint32_t)i);
+		snprintf(name, sizeof(name), "fail-%s.bin", kinds[i]);
+		stored_is(name, buf, len);
+	}
+	free(buf);
+}
+END_TEST
+
+/* A multipart upload whose one part fails is retried for that part only. */
+START_TEST(test_s3_multipart_retries_one_part)
+{
+	size_t len = (40 << 20) + 5; /* 6 parts of 8 MiB */
+	char *buf = malloc(len), json[512];
+	int fd;
+
+	mount_with(NULL);
+	tm_pattern(buf, 0, len, 50);
+	fd = open(tm_path(m.mnt, "multi.bin"), O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	put_at(fd, buf, len, 0);
+	/* The third part fails once. */
+	snprintf(json, sizeof(json),
+	         "{\"count\":1,\"after\":2,\"kinds\":\"503\",\"methods\":\"UploadPart\","
+	         "\"prefix\":\"%s\"}",
+	         store_s3_prefix(&st));
+	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(store_counter("ops", "CreateMultipartUpload"), 1);
+	ck_assert_int_eq(store_counter("ops", "UploadPart"), 6 + 1);
+	ck_assert_int_eq(store_counter("ops", "CompleteMultipartUpload"), 1);
+	ck_assert_int_eq(store_counter("faults", "503"), 1);
+	stored_is("multi.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/* Overwriting a few bytes of a large object fetches the blocks touched,
+ * not the object, until the save needs the rest. */
+START_TEST(test_s3_overwrite_fetches_lazily)
+{
+	size_t len = 64 << 20;
+	char *buf = malloc(len), back[4096];
+	long long before, fetched;
+	int fd;
+
+	tm_pattern(buf, 0, len, 60);
+	ck_assert_int_eq(store_put(&st, "lazy.bin", buf, len), 0);
+	mount_with(NULL);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	before = store_counter("bytes_out", NULL);
+	fd = open(tm_path(m.mnt, "lazy.bin"), O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	memcpy(buf + (40 << 20) + 100, "patched", 7);
+	put_at(fd, "patched", 7, (40 << 20) + 100);
+	/* A whole aligned block written needs no fetch. */
+	memset(buf + (10 << 20), 'z', 1 << 20);
+	put_at(fd, buf + (10 << 20), 1 << 20, 10 << 20);
+	ck_assert_int_eq(pread(fd, back, sizeof(back), (40 << 20) + 96), (ssize_t)sizeof(back));
+	ck_assert(memcmp(back, buf + (40 << 20) + 96, sizeof(back)) == 0);
+	fetched = store_counter("bytes_out", NULL) - before;
+	ck_assert_msg(fetched < (16 << 20), "%lld bytes fetched for a 7-byte overwrite", fetched);
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("lazy.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/* Renaming an object above the CopyObject limit copies it server-side in
+ * parts (UploadPartCopy); the limit is lowered to 5 MiB to test it. */
+START_TEST(test_s3_rename_large_in_parts)
+{
+	size_t len = (12 << 20) + 9; /* three 5 MiB parts */
+	char *buf = malloc(len);
+
+	tm_pattern(buf, 0, len, 70);
+	ck_assert_int_eq(store_put(&st, "large/src.bin", buf, len), 0);
+	mount_with("max_copy_mb=5");
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(rename(tm_path(m.mnt, "large/src.bin"), tm_path(m.mnt, "large/dst.bin")),
+	                 0);
+	ck_assert_int_eq(store_counter("ops", "UploadPartCopy"), 3);
+	ck_assert_int_eq(store_counter("ops", "CopyObject"), 0);
+	ck_assert_int_eq(store_counter("ops", "GetObject"), 0); /* no bytes through us */
+	ck_assert(!store_has(&st, "large/src.bin"));
+	stored_is("large/dst.bin", buf, len);
+	mounted_is("large/dst.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/* -o unsigned_payload: uploads (PUT and parts) are not hashed, and land
+ * intact all the same. */
+START_TEST(test_s3_unsigned_payload)
+{
+	size_t small = (3 << 20) + 1, large = (20 << 20) + 3;
+	char *buf = malloc(large);
+
+	mount_with("unsigned_payload");
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.mnt, "u-small.bin"), small, 80), 0);
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.mnt, "u-large.bin"), large, 81), 0);
+	tm_pattern(buf, 0, small, 80);
+	stored_is("u-small.bin", buf, small);
+	tm_pattern(buf, 0, large, 81);
+	stored_is("u-large.bin", buf, large);
+	free(buf);
+}
+END_TEST
+
+static Suite *write_suite(enum store_kind kind)
+{
+	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
+	TCase *tc = tcase_create(kind == STORE_FS ? "fs" : "s3");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_write_semantics);
+	tcase_add_test(tc, test_random_writes_match_shadow);
+	tcase_add_test(tc, test_rename_and_directories);
+	tcase_add_test(tc, test_metadata_stored);
+	tcase_add_test(tc, test_parallel_writers);
+	tcase_add_test(tc, test_crash_recovery);
+	tcase_add_test(tc, test_staging_full_enospc);
+	if (kind == STORE_S3) {
+		tcase_add_test(tc, test_s3_failed_uploads_kept);
+		tcase_add_test(tc, test_s3_multipart_retries_one_part);
+		tcase_add_test(tc, test_s3_overwrite_fetches_lazily);
+		tcase_add_test(tc, test_s3_rename_large_in_parts);
+		tcase_add_test(tc, test_s3_unsigned_payload);
+	}
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return store_run_suites(write_suite, &g_kind, "write");
+}

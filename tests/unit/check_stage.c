@@ -1,0 +1,270 @@
+/*
+ * check_stage.c - stages (fuse/stage.c) and recovery (fuse/recovery.c)
+ * over the in-memory backend: lazy fetching of original blocks, notes, and
+ * what a mount does with the stages of a dead one.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunkfs_i.h"
+#include "mem.h"
+#include "mount.h"
+#include "recovery.h"
+
+static struct chunkfs fs;
+static struct chunkfs_opts opts;
+static char dir[] = "/tmp/chunkfs-stage-test.XXXXXX";
+
+static void setup(void)
+{
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	memset(&fs, 0, sizeof(fs));
+	memset(&opts, 0, sizeof(opts));
+	opts.source = "s3://bucket/prefix";
+	fs.opts = &opts;
+	fs.be = mem_backend_create();
+	fs.inodes = inode_table_create();
+	fs.staging_dir = strdup(dir);
+	fs.session_lock = -1;
+	ck_assert_int_eq(recovery_start(&fs, RECOVER_KEEP), 0);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	recovery_stop(&fs);
+	free(fs.session_dir);
+	free(fs.recovery_dir);
+	free(fs.source_id);
+	free(fs.staging_dir);
+	inode_table_destroy(fs.inodes);
+	backend_destroy(fs.be);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	strcpy(dir + strlen(dir) - 6, "XXXXXX");
+}
+
+static void fill(char *buf, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char)(seed * 131 + i * 7 + i / 4093);
+}
+
+static uint64_t reads(void)
+{
+	struct mem_backend_stats s;
+
+	mem_backend_get_stats(fs.be, &s);
+	return s.read;
+}
+
+/* Overwrites fetch only the blocks they touch partly; the save fetches the
+ * rest; truncation forgets original bytes past the new end. */
+START_TEST(test_lazy_blocks)
+{
+	size_t len = 5 * STAGE_BLOCK + 1234;
+	char *want = malloc(len + STAGE_BLOCK), *got = malloc(len + STAGE_BLOCK);
+	struct node *root = inode_from_ino(fs.inodes, FUSE_ROOT_ID);
+	struct node *n = inode_link(fs.inodes, root, "f", S_IFREG);
+	uint64_t r0;
+
+	fill(want, len, 1);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "f", want, len, NULL), 0);
+	pthread_mutex_lock(&n->lock);
+	r0 = reads();
+	ck_assert_int_eq(stage_open(&fs, n, 1, NULL), 0);
+	ck_assert_uint_eq(reads(), r0); /* nothing fetched at open */
+	ck_assert_uint_eq(n->stage->size, len);
+	ck_assert(!n->stage->dirty);
+
+	/* A whole block: no fetch. */
+	fill(want + STAGE_BLOCK, STAGE_BLOCK, 2);
+	ck_assert_int_eq(stage_write(&fs, n, want + STAGE_BLOCK, STAGE_BLOCK, STAGE_BLOCK),
+	                 (ssize_t)STAGE_BLOCK);
+	ck_assert_uint_eq(reads(), r0);
+	ck_assert(n->stage->dirty);
+	/* Part of block 3: that block only. */
+	memcpy(want + 3 * STAGE_BLOCK + 10, "abc", 3);
+	ck_assert_int_eq(stage_write(&fs, n, "abc", 3, 3 * STAGE_BLOCK + 10), 3);
+	ck_assert_uint_eq(reads(), r0 + 1);
+	/* Reading block 0 fetches it; reading block 3 again does not. */
+	ck_assert_int_eq(stage_read(&fs, n, got, 100, 5), 100);
+	ck_assert(memcmp(got, want + 5, 100) == 0);
+	ck_assert_uint_eq(reads(), r0 + 2);
+	ck_assert_int_eq(stage_read(&fs, n, got, 100, 3 * STAGE_BLOCK), 100);
+	ck_assert_uint_eq(reads(), r0 + 2);
+	ck_assert(!stage_complete(n->stage));
+
+	/* Shrink into block 4, grow again: zeros, not the old bytes. */
+	ck_assert_int_eq(stage_truncate(&fs, n, 4 * STAGE_BLOCK + 100), 0);
+	ck_assert_int_eq(stage_truncate(&fs, n, len + 5), 0);
+	memset(want + 4 * STAGE_BLOCK + 100, 0, len + 5 - (4 * STAGE_BLOCK + 100));
+	/* A write past the old end, partly into a block that was original. */
+	memcpy(want + 4 * STAGE_BLOCK + 50, "xyz", 3);
+	ck_assert_int_eq(stage_write(&fs, n, "xyz", 3, 4 * STAGE_BLOCK + 50), 3);
+
+	ck_assert_int_eq(stage_fill(&fs, n, "f"), 0);
+	ck_assert(stage_complete(n->stage));
+	ck_assert_int_eq(pread(n->stage->fd, got, len + 5, 0), (ssize_t)(len + 5));
+	ck_assert(memcmp(got, want, len + 5) == 0);
+	stage_free(n->stage, 0);
+	n->stage = NULL;
+	pthread_mutex_unlock(&n->lock);
+	inode_forget(fs.inodes, n, 1);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/* A changed object is never mixed in: the fetch fails. */
+START_TEST(test_changed_object_fails_fetch)
+{
+	struct node *root = inode_from_ino(fs.inodes, FUSE_ROOT_ID);
+	struct node *n = inode_link(fs.inodes, root, "g", S_IFREG);
+	char buf[4096];
+
+	fill(buf, sizeof(buf), 3);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "g", buf, sizeof(buf), NULL), 0);
+	pthread_mutex_lock(&n->lock);
+	ck_assert_int_eq(stage_open(&fs, n, 1, NULL), 0);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "g", "other", 5, NULL), 0);
+	ck_assert_int_eq(stage_write(&fs, n, "x", 1, 10), -EIO);
+	ck_assert_int_eq(stage_fill(&fs, n, "g"), -EIO);
+	stage_free(n->stage, 0);
+	n->stage = NULL;
+	pthread_mutex_unlock(&n->lock);
+	inode_forget(fs.inodes, n, 1);
+}
+END_TEST
+
+/* Notes keep any key, byte for byte. */
+START_TEST(test_note_roundtrip)
+{
+	const char *key = "dir/we ird%20\nkey\t=é/x";
+	struct recovery_note n = {
+	    .source = "s3://b/p q", .key = (char *)key, .state = NOTE_DIRTY, .complete = 1};
+	struct recovery_note back;
+	char path[256];
+
+	n.attrs.meta = BACKEND_META_MODE;
+	n.attrs.mode = 0600;
+	n.attrs.mtime.tv_sec = 1600000000;
+	n.attrs.mtime.tv_nsec = 5;
+	snprintf(path, sizeof(path), "%s/x.note", dir);
+	ck_assert_int_eq(recovery_note_write(path, &n), 0);
+	ck_assert_int_eq(recovery_note_read(path, &back), 0);
+	ck_assert_str_eq(back.key, key);
+	ck_assert_str_eq(back.source, "s3://b/p q");
+	ck_assert_int_eq(back.state, NOTE_DIRTY);
+	ck_assert_int_eq(back.complete, 1);
+	ck_assert_uint_eq(back.attrs.mode, 0600);
+	ck_assert_int_eq(back.attrs.mtime.tv_sec, 1600000000);
+	ck_assert_int_eq(back.attrs.mtime.tv_nsec, 5);
+	recovery_note_free(&back);
+	/* Not a note. */
+	ck_assert_int_eq(tm_write_file(path, "junk\n", 5), 0);
+	ck_assert_int_eq(recovery_note_read(path, &back), -EINVAL);
+}
+END_TEST
+
+/* Put a stage with a note into a dead session directory. */
+static void dead_stage(const char *session, const char *name, const char *key,
+                       enum recovery_state state, int complete, const char *data)
+{
+	struct recovery_note n = {
+	    .source = fs.source_id, .key = (char *)key, .state = state, .complete = complete};
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", session, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(data, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s.note", session, name);
+	ck_assert_int_eq(recovery_note_write(path, &n), 0);
+}
+
+/* A dead mount's dirty stages go to recovery, the rest is deleted; upload
+ * saves the complete ones; a live mount's stages are left alone. */
+START_TEST(test_sweep_and_upload)
+{
+	char dead[512], live[512], path[600];
+	char buf[64];
+	size_t len;
+	int lock;
+
+	snprintf(dead, sizeof(dead), "%s/mount-dead01", dir);
+	ck_assert_int_eq(mkdir(dead, 0700), 0);
+	dead_stage(dead, "stage-1-a", "saved/me.txt", NOTE_DIRTY, 1, "recover me");
+	dead_stage(dead, "stage-2-b", "clean.txt", NOTE_CLEAN, 1, "already saved");
+	dead_stage(dead, "stage-3-c", "gone.txt", NOTE_UNLINKED, 1, "unlinked");
+	dead_stage(dead, "stage-4-d", "partial.txt", NOTE_DIRTY, 0, "part");
+	/* Another mount's session, locked: alive, left alone. */
+	snprintf(live, sizeof(live), "%s/mount-live01", dir);
+	ck_assert_int_eq(mkdir(live, 0700), 0);
+	dead_stage(live, "stage-9-z", "live.txt", NOTE_DIRTY, 1, "live");
+	snprintf(path, sizeof(path), "%s/lock", live);
+	lock = open(path, O_RDWR | O_CREAT, 0600);
+	ck_assert_int_ge(lock, 0);
+	ck_assert_int_eq(flock(lock, LOCK_EX), 0);
+
+	recovery_stop(&fs);
+	free(fs.session_dir);
+	free(fs.recovery_dir);
+	free(fs.source_id);
+	fs.session_dir = fs.recovery_dir = fs.source_id = NULL;
+	ck_assert_int_eq(recovery_start(&fs, RECOVER_UPLOAD), 0);
+
+	ck_assert_int_eq(access(dead, F_OK), -1); /* swept */
+	len = (size_t)backend_read_full(fs.be, "saved/me.txt", 0, buf, sizeof(buf), NULL);
+	ck_assert_uint_eq(len, 10);
+	ck_assert(memcmp(buf, "recover me", 10) == 0);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "clean.txt", &(struct backend_stat){0}), -ENOENT);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "partial.txt", &(struct backend_stat){0}),
+	                 -ENOENT);
+	/* The partial one waits in recovery, the uploaded one is gone. */
+	snprintf(path, sizeof(path), "%s/stage-4-d", fs.recovery_dir);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/stage-1-a", fs.recovery_dir);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/stage-9-z", live);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "live.txt", &(struct backend_stat){0}), -ENOENT);
+	close(lock);
+}
+END_TEST
+
+static Suite *stage_suite(void)
+{
+	Suite *s = suite_create("stage");
+	TCase *tc = tcase_create("stage");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_lazy_blocks);
+	tcase_add_test(tc, test_changed_object_fails_fetch);
+	tcase_add_test(tc, test_note_roundtrip);
+	tcase_add_test(tc, test_sweep_and_upload);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(stage_suite());
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
