@@ -39,8 +39,10 @@ static void teardown(void)
 {
 	tm_unmount(&m);
 	umount2(m.staging, MNT_DETACH); /* the full-disk case mounts a tmpfs there */
-	if (g_kind == STORE_S3)
+	if (g_kind == STORE_S3) {
 		store_control("DELETE", "/faults", NULL);
+		store_control("POST", "/latency?ms=0", NULL);
+	}
 	tm_stop(&m);
 	store_close(&st);
 }
@@ -560,6 +562,65 @@ END_TEST
 
 /* Overwriting a few bytes of a large object fetches the blocks touched,
  * not the object, until the save needs the rest. */
+struct fsync_arg {
+	int fd;
+	int ret, err;
+};
+
+static void *fsync_thread(void *p)
+{
+	struct fsync_arg *a = p;
+
+	a->ret = fsync(a->fd);
+	a->err = errno;
+	return NULL;
+}
+
+/* kill -9 while an upload is on the wire: the store keeps the version fsync
+ * acknowledged, whole; the unfinished one is recovered on the next mount. */
+START_TEST(test_s3_kill_during_upload)
+{
+	size_t len = (24 << 20) + 77; /* a multipart upload: 4 parts */
+	char *v1 = malloc(len), *v2 = malloc(len);
+	struct fsync_arg a;
+	pthread_t th;
+	int status;
+
+	ck_assert(v1 != NULL && v2 != NULL);
+	tm_pattern(v1, 0, len, 71);
+	tm_pattern(v2, 0, len, 72);
+	mount_with(NULL);
+	a.fd = open(tm_path(m.mnt, "inflight.bin"), O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(a.fd, 0);
+	put_at(a.fd, v1, len, 0);
+	ck_assert_int_eq(fsync(a.fd), 0);
+	stored_is("inflight.bin", v1, len);
+
+	put_at(a.fd, v2, len, 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(store_control("POST", "/latency?ms=400", NULL), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, fsync_thread, &a), 0);
+	for (int i = 0; i < 200 && store_counter("ops", "CreateMultipartUpload") < 1; i++)
+		usleep(20 * 1000);
+	usleep(300 * 1000); /* parts are on the wire */
+	ck_assert_int_eq(store_counter("ops", "CompleteMultipartUpload"), 0);
+	kill(m.pid, SIGKILL);
+	waitpid(m.pid, &status, 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_ne(a.ret, 0); /* never acknowledged */
+	close(a.fd);
+	tm_unmount(&m);
+	ck_assert_int_eq(store_control("POST", "/latency?ms=0", NULL), 0);
+	stored_is("inflight.bin", v1, len); /* the acknowledged version, whole */
+
+	mount_with("recover=upload");
+	stored_is("inflight.bin", v2, len); /* what was written last is not lost */
+	mounted_is("inflight.bin", v2, len);
+	free(v1);
+	free(v2);
+}
+END_TEST
+
 START_TEST(test_s3_overwrite_fetches_lazily)
 {
 	size_t len = 64 << 20;
@@ -648,6 +709,7 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_failed_uploads_kept);
 		tcase_add_test(tc, test_s3_multipart_retries_one_part);
 		tcase_add_test(tc, test_s3_overwrite_fetches_lazily);
+		tcase_add_test(tc, test_s3_kill_during_upload);
 		tcase_add_test(tc, test_s3_rename_large_in_parts);
 		tcase_add_test(tc, test_s3_unsigned_payload);
 	}
