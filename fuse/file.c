@@ -382,20 +382,22 @@ static char *read_buf(size_t size)
 /*
  * Answer a read with the cache's own blocks (read_ref), copying nothing in
  * the daemon: the kernel copies the pieces once, from the iovec.  Returns
- * 0 when answered; otherwise the caller reads the usual way.
+ * 1 when answered, -ENOBUFS when the stack cannot lend (the caller reads
+ * the usual way), or the read's error (not tried again: a failure that
+ * took all its retries would only take them twice).
  */
-static int reply_from_cache(struct chunkfs *fs, fuse_req_t req, const char *key,
-                            const struct fh *fh, size_t size, off_t off)
+static ssize_t reply_from_cache(struct chunkfs *fs, fuse_req_t req, const char *key,
+                                const struct fh *fh, size_t size, off_t off)
 {
 	struct backend_ref ref;
 	struct iovec iov[BACKEND_REF_SEGS];
 	ssize_t n;
 
 	if (fs->be->ops->read_ref == NULL || fh->etag[0] == '\0')
-		return -1;
+		return -ENOBUFS;
 	n = fs->be->ops->read_ref(fs->be, key, (uint64_t)off, size, fh->etag, &ref, NULL);
 	if (n < 0)
-		return -1; /* errors too: the usual path reports them */
+		return n;
 	for (unsigned i = 0; i < ref.n; i++) {
 		iov[i].iov_base = (void *)ref.seg[i].data;
 		iov[i].iov_len = ref.seg[i].len;
@@ -403,7 +405,7 @@ static int reply_from_cache(struct chunkfs *fs, fuse_req_t req, const char *key,
 	stats_add(fs->counters.read_bytes, n);
 	fuse_reply_iov(req, iov, (int)ref.n);
 	backend_release_ref(&ref);
-	return 0;
+	return 1;
 }
 
 void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -437,11 +439,13 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		goto out;
-	if (reply_from_cache(fs, req, key, fh, size, off) == 0) {
+	n = reply_from_cache(fs, req, key, fh, size, off);
+	if (n == 1) {
 		free(key);
 		return;
 	}
-	n = backend_read_full(fs->be, key, (uint64_t)off, buf, size, fh->etag);
+	if (n == -ENOBUFS)
+		n = backend_read_full(fs->be, key, (uint64_t)off, buf, size, fh->etag);
 	if (n == -ESTALE) {
 		log_warn("\"%s\" changed in the store while open; reopen it to read the new "
 		         "version",

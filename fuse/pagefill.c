@@ -160,7 +160,7 @@ static void spill_unlist(struct pagefill_set *set, struct pagefill_spill *s)
 
 	while (*pp != s)
 		pp = &(*pp)->next;
-	*pp = s->next;
+	__atomic_store_n(pp, s->next, __ATOMIC_RELAXED); /* may be set->spills */
 	s->listed = 0;
 	spill_unref(set, s);
 }
@@ -221,7 +221,7 @@ static void spill_publish(struct pagefill_set *set, struct pagefill_spill *s)
 		spill_unlist(set, old);
 	s->listed = 1;
 	s->next = set->spills;
-	set->spills = s;
+	__atomic_store_n(&set->spills, s, __ATOMIC_RELAXED); /* peeked by reads */
 	pthread_mutex_unlock(&set->lock);
 }
 
@@ -231,7 +231,9 @@ int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh
 	struct pagefill_set *set = &fs->fills;
 	struct pagefill_spill *s;
 
-	if (fh->etag[0] == '\0')
+	/* Every read of the store comes here: no lock while there are no
+	 * copies at all (a stale peek only costs the lock, or one miss). */
+	if (fh->etag[0] == '\0' || __atomic_load_n(&set->spills, __ATOMIC_RELAXED) == NULL)
 		return -1;
 	pthread_mutex_lock(&set->lock);
 	s = spill_get(set, fh->etag);
