@@ -253,6 +253,14 @@ void backend_ops_trim(struct backend_ops *ops, const struct backend *inner)
 		ops->space = NULL;
 	if (in->prefetch == NULL)
 		ops->prefetch = NULL;
+	if (in->upload_begin == NULL)
+		ops->upload_begin = NULL;
+}
+
+void backend_upload_abort(const struct backend_source *src)
+{
+	if (src->upload != NULL)
+		src->upload->ops->abort(src->upload);
 }
 
 ssize_t backend_read_current(struct backend *inner, const char *key, uint64_t off, void *dst,

@@ -40,7 +40,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define BACKEND_ABI_VERSION 1
+#define BACKEND_ABI_VERSION 2 /* 2: upload_begin, backend_source.upload */
 
 /* Longest etag a backend may report, including the terminating NUL. */
 #define BACKEND_ETAG_MAX 80
@@ -77,6 +77,37 @@ struct backend_source {
 	const void *buf; /* for backend_source_buffer() */
 	int fd;          /* for backend_source_fd() */
 	void *opaque;    /* for sources of the caller's own */
+	/* A streaming upload of these bytes begun with upload_begin(), which
+	 * save() finishes (or NULL).  See upload_begin. */
+	struct backend_upload *upload;
+};
+
+/*
+ * A streaming save in progress (see upload_begin): the bottom backend's
+ * own object, reached through its ops whatever layers sit above.
+ */
+struct backend_upload_ops;
+struct backend_upload {
+	const struct backend_upload_ops *ops;
+};
+
+struct backend_upload_ops {
+	/*
+	 * ready: bytes [0, end) of the source are written and will not
+	 * change unless changed() says so; the upload may send them now.
+	 * end never goes down (a shrink is a changed() call).  Returns at
+	 * once: sending happens in the background.
+	 */
+	void (*ready)(struct backend_upload *u, uint64_t end);
+	/*
+	 * changed: bytes [off, off + len) were written again (or cut off by
+	 * a truncate: len UINT64_MAX - off) after ready() covered them; what
+	 * was sent of them is stale.  Call it after the new bytes are in the
+	 * source.
+	 */
+	void (*changed)(struct backend_upload *u, uint64_t off, uint64_t len);
+	/* abort: drop the upload and what was sent of it; frees u. */
+	void (*abort)(struct backend_upload *u);
 };
 
 /* Optional attributes to store with a saved object (NULL: none). */
@@ -205,6 +236,27 @@ struct backend_ops {
 	            const struct backend_save_attrs *attrs, struct backend_stat *st);
 
 	/*
+	 * upload_begin (optional): start sending key's bytes while they are
+	 * still being written, so that the save at close has little left to
+	 * send.  src must stay valid and readable (from any thread) until the
+	 * upload ends; its size is ignored: the caller says with
+	 * u->ops->ready() how far the bytes are final and with changed() what
+	 * it wrote again.  attrs (may be NULL) are those the object will
+	 * probably be saved with.  Nothing is visible under key until the
+	 * caller calls save() with a source whose upload is *out: that save
+	 * sends what is missing or stale, checks attrs and key against those
+	 * given here (and does a plain save if the key differs), and makes
+	 * the object visible whole, as any save.  Whatever save() returns,
+	 * the upload is over then and freed; to drop it without saving call
+	 * u->ops->abort().  A layer passes upload_begin to its inner backend
+	 * and save()'s source unchanged; a layer that fails a save without
+	 * passing it down must abort src->upload.  NULL: no streaming; the
+	 * caller saves at close with a plain source.
+	 */
+	int (*upload_begin)(struct backend *b, const char *key, const struct backend_source *src,
+	                    const struct backend_save_attrs *attrs, struct backend_upload **out);
+
+	/*
 	 * remove: delete key.  -ENOENT when absent.  Removing a directory
 	 * marker whose prefix still has keys under it succeeds and the
 	 * directory stays visible through those keys; a backend with real
@@ -330,8 +382,9 @@ int backend_read_to_fd(struct backend *b, const char *key, int fd, struct backen
 
 /*
  * For a layer that passes its optional ops through: clear in ops every
- * optional op (read_fd, read_ref, copy, rename, space, prefetch) that
- * inner lacks, so callers see the same capabilities as below.
+ * optional op (read_fd, read_ref, copy, rename, space, prefetch,
+ * upload_begin) that inner lacks, so callers see the same capabilities as
+ * below.
  */
 void backend_ops_trim(struct backend_ops *ops, const struct backend *inner);
 
@@ -351,6 +404,9 @@ typedef ssize_t (*backend_pinned_read_fn)(void *ctx, const char *key, uint64_t o
 ssize_t backend_read_current(struct backend *inner, const char *key, uint64_t off, void *dst,
                              size_t len, struct backend_stat *st, int retries,
                              backend_pinned_read_fn pinned, void *ctx);
+
+/* End src->upload without saving, if there is one (a layer's failed save). */
+void backend_upload_abort(const struct backend_source *src);
 
 /* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
 void backend_release_ref(struct backend_ref *ref);

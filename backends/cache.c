@@ -990,6 +990,12 @@ static int cache_save(struct backend *b, const char *key, const struct backend_s
 	return ret;
 }
 
+static int cache_upload_begin(struct backend *b, const char *key, const struct backend_source *src,
+                              const struct backend_save_attrs *attrs, struct backend_upload **out)
+{
+	return cache_inner(b)->ops->upload_begin(cache_inner(b), key, src, attrs, out);
+}
+
 static int cache_remove(struct backend *b, const char *key)
 {
 	int ret = cache_inner(b)->ops->remove(cache_inner(b), key);
@@ -1113,6 +1119,7 @@ static const struct backend_ops cache_ops = {
     .read_ref = cache_read_ref,
     .release_ref = cache_release_ref,
     .save = cache_save,
+    .upload_begin = cache_upload_begin,
     .remove = cache_remove,
     .list = cache_list,
     .copy = cache_copy,
@@ -1166,12 +1173,9 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	if (c == NULL)
 		goto fail;
 	c->ops = cache_ops;
-	if (inner->ops->copy == NULL)
-		c->ops.copy = NULL;
-	if (inner->ops->rename == NULL)
-		c->ops.rename = NULL;
-	if (inner->ops->space == NULL)
-		c->ops.space = NULL;
+	backend_ops_trim(&c->ops, inner);
+	c->ops.read_ref = cache_read_ref; /* the cache lends its own blocks */
+	c->ops.prefetch = cache_prefetch;
 	c->base.ops = &c->ops;
 	c->base.flags = inner->flags;
 	c->inner = inner;

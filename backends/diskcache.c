@@ -131,7 +131,8 @@ struct dc_flight {
 
 struct diskcache {
 	struct backend base;
-	struct backend *inner; /* owned */
+	struct backend_ops ops; /* immutable; diskcache_ops trimmed to inner's */
+	struct backend *inner;  /* owned */
 	size_t block_size;
 	uint64_t max_bytes;
 	int min_free_percent; /* 0: none */
@@ -162,7 +163,7 @@ static struct diskcache *dc_of(struct backend *b)
 
 static int dc_is(struct backend *b)
 {
-	return b != NULL && b->ops->destroy == dc_destroy; /* any ops variant */
+	return b != NULL && b->ops->destroy == dc_destroy;
 }
 
 /* --- names and checksums ------------------------------------------------ */
@@ -966,6 +967,12 @@ static int dc_save(struct backend *b, const char *key, const struct backend_sour
 	return ret;
 }
 
+static int dc_upload_begin(struct backend *b, const char *key, const struct backend_source *src,
+                           const struct backend_save_attrs *attrs, struct backend_upload **out)
+{
+	return dc_of(b)->inner->ops->upload_begin(dc_of(b)->inner, key, src, attrs, out);
+}
+
 static int dc_remove_op(struct backend *b, const char *key)
 {
 	struct diskcache *c = dc_of(b);
@@ -1114,6 +1121,7 @@ static const struct backend_ops diskcache_ops = {
     .stat = dc_stat,
     .read = dc_read,
     .save = dc_save,
+    .upload_begin = dc_upload_begin,
     .remove = dc_remove_op,
     .list = dc_list,
     .copy = dc_copy,
@@ -1123,23 +1131,6 @@ static const struct backend_ops diskcache_ops = {
     .stats = dc_stats,
     .destroy = dc_destroy,
 };
-
-/* Variants of the ops table without the ops the inner backend lacks. */
-static struct backend_ops dc_ops_variant[8];
-static pthread_once_t dc_ops_once = PTHREAD_ONCE_INIT;
-
-static void dc_ops_init(void)
-{
-	for (int i = 0; i < 8; i++) {
-		dc_ops_variant[i] = diskcache_ops;
-		if (!(i & 1))
-			dc_ops_variant[i].copy = NULL;
-		if (!(i & 2))
-			dc_ops_variant[i].rename = NULL;
-		if (!(i & 4))
-			dc_ops_variant[i].space = NULL;
-	}
-}
 
 /* --- create: directory checks and the index rebuild ---------------------- */
 
@@ -1354,7 +1345,7 @@ void diskcache_opts_init(struct diskcache_opts *o)
 struct backend *diskcache_create(struct backend *inner, const struct diskcache_opts *opts)
 {
 	struct diskcache *c;
-	int ret, variant;
+	int ret;
 
 	if (inner == NULL || opts == NULL || opts->dir == NULL || opts->dir[0] == '\0' ||
 	    opts->min_free_percent < -1 || opts->min_free_percent > 99) {
@@ -1407,10 +1398,9 @@ struct backend *diskcache_create(struct backend *inner, const struct diskcache_o
 	if (ret < 0)
 		goto fail;
 
-	pthread_once(&dc_ops_once, dc_ops_init);
-	variant = (inner->ops->copy != NULL) | (inner->ops->rename != NULL) << 1 |
-	          (inner->ops->space != NULL) << 2;
-	c->base.ops = &dc_ops_variant[variant];
+	c->ops = diskcache_ops;
+	backend_ops_trim(&c->ops, inner);
+	c->base.ops = &c->ops;
 	c->base.flags = inner->flags;
 	c->inner = inner;
 	return &c->base;

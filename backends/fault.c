@@ -125,7 +125,17 @@ static int fault_save(struct backend *b, const char *key, const struct backend_s
 {
 	int ret = fault_enter(b, FAULT_SAVE);
 
-	return ret < 0 ? ret : fault_inner(b)->ops->save(fault_inner(b), key, src, attrs, st);
+	if (ret < 0) {
+		backend_upload_abort(src);
+		return ret;
+	}
+	return fault_inner(b)->ops->save(fault_inner(b), key, src, attrs, st);
+}
+
+static int fault_upload_begin(struct backend *b, const char *key, const struct backend_source *src,
+                              const struct backend_save_attrs *attrs, struct backend_upload **out)
+{
+	return fault_inner(b)->ops->upload_begin(fault_inner(b), key, src, attrs, out);
 }
 
 static int fault_remove(struct backend *b, const char *key)
@@ -211,6 +221,7 @@ static const struct backend_ops fault_ops = {
     .read_fd = fault_read_fd,
     .read_ref = fault_read_ref,
     .save = fault_save,
+    .upload_begin = fault_upload_begin,
     .remove = fault_remove,
     .list = fault_list,
     .copy = fault_copy,

@@ -326,6 +326,14 @@ static int prefetch_save(struct backend *b, const char *key, const struct backen
 	return prefetch_inner(b)->ops->save(prefetch_inner(b), key, src, attrs, st);
 }
 
+static int prefetch_upload_begin(struct backend *b, const char *key,
+                                 const struct backend_source *src,
+                                 const struct backend_save_attrs *attrs,
+                                 struct backend_upload **out)
+{
+	return prefetch_inner(b)->ops->upload_begin(prefetch_inner(b), key, src, attrs, out);
+}
+
 static int prefetch_remove(struct backend *b, const char *key)
 {
 	return prefetch_inner(b)->ops->remove(prefetch_inner(b), key);
@@ -406,6 +414,7 @@ static const struct backend_ops prefetch_ops = {
     .read_fd = prefetch_read_fd,
     .read_ref = prefetch_read_ref,
     .save = prefetch_save,
+    .upload_begin = prefetch_upload_begin,
     .remove = prefetch_remove,
     .list = prefetch_list,
     .copy = prefetch_copy,

@@ -35,9 +35,10 @@ struct chunkfs_opts {
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
-	unsigned fill_max_mb; /* largest file fetched whole on random reads, 0: never */
-	char *recover;        /* -o recover=keep|upload|discard (recovery.c) */
-	int metadata_refuse;  /* -o metadata=refuse: chmod/chown give EPERM */
+	unsigned fill_max_mb;   /* largest file fetched whole on random reads, 0: never */
+	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
+	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
+	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */

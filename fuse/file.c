@@ -45,8 +45,8 @@ static struct fh *fh_of(struct fuse_file_info *fi)
 int file_save(struct chunkfs *fs, struct node *node)
 {
 	struct stage *s = node->stage;
-	struct backend_save_attrs attrs = s->attrs;
-	struct backend_source src = backend_source_fd(s->fd, s->size);
+	struct backend_save_attrs attrs;
+	struct backend_source src;
 	struct backend_stat st;
 	char *key;
 	int ret;
@@ -56,12 +56,12 @@ int file_save(struct chunkfs *fs, struct node *node)
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		return -ENOMEM;
-	attrs.mtime = s->mtime;
 	/* The whole file must be local before it can be uploaded; the note
 	 * names the key now, in case the upload is cut short. */
 	ret = stage_fill(fs, node, key);
 	if (ret == 0) {
 		stage_note(fs, node, key);
+		stage_save_args(s, &attrs, &src);
 		ret = fs->be->ops->save(fs->be, key, &src, &attrs, &st);
 		stats_add(fs->counters.saves, 1);
 	}
@@ -100,6 +100,7 @@ int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
 	if (ret == 0 && attrs != NULL) {
 		node->stage->attrs = *attrs;
 		node->stage->mtime = attrs->mtime;
+		node->stage->mtime_set = 1;
 	}
 	if (ret == 0 && (temporary || save_now))
 		ret = file_save(fs, node);
@@ -387,15 +388,15 @@ static char *read_buf(size_t size)
  * took all its retries would only take them twice).
  */
 static ssize_t reply_from_cache(struct chunkfs *fs, fuse_req_t req, const char *key,
-                                const struct fh *fh, size_t size, off_t off)
+                                const char *etag, size_t size, off_t off)
 {
 	struct backend_ref ref;
 	struct iovec iov[BACKEND_REF_SEGS];
 	ssize_t n;
 
-	if (fs->be->ops->read_ref == NULL || fh->etag[0] == '\0')
+	if (fs->be->ops->read_ref == NULL || etag[0] == '\0')
 		return -ENOBUFS;
-	n = fs->be->ops->read_ref(fs->be, key, (uint64_t)off, size, fh->etag, &ref, NULL);
+	n = fs->be->ops->read_ref(fs->be, key, (uint64_t)off, size, etag, &ref, NULL);
 	if (n < 0)
 		return n;
 	for (unsigned i = 0; i < ref.n; i++) {
@@ -413,7 +414,7 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	struct chunkfs *fs = fs_of(req);
 	struct fh *fh = fh_of(fi);
 	struct node *node = fh->node;
-	char *buf = read_buf(size ? size : 1);
+	char *buf = read_buf(size ? size : 1), etag[BACKEND_ETAG_MAX];
 	ssize_t n = -ENOMEM;
 	char *key;
 
@@ -422,6 +423,9 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	if (buf == NULL)
 		goto out;
 	pthread_mutex_lock(&node->lock);
+	if (fh->etag[0] != '\0' && strcmp(fh->etag, node->etag_was) == 0)
+		memcpy(fh->etag, node->etag_moved, sizeof(fh->etag)); /* renamed: same bytes */
+	memcpy(etag, fh->etag, sizeof(etag));
 	if (node->stage == NULL && fh->fd >= 0) {
 		pthread_mutex_unlock(&node->lock);
 		file_reply_fd(fs, req, fh->fd, fh->size, size, off);
@@ -439,13 +443,13 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		goto out;
-	n = reply_from_cache(fs, req, key, fh, size, off);
+	n = reply_from_cache(fs, req, key, etag, size, off);
 	if (n == 1) {
 		free(key);
 		return;
 	}
 	if (n == -ENOBUFS)
-		n = backend_read_full(fs->be, key, (uint64_t)off, buf, size, fh->etag);
+		n = backend_read_full(fs->be, key, (uint64_t)off, buf, size, etag);
 	if (n == -ESTALE) {
 		log_warn("\"%s\" changed in the store while open; reopen it to read the new "
 		         "version",

@@ -48,13 +48,15 @@ struct node {
 	struct node *next;   /* [T] hash chain */
 
 	pthread_mutex_t lock;
-	struct backend_stat st;           /* [N] last known attributes */
-	struct timespec st_time;          /* [N] when st was fetched (CLOCK_MONOTONIC) */
-	char open_etag[BACKEND_ETAG_MAX]; /* [N] etag at the last open, for keep_cache */
-	struct stage *stage;              /* [N] local copy being written, or NULL */
-	unsigned nopen;                   /* [N] open file handles */
-	int unlinked;                     /* [N] removed while open: never save again */
-	struct pagefill *fill;            /* fill running on it, under the mount's pagefill lock */
+	struct backend_stat st;            /* [N] last known attributes */
+	struct timespec st_time;           /* [N] when st was fetched (CLOCK_MONOTONIC) */
+	char open_etag[BACKEND_ETAG_MAX];  /* [N] etag at the last open, for keep_cache */
+	char etag_was[BACKEND_ETAG_MAX];   /* [N] a rename gave the bytes of this etag */
+	char etag_moved[BACKEND_ETAG_MAX]; /* [N] this one: handles open on it follow */
+	struct stage *stage;               /* [N] local copy being written, or NULL */
+	unsigned nopen;                    /* [N] open file handles */
+	int unlinked;                      /* [N] removed while open: never save again */
+	struct pagefill *fill;             /* fill running on it, under the mount's pagefill lock */
 };
 
 struct inode_table;

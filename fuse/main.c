@@ -61,6 +61,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("read_ahead_kb=%u", read_ahead_kb),
     OPT("log_level=%s", log_level),
     OPT("fill_max=%u", fill_max_mb),
+    OPT("stream_min=%u", stream_min_mb),
     OPT("recover=%s", recover),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
     FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
@@ -108,6 +109,9 @@ static void usage(const char *prog)
 	    "    -o fill_max=MiB        after random reads of a file up to this size, fetch it\n"
 	    "                           whole into the page cache (default 4096, at most half\n"
 	    "                           the available memory; 0: never)\n"
+	    "    -o stream_min=MiB      a file written front to back starts uploading in\n"
+	    "                           parts while still being written once it is this\n"
+	    "                           large (default 32; 0: upload only at close/fsync)\n"
 	    "    -f                     stay in the foreground, log to stderr\n"
 	    "    -d                     debug: -f, log_level=debug and FUSE request tracing\n"
 	    "    -h, --help             this help\n"
@@ -490,6 +494,7 @@ int main(int argc, char *argv[])
 	            .read_ahead_kb = 4096,
 	            .shutdown_timeout = 60,
 	            .fill_max_mb = 4096,
+	            .stream_min_mb = 32,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;

@@ -463,6 +463,7 @@ static int store_attrs(struct chunkfs *fs, struct node *node, const struct stat 
 		stage_touch(fs, node);
 		node->stage->attrs = a;
 		node->stage->mtime = a.mtime;
+		node->stage->mtime_set = 1;
 		stage_note(fs, node, NULL);
 		return 0;
 	}
@@ -533,6 +534,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (node->stage != NULL) {
 			stage_touch(fs, node);
 			node->stage->mtime = t;
+			node->stage->mtime_set = 1;
 		} else {
 			node->st.mtime = t;
 		}
@@ -745,20 +747,51 @@ static int move_prefix(struct backend *be, const char *src, const char *dst)
 }
 
 /* Move one object: atomically where the backend can, else copy and remove. */
-static int move_key(struct backend *be, const char *src, const char *dst)
+/*
+ * Move src to dst.  For a file, *st (when not NULL) gets dst's stat: a
+ * copy may give the same bytes another etag (S3's multipart copies do).
+ */
+static int move_key(struct backend *be, const char *src, const char *dst, struct backend_stat *st)
 {
+	struct backend_stat own;
 	int ret = -ENOTSUP;
 
-	if (be->ops->rename != NULL)
+	if (st == NULL)
+		st = &own;
+	if (be->ops->rename != NULL) {
 		ret = be->ops->rename(be, src, dst);
+		if (ret == 0 && src[strlen(src) - 1] != '/')
+			ret = be->ops->stat(be, dst, st);
+	}
 	if (ret != -ENOTSUP)
 		return ret;
 	if (src[strlen(src) - 1] == '/')
 		return move_prefix(be, src, dst);
-	ret = backend_copy(be, src, dst, NULL);
+	ret = backend_copy(be, src, dst, st);
 	if (ret == 0)
 		ret = be->ops->remove(be, src);
 	return ret;
+}
+
+/*
+ * After a file moved: the node shows the new object.  Handles open on the
+ * old etag follow it (file_read), and the kernel's pages stay good: the
+ * bytes are the same.
+ */
+static void moved_file(struct node *node, const struct backend_stat *st)
+{
+	pthread_mutex_lock(&node->lock);
+	if (strcmp(node->st.etag, st->etag) != 0) {
+		memcpy(node->etag_was, node->st.etag, sizeof(node->etag_was));
+		memcpy(node->etag_moved, st->etag, sizeof(node->etag_moved));
+		if (strcmp(node->open_etag, node->st.etag) == 0)
+			memcpy(node->open_etag, st->etag, sizeof(node->open_etag));
+	}
+	if (node->stage == NULL) {
+		node->st = *st;
+		node->st_time = chunkfs_now();
+	}
+	pthread_mutex_unlock(&node->lock);
 }
 
 /* Type of the node the kernel knows at (parent, name), else ask the store. */
@@ -781,6 +814,7 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 {
 	char *src = NULL, *dst = NULL, *src_dir = NULL, *dst_dir = NULL;
 	struct node *node = NULL;
+	struct backend_stat st;
 	int ret, src_type, dst_type, has_marker;
 
 	if (flags & RENAME_EXCHANGE)
@@ -819,7 +853,9 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 			if (ret < 0)
 				goto out;
 		}
-		ret = move_key(fs->be, src, dst);
+		ret = move_key(fs->be, src, dst, &st);
+		if (ret == 0 && node != NULL)
+			moved_file(node, &st);
 	} else {
 		src_dir = dir_prefix(src);
 		dst_dir = dir_prefix(dst);
@@ -840,7 +876,7 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 			if (ret < 0)
 				goto out;
 		}
-		ret = move_key(fs->be, src_dir, dst_dir);
+		ret = move_key(fs->be, src_dir, dst_dir, NULL);
 		node = inode_find(fs->inodes, pnode, name);
 	}
 	if (ret == 0 && node != NULL)

@@ -12,6 +12,11 @@
  * filling it from the original never overwrites a write; bytes at or above
  * orig_limit are the file's own (written, or zeros from a truncate).
  *
+ * Streaming (stage.h): seq_end is how far the bytes written in order from
+ * offset 0 reach.  Only a stage with no original bytes streams (a block
+ * not fetched yet would be a hole in what is sent); a truncate below
+ * seq_end drops the upload, and the next write starts another.
+ *
  * The note is rewritten when the stage turns dirty, before every save, and
  * after a save succeeds, so a crash at any point leaves a note that says
  * whether the data still needs saving and under which key.
@@ -62,6 +67,8 @@ void stage_free(struct stage *s, int keep_file)
 {
 	if (s == NULL)
 		return;
+	if (s->upload != NULL)
+		s->upload->ops->abort(s->upload); /* before the file it reads closes */
 	if (s->fd >= 0)
 		close(s->fd);
 	if (!keep_file) {
@@ -110,11 +117,67 @@ int stage_note(struct chunkfs *fs, struct node *node, const char *key)
 	return ret;
 }
 
+void stage_save_args(struct stage *s, struct backend_save_attrs *attrs, struct backend_source *src)
+{
+	*attrs = s->attrs;
+	attrs->mtime = s->mtime;
+	*src = backend_source_fd(s->fd, s->size);
+	if (s->upload != NULL) {
+		/* The stream sent its attributes when it began, when the last
+		 * write's time was not known: unless set explicitly, the mtime
+		 * is left to the store (the time of the save). */
+		if (!s->mtime_set)
+			attrs->mtime = (struct timespec){0, 0};
+		src->upload = s->upload;
+		s->upload = NULL;
+	}
+}
+
+/* Drop the streaming upload, if any. */
+static void stream_drop(struct stage *s)
+{
+	if (s->upload != NULL) {
+		s->upload->ops->abort(s->upload);
+		s->upload = NULL;
+	}
+}
+
+/*
+ * After n bytes were written at off: keep seq_end, and begin or feed the
+ * streaming upload.  A failure to begin only means the file is sent at
+ * the save.
+ */
+static void stream_write(struct chunkfs *fs, struct node *node, uint64_t off, uint64_t n)
+{
+	struct stage *s = node->stage;
+	uint64_t min = (uint64_t)fs->opts->stream_min_mb << 20;
+
+	if (s->upload != NULL && off < s->seq_end)
+		s->upload->ops->changed(s->upload, off, n);
+	if (off <= s->seq_end && off + n > s->seq_end)
+		s->seq_end = off + n;
+	if (s->upload == NULL && min > 0 && s->seq_end >= min && s->orig_limit == 0 &&
+	    fs->be->ops->upload_begin != NULL) {
+		struct backend_save_attrs a = s->attrs;
+		char *key = inode_key(fs->inodes, node, NULL);
+
+		a.mtime = s->mtime_set ? s->mtime : (struct timespec){0, 0};
+		s->upload_src = backend_source_fd(s->fd, UINT64_MAX);
+		if (key != NULL &&
+		    fs->be->ops->upload_begin(fs->be, key, &s->upload_src, &a, &s->upload) < 0)
+			s->upload = NULL;
+		free(key);
+	}
+	if (s->upload != NULL)
+		s->upload->ops->ready(s->upload, s->seq_end);
+}
+
 int stage_touch(struct chunkfs *fs, struct node *node)
 {
 	struct stage *s = node->stage;
 
 	clock_gettime(CLOCK_REALTIME, &s->mtime);
+	s->mtime_set = 0;
 	if (s->dirty && s->note_ok && s->noted_dirty)
 		return 0;
 	s->dirty = 1;
@@ -373,6 +436,7 @@ ssize_t stage_write(struct chunkfs *fs, struct node *node, const void *src, size
 	if (off + (uint64_t)n > s->size)
 		s->size = off + (uint64_t)n;
 	stage_touch(fs, node); /* a failed note is logged; the write stands */
+	stream_write(fs, node, off, (uint64_t)n);
 	return n;
 }
 
@@ -386,6 +450,10 @@ int stage_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
 	 * file again gives zeros there. */
 	if (size < s->orig_limit)
 		s->orig_limit = size;
+	if (size < s->seq_end) {
+		s->seq_end = size;
+		stream_drop(s);
+	}
 	if (s->size == size && s->dirty)
 		return 0;
 	s->size = size;

@@ -13,6 +13,13 @@
  * A bitmap says which blocks the stage file holds.  A write that covers a
  * whole block never fetches it.
  *
+ * A file written front to back from empty (cp, dd, torch.save) is sent
+ * while it is written: once -o stream_min MiB are written in order, the
+ * stage begins a streaming upload (the backend's upload_begin) and tells
+ * it after every write how far the bytes written in order reach, and what
+ * was written again below that.  The save at close then sends only what
+ * is left.  Nothing is visible in the store before that save.
+ *
  * Every function here is called with node->lock held.
  */
 #ifndef CHUNKFS_STAGE_H
@@ -43,6 +50,12 @@ struct stage {
 	uint8_t *have;                   /* bitmap of blocks held, below orig_limit */
 	int noted_complete, noted_dirty; /* what the note says */
 	int note_ok;                     /* the note exists */
+	int mtime_set;                   /* mtime set by utimens/setattr, not by writes */
+
+	/* Streaming upload (see stage_write): */
+	uint64_t seq_end;                 /* [0, seq_end) was written in order from 0 */
+	struct backend_upload *upload;    /* sending the bytes already, or NULL */
+	struct backend_source upload_src; /* what it reads: the stage file */
 };
 
 /*
@@ -68,6 +81,13 @@ ssize_t stage_write(struct chunkfs *fs, struct node *node, const void *src, size
 
 /* Set the stage's size.  0 or -errno. */
 int stage_truncate(struct chunkfs *fs, struct node *node, uint64_t size);
+
+/*
+ * The attributes the next save stores, and the source it reads, which
+ * carries the streaming upload if there is one (the save finishes it;
+ * the stage lets go of it).
+ */
+void stage_save_args(struct stage *s, struct backend_save_attrs *attrs, struct backend_source *src);
 
 /* Mark the stage dirty (and say so in its note).  0 or -errno. */
 int stage_touch(struct chunkfs *fs, struct node *node);

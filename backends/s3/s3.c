@@ -19,7 +19,7 @@
  * bucket names with dots, virtual-hosted (https://bucket.s3.REGION.
  * amazonaws.com/key) otherwise; -o path_style / -o virtual_hosted force it.
  */
-#include "s3.h"
+#include "s3_i.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -38,33 +38,6 @@
 #include "log.h"
 #include "s3xml.h"
 #include "sigv4.h"
-
-#define MAX_EXTRA_HEADERS 8
-#define MAX_PARTS         10000
-#define MAX_COPY_SIZE     (5ull << 30) /* CopyObject's limit */
-#define COPY_PART_SIZE    (512ull << 20)
-
-struct s3 {
-	struct backend base;
-	char *bucket;
-	char *prefix; /* "" or ends with '/' */
-	size_t prefix_len;
-	char *region;
-	char *origin;   /* scheme://host[:port] the requests go to */
-	char *host;     /* Host header */
-	char *endpoint; /* for messages */
-	int path_style;
-	int tls;
-	int unsigned_payload; /* uploads over http skip the payload hash */
-	unsigned max_attempts;
-	uint64_t part_size;
-	uint64_t max_copy_size; /* larger objects are copied in parts */
-	unsigned concurrency;
-	struct http_pool *pool;
-	struct creds_provider *creds;
-	pthread_mutex_t stats_lock;
-	struct s3_stats stats; /* [stats_lock] */
-};
 
 /* --- options ------------------------------------------------------------ */
 
@@ -165,34 +138,6 @@ void s3_backend_get_stats(struct backend *b, struct s3_stats *out)
 }
 
 /* --- one request, with retries -------------------------------------------- */
-
-struct s3_req {
-	const char *method;
-	const char *op;  /* for counting and logs: "GET", "LIST", "COPY", ... */
-	const char *key; /* backend key (prefix added here); NULL: the bucket */
-	const struct sigv4_param *query;
-	size_t n_query;
-	struct sigv4_header headers[MAX_EXTRA_HEADERS];
-	size_t n_headers;
-	const struct backend_source *src; /* body */
-	uint64_t src_off, src_len;
-	const char *body;
-	size_t body_len;
-	void *dst; /* GET data */
-	size_t dst_cap;
-	uint64_t dst_skip;
-	int quiet_status;      /* a status that is an answer, not a failure (404 for stat) */
-	int quiet;             /* the caller explains failures itself: no warning */
-	unsigned max_attempts; /* 0: the backend's */
-};
-
-/* Why the last request failed, for the mount-time message. */
-struct s3_failure {
-	long status;
-	int curl_code;
-	char curl_error[256];
-	struct s3xml_error xml;
-};
 
 /*
  * The one table that says what an S3 answer means: retry it, or which
@@ -474,8 +419,7 @@ static void free_lines(char **lines, size_t n)
  * for a 2xx answer (in *res, which the caller clears) or -errno.  When
  * fail is not NULL it describes the last failure.
  */
-static int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res,
-                 struct s3_failure *fail)
+int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct s3_failure *fail)
 {
 	unsigned attempts = r->max_attempts ? r->max_attempts : s3->max_attempts;
 	char *path = request_path(s3, r->key), *url = NULL, *lines[MAX_EXTRA_HEADERS + 8];
@@ -716,8 +660,8 @@ static ssize_t s3_read(struct backend *b, const char *key, uint64_t off, void *d
  * Metadata headers as s3fs writes them, from save attrs.  s3fs stores the
  * whole st_mode, file type included.
  */
-static void add_meta_headers(struct s3_req *r, const char *key, const struct backend_save_attrs *a,
-                             char buf[4][32])
+void s3_meta_headers(struct s3_req *r, const char *key, const struct backend_save_attrs *a,
+                     char buf[4][32])
 {
 	unsigned type = key[strlen(key) - 1] == '/' ? S_IFDIR : S_IFREG;
 
@@ -741,8 +685,8 @@ static void add_meta_headers(struct s3_req *r, const char *key, const struct bac
 	}
 }
 
-static void stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,
-                            struct backend_stat *st)
+void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,
+                        struct backend_stat *st)
 {
 	if (st == NULL)
 		return;
@@ -762,202 +706,20 @@ static void stat_after_save(uint64_t size, const char *etag, const struct backen
 	}
 }
 
-/*
- * A multipart upload in flight, shared by its part workers.  Parts come
- * from src (UploadPart) or, for a copy, from the object copy_source names
- * (UploadPartCopy with a byte range; no data passes through us).
- */
-struct upload {
-	struct s3 *s3;
-	const char *key;
-	const struct backend_source *src; /* or NULL for a copy */
-	const char *copy_source;          /* "/bucket/key", URI-encoded, or NULL */
-	uint64_t size;
-	const char *upload_id;
-	uint64_t part_size;
-	size_t n_parts;
-	char **etags;
-	pthread_mutex_t lock;
-	size_t next; /* [lock] next part to upload */
-	int error;   /* [lock] first failure */
-};
-
-/* Upload part i (0-based); its etag goes to u->etags[i].  0 or -errno. */
-static int upload_part(struct upload *u, size_t i)
+int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *src,
+                  const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
-	struct http_result res;
-	struct s3xml_error xerr;
-	char part[24], range[64], etag[BACKEND_ETAG_MAX];
-	struct sigv4_param q[] = {{"partNumber", part}, {"uploadId", u->upload_id}};
-	uint64_t off = (uint64_t)i * u->part_size;
-	uint64_t len = u->size - off < u->part_size ? u->size - off : u->part_size;
 	struct s3_req r = {
-	    .method = "PUT",
-	    .op = u->copy_source ? "COPY" : "PUT",
-	    .key = u->key,
-	    .query = q,
-	    .n_query = 2,
-	    .src = u->src,
-	    .src_off = off,
-	    .src_len = u->src ? len : 0,
-	};
+	    .method = "PUT", .op = "PUT", .key = key, .src = src, .src_len = src->size};
+	struct http_result res;
+	char meta[4][32];
 	int ret;
 
-	snprintf(part, sizeof(part), "%zu", i + 1);
-	if (u->copy_source != NULL) {
-		snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)off,
-		         (unsigned long long)(off + len - 1));
-		r.headers[r.n_headers++] =
-		    (struct sigv4_header){"x-amz-copy-source", u->copy_source};
-		r.headers[r.n_headers++] = (struct sigv4_header){"x-amz-copy-source-range", range};
-	}
-	ret = s3_do(u->s3, &r, &res, NULL);
-	if (ret == 0 && u->copy_source != NULL) {
-		/* The etag is in a CopyPartResult document.  A server without
-		 * UploadPartCopy may take the request for an empty UploadPart
-		 * and answer without one: not a copy, never used. */
-		if (s3xml_parse_result_etag(res.body, res.body_len, etag, sizeof(etag), &xerr) == 0)
-			u->etags[i] = strdup(etag);
-		else
-			ret = -ENOTSUP;
-	} else if (ret == 0) {
-		u->etags[i] = strdup(res.etag);
-	}
-	if (ret == 0 && u->etags[i] == NULL)
-		ret = -ENOMEM;
-	http_result_clear(&res);
-	return ret;
-}
-
-static void *upload_worker(void *arg)
-{
-	struct upload *u = arg;
-
-	for (;;) {
-		size_t i;
-		int ret;
-
-		pthread_mutex_lock(&u->lock);
-		i = u->error == 0 && u->next < u->n_parts ? u->next++ : SIZE_MAX;
-		pthread_mutex_unlock(&u->lock);
-		if (i == SIZE_MAX)
-			return NULL;
-		ret = upload_part(u, i);
-		if (ret < 0) {
-			pthread_mutex_lock(&u->lock);
-			if (u->error == 0)
-				u->error = ret;
-			pthread_mutex_unlock(&u->lock);
-			return NULL;
-		}
-	}
-}
-
-/*
- * Store size bytes under key with a multipart upload: from src, or copied
- * server-side from copy_source.  Parts go out in parallel; each part is
- * retried on its own by s3_do(); the upload is aborted when one keeps
- * failing.  part_size grows until the parts fit in MAX_PARTS.
- */
-static int multipart_run(struct s3 *s3, const char *key, const struct backend_source *src,
-                         const char *copy_source, uint64_t size, uint64_t part_size,
-                         const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	struct sigv4_param q_init[] = {{"uploads", NULL}};
-	struct s3_req r = {
-	    .method = "POST", .op = "POST", .key = key, .query = q_init, .n_query = 1};
-	struct upload u = {
-	    .s3 = s3, .key = key, .src = src, .copy_source = copy_source, .size = size};
-	struct http_result res;
-	struct s3xml_error xerr;
-	char meta[4][32], *upload_id = NULL, *body = NULL, etag[BACKEND_ETAG_MAX];
-	pthread_t threads[64];
-	unsigned n_threads;
-	int ret;
-
-	u.part_size = part_size;
-	while ((size + u.part_size - 1) / u.part_size > MAX_PARTS)
-		u.part_size *= 2;
-	u.n_parts = (size_t)((size + u.part_size - 1) / u.part_size);
-	add_meta_headers(&r, key, attrs, meta);
+	s3_meta_headers(&r, key, attrs, meta);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
-		ret = s3xml_parse_upload_id(res.body, res.body_len, &upload_id);
+		s3_stat_after_save(src->size, res.etag, attrs, st);
 	http_result_clear(&res);
-	if (ret < 0)
-		return ret == -EINVAL ? -EIO : ret;
-
-	u.upload_id = upload_id;
-	u.etags = calloc(u.n_parts, sizeof(*u.etags));
-	pthread_mutex_init(&u.lock, NULL);
-	if (u.etags == NULL) {
-		ret = -ENOMEM;
-		goto abort;
-	}
-	n_threads = s3->concurrency < u.n_parts ? s3->concurrency : (unsigned)u.n_parts;
-	if (n_threads > 64)
-		n_threads = 64;
-	for (unsigned i = 0; i < n_threads; i++) {
-		if (pthread_create(&threads[i], NULL, upload_worker, &u) != 0) {
-			n_threads = i;
-			break;
-		}
-	}
-	if (n_threads == 0)
-		upload_worker(&u);
-	for (unsigned i = 0; i < n_threads; i++)
-		pthread_join(threads[i], NULL);
-	ret = u.error;
-	if (ret < 0)
-		goto abort;
-
-	body = s3xml_complete_body(u.etags, u.n_parts);
-	if (body == NULL) {
-		ret = -EIO;
-		goto abort;
-	}
-	{
-		struct sigv4_param q[] = {{"uploadId", upload_id}};
-		struct s3_req c = {.method = "POST",
-		                   .op = "POST",
-		                   .key = key,
-		                   .query = q,
-		                   .n_query = 1,
-		                   .body = body,
-		                   .body_len = strlen(body)};
-		ret = s3_do(s3, &c, &res, NULL);
-		/* S3 may report a failed completion inside a 200 answer. */
-		if (ret == 0 && s3xml_parse_result_etag(res.body, res.body_len, etag, sizeof(etag),
-		                                        &xerr) < 0) {
-			log_warn("completing the upload of \"%s%s\" failed: %s %s", s3->prefix, key,
-			         xerr.code, xerr.message);
-			ret = -EIO;
-		}
-		http_result_clear(&res);
-	}
-	if (ret < 0)
-		goto abort;
-	stat_after_save(size, etag, attrs, st);
-	goto out;
-abort : {
-	struct sigv4_param q[] = {{"uploadId", upload_id}};
-	struct s3_req a = {.method = "DELETE",
-	                   .op = "DELETE",
-	                   .key = key,
-	                   .query = q,
-	                   .n_query = 1,
-	                   .max_attempts = 2};
-	/* Best effort: a failed abort leaves parts a lifecycle rule cleans up. */
-	s3_do(s3, &a, &res, NULL);
-	http_result_clear(&res);
-}
-out:
-	for (size_t i = 0; u.etags != NULL && i < u.n_parts; i++)
-		free(u.etags[i]);
-	free(u.etags);
-	pthread_mutex_destroy(&u.lock);
-	free(upload_id);
-	free(body);
 	return ret;
 }
 
@@ -965,24 +727,16 @@ static int s3_save(struct backend *b, const char *key, const struct backend_sour
                    const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
 	struct s3 *s3 = (struct s3 *)b;
-	struct s3_req r = {
-	    .method = "PUT", .op = "PUT", .key = key, .src = src, .src_len = src->size};
-	struct http_result res;
-	char meta[4][32];
-	int ret;
 
-	if (!backend_key_valid(key))
+	if (!backend_key_valid(key) || (key[strlen(key) - 1] == '/' && src->size != 0)) {
+		backend_upload_abort(src);
 		return -EINVAL;
-	if (key[strlen(key) - 1] == '/' && src->size != 0)
-		return -EINVAL;
+	}
+	if (src->upload != NULL)
+		return s3_upload_save(s3, key, src, attrs, st);
 	if (src->size > 2 * s3->part_size)
-		return multipart_run(s3, key, src, NULL, src->size, s3->part_size, attrs, st);
-	add_meta_headers(&r, key, attrs, meta);
-	ret = s3_do(s3, &r, &res, NULL);
-	if (ret == 0)
-		stat_after_save(src->size, res.etag, attrs, st);
-	http_result_clear(&res);
-	return ret;
+		return s3_multipart(s3, key, src, NULL, src->size, s3->part_size, attrs, st);
+	return s3_put_object(s3, key, src, attrs, st);
 }
 
 static int s3_remove(struct backend *b, const char *key)
@@ -1088,8 +842,8 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
 		    s3->max_copy_size < COPY_PART_SIZE ? s3->max_copy_size : COPY_PART_SIZE;
 
 		ret =
-		    multipart_run(s3, dst, NULL, source, sst->size,
-		                  part < (5u << 20) ? (5u << 20) : part, attrs ? attrs : &keep, st);
+		    s3_multipart(s3, dst, NULL, source, sst->size,
+		                 part < (5u << 20) ? (5u << 20) : part, attrs ? attrs : &keep, st);
 		if (ret == -ENOTSUP)
 			log_info("UploadPartCopy of \"%s\" not possible on this server; copying "
 			         "through the client",
@@ -1101,7 +855,7 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
 	if (attrs != NULL) {
 		r.headers[r.n_headers++] =
 		    (struct sigv4_header){"x-amz-metadata-directive", "REPLACE"};
-		add_meta_headers(&r, dst, attrs, meta);
+		s3_meta_headers(&r, dst, attrs, meta);
 	}
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == -ENOENT) {
@@ -1120,7 +874,7 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
 	}
 	if (ret == 0 && st != NULL) {
 		if (attrs != NULL) {
-			stat_after_save(sst->size, etag, attrs, st);
+			s3_stat_after_save(sst->size, etag, attrs, st);
 		} else {
 			*st = *sst;
 			snprintf(st->etag, sizeof(st->etag), "%s", etag);
@@ -1154,18 +908,24 @@ static int s3_copy(struct backend *b, const char *src, const char *dst, struct b
 }
 
 /* New metadata for the same bytes: a copy onto itself that replaces it. */
-static int s3_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
-                      struct backend_stat *st)
+int s3_replace_meta(struct s3 *s3, const char *key, const struct backend_save_attrs *attrs,
+                    struct backend_stat *st)
 {
 	struct backend_stat sst;
 	int ret;
 
-	if (!backend_key_valid(key))
-		return -EINVAL;
-	ret = s3_stat(b, key, &sst);
+	ret = s3_stat(&s3->base, key, &sst);
 	if (ret < 0)
 		return ret;
-	return copy_object((struct s3 *)b, key, key, attrs, &sst, st);
+	return copy_object(s3, key, key, attrs, &sst, st);
+}
+
+static int s3_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
+                      struct backend_stat *st)
+{
+	if (!backend_key_valid(key))
+		return -EINVAL;
+	return s3_replace_meta((struct s3 *)b, key, attrs, st);
 }
 
 static void s3_stats(struct backend *b, backend_stats_fn emit, void *ctx)
@@ -1221,6 +981,7 @@ static const struct backend_ops s3_ops = {
     .stat = s3_stat,
     .read = s3_read,
     .save = s3_save,
+    .upload_begin = s3_upload_begin,
     .remove = s3_remove,
     .list = s3_list,
     .copy = s3_copy,
@@ -1495,7 +1256,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	s3->max_attempts = o->retries + 1;
 	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 8) << 20;
 	s3->unsigned_payload = o->unsigned_payload;
-	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_COPY_SIZE;
+	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_PART_SIZE;
 	if (s3->part_size < (5u << 20))
 		s3->part_size = 5u << 20; /* S3's smallest part */
 	s3->concurrency = o->upload_concurrency ? o->upload_concurrency : 1;

@@ -97,6 +97,34 @@ static void mounted_is(const char *rel, const void *want, size_t len)
 	free(back);
 }
 
+/*
+ * After a save failed for good: the recovery directory gets (within 5 s)
+ * the data of key, exactly want, with a note saying it still needs saving.
+ */
+static void recovered_is(const char *key, const void *want, size_t len)
+{
+	size_t got;
+	char *kept;
+
+	for (int t = 0; t < 100; t++) {
+		if (tm_sh("grep -lq 'key=%s' '%s'/recovery/*.note 2>/dev/null", key, m.staging) ==
+		    0)
+			break;
+		usleep(50000);
+	}
+	ck_assert_int_eq(tm_sh("f=$(grep -l 'key=%s' '%s'/recovery/*.note) && "
+	                       "grep -q '^state=dirty' \"$f\" && grep -q '^complete=1' \"$f\" && "
+	                       "cp \"${f%%.note}\" '%s/kept.bin'",
+	                       key, m.staging, m.root),
+	                 0);
+	kept = tm_read_file(tm_path(m.root, "kept.bin"), &got);
+	ck_assert_ptr_nonnull(kept);
+	ck_assert_uint_eq(got, len);
+	ck_assert(memcmp(kept, want, len) == 0);
+	free(kept);
+	unlink(tm_path(m.root, "kept.bin"));
+}
+
 /* pwrite all of it or fail the test. */
 static void put_at(int fd, const void *buf, size_t len, off_t off)
 {
@@ -495,27 +523,7 @@ START_TEST(test_s3_failed_uploads_kept)
 		ck_assert(!store_has(&st, name));
 		/* The final save at release fails too: the data moves to the
 		 * recovery directory, whole, with a note naming the key. */
-		for (int t = 0; t < 100; t++) {
-			if (tm_sh("grep -lq 'key=%s' '%s'/recovery/*.note 2>/dev/null", name,
-			          m.staging) == 0)
-				break;
-			usleep(50000);
-		}
-		ck_assert_int_eq(
-		    tm_sh("f=$(grep -l 'key=%s' '%s'/recovery/*.note) && "
-		          "grep -q '^state=dirty' \"$f\" && grep -q '^complete=1' \"$f\" && "
-		          "cp \"${f%%.note}\" '%s/kept.bin'",
-		          name, m.staging, m.root),
-		    0);
-		{
-			size_t got;
-			char *kept = tm_read_file(tm_path(m.root, "kept.bin"), &got);
-
-			ck_assert_ptr_nonnull(kept);
-			ck_assert_uint_eq(got, len);
-			ck_assert(memcmp(kept, buf, len) == 0);
-			free(kept);
-		}
+		recovered_is(name, buf, len);
 	}
 	ck_assert_int_eq(tm_sh("grep -q 'fail-503.bin.*recover=upload' '%s/daemon.log'", m.root),
 	                 0);
@@ -538,8 +546,9 @@ START_TEST(test_s3_multipart_retries_one_part)
 	char *buf = malloc(len), json[512];
 	int fd;
 
-	mount_with(NULL);
 	tm_pattern(buf, 0, len, 50);
+	/* stream_min=0: all parts go at close (streaming: see below). */
+	mount_with("stream_min=0");
 	fd = open(tm_path(m.mnt, "multi.bin"), O_WRONLY | O_CREAT, 0644);
 	ck_assert_int_ge(fd, 0);
 	put_at(fd, buf, len, 0);
@@ -556,6 +565,206 @@ START_TEST(test_s3_multipart_retries_one_part)
 	ck_assert_int_eq(store_counter("ops", "CompleteMultipartUpload"), 1);
 	ck_assert_int_eq(store_counter("faults", "503"), 1);
 	stored_is("multi.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/* --- streaming: parts of a file written in order go out while it is
+ * written (-o stream_min, default 32 MiB) ------------------------------ */
+
+/* Write [0, len) of buf to fd in 1 MiB write()s, in order. */
+static void write_in_order(int fd, const char *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < (1 << 20) ? len - done : (1 << 20);
+
+		ck_assert_int_eq(write(fd, buf + done, n), (ssize_t)n);
+		done += n;
+	}
+}
+
+/* Wait (up to 30 s) until the server's counter name/sub reaches n. */
+static void wait_counter(const char *name, const char *sub, long long n)
+{
+	for (int i = 0; i < 600 && store_counter(name, sub) < n; i++)
+		usleep(50000);
+	ck_assert_int_ge(store_counter(name, sub), n);
+}
+
+static void wait_parts(long long n)
+{
+	wait_counter("ops", "UploadPart", n);
+}
+
+/*
+ * 48 MiB + 5 written in order: the six 8 MiB parts are sent while the file
+ * is still open, nothing is visible until close, and close sends only the
+ * last 5 bytes and completes.
+ */
+START_TEST(test_s3_stream_sends_while_writing)
+{
+	size_t len = (48 << 20) + 5;
+	char *buf = malloc(len);
+	int fd;
+
+	tm_pattern(buf, 0, len, 90);
+	mount_with(NULL);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	fd = open(tm_path(m.mnt, "stream.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	write_in_order(fd, buf, len);
+	wait_parts(6);
+	ck_assert_int_eq(store_counter("ops", "CreateMultipartUpload"), 1);
+	ck_assert(!store_has(&st, "stream.bin"));
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(store_counter("ops", "CreateMultipartUpload"), 0);
+	ck_assert_int_eq(store_counter("ops", "UploadPart"), 1);
+	ck_assert_int_eq(store_counter("ops", "CompleteMultipartUpload"), 1);
+	ck_assert_int_eq(store_counter("ops", "PutObject"), 0);
+	stored_is("stream.bin", buf, len);
+	mounted_is("stream.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/*
+ * Bytes written again after their part went out make that part stale: it
+ * is sent again at close (only it), and the object has the new bytes.
+ * Metadata set while streaming (cp -p does it before close) is stored too.
+ */
+START_TEST(test_s3_stream_rewrite_and_attrs)
+{
+	size_t len = 40 << 20; /* five whole parts */
+	struct timespec ts[2] = {{0, UTIME_OMIT}, {1600000000, 0}};
+	struct backend_stat bs;
+	char *buf = malloc(len);
+	int fd;
+
+	tm_pattern(buf, 0, len, 91);
+	mount_with(NULL);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	fd = open(tm_path(m.mnt, "rw.bin"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	write_in_order(fd, buf, len);
+	wait_parts(5);
+	/* Parts 1, 2 and 3 (1-based) are written again, in two byte ranges. */
+	tm_pattern(buf + (3 << 20), 0, 100, 92);
+	put_at(fd, buf + (3 << 20), 100, 3 << 20);
+	tm_pattern(buf + (16 << 20) - 50, 0, 100, 93);
+	put_at(fd, buf + (16 << 20) - 50, 100, (16 << 20) - 50);
+	ck_assert_int_eq(fchmod(fd, 0600), 0);
+	ck_assert_int_eq(futimens(fd, ts), 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(close(fd), 0);
+	/* Offset 3 MiB is in part 1; 16 MiB - 50 .. + 50 spans parts 2 and 3. */
+	ck_assert_int_eq(store_counter("ops", "UploadPart"), 3);
+	stored_is("rw.bin", buf, len);
+	ck_assert_int_eq(st.be->ops->stat(st.be, "rw.bin", &bs), 0);
+	ck_assert_uint_eq(bs.mode, 0600);
+	ck_assert_int_eq(bs.mtime.tv_sec, 1600000000);
+	mounted_is("rw.bin", buf, len);
+	free(buf);
+}
+END_TEST
+
+/*
+ * A truncate below what was sent drops the stream and the file is still
+ * stored right: cut to 20 MiB and written on (multipart), cut to 10 MiB
+ * (one PUT), and renamed while streaming (saved under the new name only).
+ */
+START_TEST(test_s3_stream_truncate_rename)
+{
+	size_t len = 40 << 20;
+	char *buf = malloc(len), *want = malloc(len);
+	int fd;
+
+	mount_with(NULL);
+	tm_pattern(buf, 0, len, 94);
+	/* Cut to 20 MiB + 1, then 10 MiB more from there. */
+	memcpy(want, buf, len);
+	fd = open(tm_path(m.mnt, "cut.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	write_in_order(fd, buf, len);
+	wait_parts(4);
+	ck_assert_int_eq(ftruncate(fd, (20 << 20) + 1), 0);
+	tm_pattern(want + (20 << 20) + 1, 0, 10 << 20, 95);
+	put_at(fd, want + (20 << 20) + 1, 10 << 20, (20 << 20) + 1);
+	ck_assert_int_eq(close(fd), 0);
+	stored_is("cut.bin", want, (30 << 20) + 1);
+
+	/* Cut to 10 MiB: small enough for one PUT. */
+	fd = open(tm_path(m.mnt, "small.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	write_in_order(fd, buf, len);
+	wait_parts(4);
+	ck_assert_int_eq(ftruncate(fd, 10 << 20), 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(store_counter("ops", "PutObject"), 1);
+	ck_assert_int_eq(store_counter("ops", "CompleteMultipartUpload"), 0);
+	stored_is("small.bin", buf, 10 << 20);
+
+	/* Renamed while streaming. */
+	fd = open(tm_path(m.mnt, "old.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	write_in_order(fd, buf, 36 << 20);
+	wait_parts(2);
+	ck_assert_int_eq(rename(tm_path(m.mnt, "old.bin"), tm_path(m.mnt, "new.bin")), 0);
+	write_in_order(fd, buf + (36 << 20), len - (36 << 20));
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert(!store_has(&st, "old.bin"));
+	stored_is("new.bin", buf, len);
+	mounted_is("new.bin", buf, len);
+	free(buf);
+	free(want);
+}
+END_TEST
+
+/*
+ * A part that fails in the background (one attempt: retries=0) is sent
+ * again at close, alone, and close succeeds; when every part keeps
+ * failing, close fails and the data is kept for recovery.
+ */
+START_TEST(test_s3_stream_part_fails)
+{
+	size_t len = (32 << 20) + 7;
+	char *buf = malloc(len), json[512];
+	int fd;
+
+	tm_pattern(buf, 0, len, 96);
+	mount_with("retries=0");
+	snprintf(json, sizeof(json),
+	         "{\"count\":1,\"after\":1,\"kinds\":\"503\",\"methods\":\"UploadPart\","
+	         "\"prefix\":\"%s\"}",
+	         store_s3_prefix(&st));
+	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	fd = open(tm_path(m.mnt, "flaky.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	write_in_order(fd, buf, len);
+	wait_parts(4);
+	wait_counter("faults", "503", 1);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	ck_assert_int_eq(close(fd), 0);
+	/* The failed part and the 7-byte tail. */
+	ck_assert_int_eq(store_counter("ops", "UploadPart"), 2);
+	stored_is("flaky.bin", buf, len);
+
+	snprintf(json, sizeof(json),
+	         "{\"rate\":1,\"kinds\":\"503\",\"methods\":\"UploadPart\",\"prefix\":\"%s\"}",
+	         store_s3_prefix(&st));
+	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
+	fd = open(tm_path(m.mnt, "lost.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	write_in_order(fd, buf, len);
+	ck_assert_int_eq(close(fd), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert(!store_has(&st, "lost.bin"));
+	recovered_is("lost.bin", buf, len);
 	free(buf);
 }
 END_TEST
@@ -712,6 +921,10 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_kill_during_upload);
 		tcase_add_test(tc, test_s3_rename_large_in_parts);
 		tcase_add_test(tc, test_s3_unsigned_payload);
+		tcase_add_test(tc, test_s3_stream_sends_while_writing);
+		tcase_add_test(tc, test_s3_stream_rewrite_and_attrs);
+		tcase_add_test(tc, test_s3_stream_truncate_rename);
+		tcase_add_test(tc, test_s3_stream_part_fails);
 	}
 	suite_add_tcase(s, tc);
 	return s;
