@@ -26,6 +26,7 @@
 #include "mount.h"
 #include "prefetch.h"
 #include "s3/s3.h"
+#include "suites.h"
 #include "testbe.h"
 
 #include <check.h>
@@ -1855,7 +1856,6 @@ int main(void)
 	for (size_t i = 0; i < sizeof(contract_factories) / sizeof(contract_factories[0]); i++) {
 		char name[64];
 		Suite *s;
-		SRunner *sr;
 
 		g_factory = &contract_factories[i];
 		name[0] = 'x';
@@ -1864,11 +1864,7 @@ int main(void)
 			failed += name[0] != '\0'; /* "" : not run, not failed */
 			continue;
 		}
-		sr = srunner_create(s);
-		srunner_set_fork_status(sr, CK_FORK);
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
+		failed += suites_run(s);
 	}
 	rm_rf(g_root);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

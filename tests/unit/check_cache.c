@@ -12,6 +12,7 @@
 #include "cache.h"
 #include "mem.h"
 #include "mount.h"
+#include "suites.h"
 #include "testbe.h"
 
 #include <check.h>
@@ -673,8 +674,6 @@ int main(void)
 {
 	Suite *s = suite_create("cache");
 	TCase *tc = tcase_create("cache");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
@@ -691,10 +690,5 @@ int main(void)
 	tcase_add_test(tc, test_read_ref);
 	tcase_add_test(tc, test_invalidate_during_fetch);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

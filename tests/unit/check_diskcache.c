@@ -14,6 +14,7 @@
 #include "diskcache.h"
 #include "mem.h"
 #include "mount.h"
+#include "suites.h"
 #include "testbe.h"
 
 #include <check.h>
@@ -761,8 +762,6 @@ int main(void)
 {
 	Suite *s = suite_create("diskcache");
 	TCase *tc = tcase_create("diskcache");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -779,10 +778,5 @@ int main(void)
 	tcase_add_test(tc, test_boundaries);
 	tcase_add_test(tc, test_stats_op);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

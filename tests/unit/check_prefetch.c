@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "mount.h"
 #include "prefetch.h"
+#include "suites.h"
 #include "testbe.h"
 
 #include <check.h>
@@ -588,8 +589,6 @@ int main(void)
 {
 	Suite *s = suite_create("prefetch");
 	TCase *tc = tcase_create("prefetch");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 120);
@@ -608,10 +607,5 @@ int main(void)
 	tcase_add_test(tc, test_many_streams);
 	tcase_add_test(tc, test_stats_op);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }
