@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "mount.h"
 
 static struct testbe *testbe_of(struct backend *b)
 {
@@ -155,6 +156,20 @@ struct testbe *testbe_create(struct backend *inner, unsigned flags)
 	t->borrowed = (flags & TESTBE_BORROW) != 0;
 	t->fail_off = TESTBE_ANY_OFF;
 	return t;
+}
+
+int testbe_put_pattern(struct backend *b, const char *key, size_t size, uint32_t seed,
+                       struct backend_stat *st)
+{
+	unsigned char *buf = malloc(size ? size : 1);
+	int ret;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	tm_pattern(buf, 0, size, seed);
+	ret = backend_save_buffer(b, key, buf, size, st);
+	free(buf);
+	return ret;
 }
 
 void *testbe_sample_cache(void *arg)

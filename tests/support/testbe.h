@@ -60,6 +60,11 @@ struct testbe {
  */
 struct testbe *testbe_create(struct backend *inner, unsigned flags);
 
+/* Save size bytes of tm_pattern(seed) (mount.h) under key through b.
+ * 0 or -errno. */
+int testbe_put_pattern(struct backend *b, const char *key, size_t size, uint32_t seed,
+                       struct backend_stat *st);
+
 /* Sleep ms milliseconds, whatever signals arrive. */
 void testbe_sleep_ms(int ms);
 

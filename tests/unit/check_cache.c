@@ -79,14 +79,9 @@ static struct cache_stats cstats(void)
 /* Save size bytes of pattern seed under key, through the cache. */
 static void put_pat(const char *key, size_t size, uint32_t seed, struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-	int ret;
+	int ret = testbe_put_pattern(g_cache, key, size, seed, st);
 
-	ck_assert_ptr_nonnull(buf);
-	tm_pattern(buf, 0, size, seed);
-	ret = backend_save_buffer(g_cache, key, buf, size, st);
 	ck_assert_msg(ret == 0, "save %s: %s", key, strerror(-ret));
-	free(buf);
 }
 
 static ssize_t cread(const char *key, uint64_t off, void *dst, size_t len, const char *etag)

@@ -125,12 +125,7 @@ static void remount(uint64_t max_bytes)
 static void put_pat(const char *key, size_t size, unsigned seed, int direct,
                     struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-
-	ck_assert_ptr_nonnull(buf);
-	tm_pattern(buf, 0, size, seed);
-	ck_assert_int_eq(backend_save_buffer(direct ? g_mem : g_dc, key, buf, size, st), 0);
-	free(buf);
+	ck_assert_int_eq(testbe_put_pattern(direct ? g_mem : g_dc, key, size, seed, st), 0);
 }
 
 /* Read [off, off + len) through the layer and check it against the

@@ -98,14 +98,9 @@ static int slow_reads(void)
 /* Save size bytes of pattern seed under key, through the stack. */
 static void put_pat(const char *key, size_t size, uint32_t seed, struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-	int ret;
+	int ret = testbe_put_pattern(g_top, key, size, seed, st);
 
-	ck_assert_ptr_nonnull(buf);
-	tm_pattern(buf, 0, size, seed);
-	ret = backend_save_buffer(g_top, key, buf, size, st);
 	ck_assert_msg(ret == 0, "save %s: %s", key, strerror(-ret));
-	free(buf);
 }
 
 /* Read [off, off + len) of key through the top and check it against the
