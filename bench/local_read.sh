@@ -19,46 +19,14 @@
 #   BENCH_TMPDIR=DIR    where the file and mountpoints go (default: $TMPDIR or /tmp)
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init local_read.sh
+UNMOUNT_PAUSE=0.2
+
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 REPS=${BENCH_REPS:-3}
 CHUNKFS_OPTS=${CHUNKFS_OPTS:-ro}
-export LC_ALL=C
-
-WORK=
-MOUNTED=()
-
-die() {
-	echo "local_read.sh: $*" >&2
-	exit 1
-}
-
-unmount() {
-	local mnt=$1 _
-	mountpoint -q "$mnt" 2>/dev/null || return 0
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		fusermount3 -u "$mnt" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	echo "local_read.sh: $mnt busy; lazy unmount" >&2
-	fusermount3 -uz "$mnt" || true
-}
-
-cleanup() {
-	local rc=$? m
-	trap - EXIT INT TERM
-	cd /
-	for m in "${MOUNTED[@]}"; do
-		unmount "$m"
-	done
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		rm -rf --one-file-system "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 case "$SIZE_MB$REPS" in *[!0-9]*) die "BENCH_SIZE_MB and BENCH_REPS must be numbers" ;; esac
 [ "$REPS" -ge 1 ] || die "BENCH_REPS must be at least 1"
@@ -67,10 +35,7 @@ command -v fusermount3 >/dev/null || die "fusermount3 not found (apt-get install
 if [ -n "${CHUNKFS:-}" ]; then
 	command -v "$CHUNKFS" >/dev/null || die "CHUNKFS=$CHUNKFS is not an executable"
 else
-	CHUNKFS=$REPO/chunkfs
-	if [ ! -x "$CHUNKFS" ]; then
-		make -C "$REPO" chunkfs >&2 || die "make failed"
-	fi
+	bench_build_chunkfs || die "make failed"
 fi
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/chunkfs-bench.XXXXXX")
@@ -81,28 +46,20 @@ mkdir -p "$DATA" "$WORK/mnt-bindfs" "$WORK/mnt-chunkfs"
 
 # mount_fs KIND MNT: a fresh mount of $DATA, ready when it returns
 mount_fs() {
-	local kind=$1 mnt=$2 _
+	local kind=$1 mnt=$2
 	MOUNTED+=("$mnt")
 	case "$kind" in
 	bindfs) bindfs -o ro "$DATA" "$mnt" ;;
 	chunkfs) "$CHUNKFS" "$DATA" "$mnt" -o "$CHUNKFS_OPTS" ;;
 	esac || die "mounting $kind on $mnt failed"
-	for _ in $(seq 100); do
-		mountpoint -q "$mnt" && return 0
-		sleep 0.1
-	done
-	die "$mnt is not a mountpoint after starting $kind"
+	bench_wait_mount "$mnt" "" 100 || die "$mnt is not a mountpoint after starting $kind"
 }
 
 # read_mbps FILE: one sequential dd read; prints MB/s (10^6 bytes/s)
 read_mbps() {
-	local f=$1 t0 t1 out got
-	t0=$(date +%s.%N)
-	out=$(dd if="$f" of=/dev/null bs=1M 2>&1) || die "dd of $f failed: $out"
-	t1=$(date +%s.%N)
-	got=$(sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' <<<"$out")
-	[ "$got" = "$BYTES" ] || die "read $got bytes from $f, expected $BYTES"
-	awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" 'BEGIN { d = t1 - t0; if (d <= 0) d = 1e-6; printf "%.0f\n", b / d / 1e6 }'
+	bench_dd "$1" || die "dd of $1 failed: $DD_OUT"
+	[ "$DD_BYTES" = "$BYTES" ] || die "read $DD_BYTES bytes from $1, expected $BYTES"
+	bench_mbps "$BYTES" "$DD_T0" "$DD_T1"
 }
 
 median() {
@@ -123,7 +80,7 @@ echo "local_read: warm-up round (not counted)" >&2
 for kind in bindfs chunkfs; do
 	mount_fs "$kind" "$WORK/mnt-$kind"
 	dd if="$WORK/mnt-$kind/file.bin" of=/dev/null bs=1M count=64 status=none || die "warm-up read through $kind failed"
-	unmount "$WORK/mnt-$kind"
+	bench_unmount "$WORK/mnt-$kind"
 done
 
 direct=() bind_first=() cfs_first=() cfs_second=()
@@ -133,12 +90,12 @@ for r in $(seq "$REPS"); do
 
 	mount_fs bindfs "$WORK/mnt-bindfs"
 	bind_first+=("$(read_mbps "$WORK/mnt-bindfs/file.bin")")
-	unmount "$WORK/mnt-bindfs"
+	bench_unmount "$WORK/mnt-bindfs"
 
 	mount_fs chunkfs "$WORK/mnt-chunkfs"
 	cfs_first+=("$(read_mbps "$WORK/mnt-chunkfs/file.bin")")
 	cfs_second+=("$(read_mbps "$WORK/mnt-chunkfs/file.bin")")
-	unmount "$WORK/mnt-chunkfs"
+	bench_unmount "$WORK/mnt-chunkfs"
 done
 
 d=$(median "${direct[@]}")

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Run every benchmark bench/*.sh (except this one) in name order; `make bench`
-# calls this.  Each prints its own markdown table.  Environment variables
+# Run every benchmark bench/*.sh (except this one and lib.sh, the functions
+# they share) in name order; `make bench` calls this.  Each prints its own markdown table.  Environment variables
 # (CHUNKFS, BENCH_*) pass through.  Exit status: number of benchmarks that
 # failed (0 = all ran).
 set -uo pipefail
@@ -11,7 +11,7 @@ failed=()
 ran=0
 for b in "$BENCH"/*.sh; do
 	[ -e "$b" ] || continue
-	[ "$(basename "$b")" = "$self" ] && continue
+	case $(basename "$b") in "$self" | lib.sh) continue ;; esac
 	ran=$((ran + 1))
 	echo "## bench/$(basename "$b")"
 	start=$(date +%s)

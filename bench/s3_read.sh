@@ -44,7 +44,11 @@
 # scripts/install-deps.sh bench.  Runs as root (FUSE mounts).
 set -uo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init s3_read
+bench_s3_env
+
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 KEYS=${BENCH_KEYS:-10000}
 LAT=${BENCH_LATENCY_MS:-20}
@@ -55,72 +59,9 @@ LS_TO=${BENCH_LS_TIMEOUT:-120}
 PEERS=${BENCH_PEERS:-chunkfs s3fs rclone-off rclone-full raw}
 PY=/usr/bin/python3
 BUCKET=bench
-export LC_ALL=C
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_EC2_METADATA_DISABLED=true
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-unset AWS_SESSION_TOKEN AWS_PROFILE
-
-WORK=
-SHM=
-SERVER_UP=0
-MOUNTED=()     # mountpoints we mounted
-DAEMONS=()     # daemon pids we started
 NOTES=()
 
-say() { echo "s3_read: $*" >&2; }
-die() {
-	say "$*"
-	exit 1
-}
 note() { NOTES+=("$*"); say "note: $*"; }
-
-unmount() { # MNT [PID]
-	local mnt=$1 pid=${2:-} _
-	if mountpoint -q "$mnt" 2>/dev/null; then
-		for _ in 1 2 3 4 5 6 7 8 9 10; do
-			fusermount3 -u "$mnt" 2>/dev/null && break
-			sleep 0.3
-		done
-	fi
-	if [ -n "$pid" ]; then
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			say "daemon $pid still running after unmount of $mnt; killing it"
-			kill -TERM "$pid" 2>/dev/null
-			sleep 1
-			kill -KILL "$pid" 2>/dev/null
-		fi
-		wait "$pid" 2>/dev/null
-	fi
-	if mountpoint -q "$mnt" 2>/dev/null; then
-		say "$mnt still mounted; lazy unmount"
-		fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
-	fi
-}
-
-cleanup() {
-	local rc=$? m p
-	trap - EXIT INT TERM
-	cd /
-	for m in "${MOUNTED[@]}"; do
-		unmount "$m"
-	done
-	for p in "${DAEMONS[@]}"; do
-		kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-	done
-	if [ "$SERVER_UP" = 1 ]; then
-		"$REPO/tests/s3/stop.sh" >/dev/null 2>&1
-	fi
-	[ -n "$SHM" ] && [ -d "$SHM" ] && rm -rf --one-file-system "$SHM"
-	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf --one-file-system "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 case "$SIZE_MB$KEYS$LAT$FIO_S$NTENSORS$TO$LS_TO" in *[!0-9]*) die "BENCH_* sizes, counts and times must be numbers" ;; esac
 [ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
@@ -131,7 +72,6 @@ done
 [ -x "$PY" ] && "$PY" -c 'import numpy' 2>/dev/null || die "$PY with numpy needed (apt-get install python3-numpy)"
 
 # --- which rows run -------------------------------------------------------
-want() { [[ " $PEERS " == *" $1 "* ]]; }
 for p in $PEERS; do
 	case $p in chunkfs | s3fs | rclone-off | rclone-full | raw) ;; *) die "unknown peer '$p' in BENCH_PEERS" ;; esac
 done
@@ -140,10 +80,7 @@ if want chunkfs; then
 	if [ -n "${CHUNKFS:-}" ]; then
 		command -v "$CHUNKFS" >/dev/null || SKIP_chunkfs="CHUNKFS=$CHUNKFS is not an executable"
 	else
-		CHUNKFS=$REPO/chunkfs
-		if [ ! -x "$CHUNKFS" ]; then
-			make -C "$REPO" chunkfs >&2 || SKIP_chunkfs="make chunkfs failed"
-		fi
+		bench_build_chunkfs || SKIP_chunkfs="make chunkfs failed"
 	fi
 fi
 CHUNKFS_LABEL=
@@ -160,16 +97,9 @@ BYTES=$((SIZE_MB * 1024 * 1024))
 
 # --- server ------------------------------------------------------------------
 say "starting the test server"
-env_out=$(TMPDIR=$WORK "$REPO/tests/s3/start.sh" --bucket "$BUCKET" --latency-ms 0) || die "tests/s3/start.sh failed"
-eval "$env_out"
-SERVER_UP=1
+bench_start_server "$BUCKET" || die "tests/s3/start.sh failed"
 ctl() { curl -sS -m 30 "$@"; }
 counters_json() { ctl "$S3_CONTROL/counters"; }
-
-scurl() {
-	curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
-		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
-}
 
 # --- objects (uploaded with no added latency) --------------------------------
 t_setup=$(date +%s)
@@ -290,27 +220,22 @@ rm -rf "$SRC/small" "$WORK/small.cfg"
 t_setup=$(($(date +%s) - t_setup))
 say "setup took ${t_setup} s"
 
-ctl -X POST "$S3_CONTROL/latency?ms=$LAT" >/dev/null || die "cannot set the server latency"
+bench_latency "$LAT" || die "cannot set the server latency"
 
 # --- helpers -------------------------------------------------------------------
 # read_mbps FILE: one timed sequential dd; prints MB/s or an error word
 read_mbps() {
-	local f=$1 t0 t1 out rc got
-	t0=$(date +%s.%N)
-	out=$(timeout -k 10 "$TO" dd if="$f" of=/dev/null bs=1M 2>&1)
-	rc=$?
-	t1=$(date +%s.%N)
-	if [ $rc = 124 ] || [ $rc = 137 ]; then
+	bench_dd "$1" "$TO"
+	if [ $DD_RC = 124 ] || [ $DD_RC = 137 ]; then
 		echo "timeout (${TO} s)"
 		return 1
 	fi
-	got=$(sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' <<<"$out")
-	if [ $rc != 0 ] || [ "$got" != "$BYTES" ]; then
-		say "dd of $f: rc=$rc, ${got:-?} of $BYTES bytes: $(tail -n 1 <<<"$out")"
+	if [ $DD_RC != 0 ] || [ "$DD_BYTES" != "$BYTES" ]; then
+		say "dd of $1: rc=$DD_RC, ${DD_BYTES:-?} of $BYTES bytes: $(tail -n 1 <<<"$DD_OUT")"
 		echo "error"
 		return 1
 	fi
-	awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" 'BEGIN { d = t1 - t0; if (d <= 0) d = 1e-6; printf "%.0f\n", b / d / 1e6 }'
+	bench_mbps "$BYTES" "$DD_T0" "$DD_T1"
 }
 
 # drop_file_cache FILE: evict FILE's pages from the page cache
@@ -322,26 +247,13 @@ vmhwm() { # PID -> MiB
 	awk '/^VmHWM:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$1/status" 2>/dev/null
 }
 
-PASSWD=$WORK/s3fs.passwd
-printf 'S3RVER:S3RVER\n' >"$PASSWD"
-chmod 600 "$PASSWD"
-RCONF=$WORK/rclone.conf
-cat >"$RCONF" <<EOF
-[remote]
-type = s3
-provider = Other
-access_key_id = S3RVER
-secret_access_key = S3RVER
-region = us-east-1
-endpoint = $S3_ENDPOINT
-force_path_style = true
-EOF
+bench_peer_configs
 
 MNT= DPID= NMOUNT=0
 # mount_peer PEER: fresh mountpoint and daemon (foreground, in the background,
 # so that its pid is ours); sets MNT and DPID; returns 1 on failure
 mount_peer() {
-	local peer=$1 log _
+	local peer=$1 log rc
 	NMOUNT=$((NMOUNT + 1))
 	MNT=$WORK/mnt/$peer.$NMOUNT
 	log=$WORK/$peer.$NMOUNT.log
@@ -363,18 +275,18 @@ mount_peer() {
 	DPID=$!
 	DAEMONS+=("$DPID")
 	MOUNTED+=("$MNT")
-	for _ in $(seq 300); do
-		mountpoint -q "$MNT" && return 0
-		if ! kill -0 "$DPID" 2>/dev/null; then
-			say "$peer exited before mounting; its log:"
-			tail -n 10 "$log" >&2
-			return 1
-		fi
-		sleep 0.1
-	done
-	say "$peer did not mount within 30 s"
-	unmount "$MNT" "$DPID"
-	return 1
+	bench_wait_mount "$MNT" "$DPID"
+	rc=$?
+	if [ $rc = 1 ]; then
+		say "$peer exited before mounting; its log:"
+		tail -n 10 "$log" >&2
+		return 1
+	elif [ $rc = 2 ]; then
+		say "$peer did not mount within 30 s"
+		bench_unmount "$MNT" "$DPID"
+		return 1
+	fi
+	return 0
 }
 
 declare -A COLD WARM IOPS LS TENS RSS MULTI
@@ -398,7 +310,7 @@ bench_peer() {
 			WARM[$peer]=$(read_mbps "$MNT/big.bin")
 		fi
 		hwm_max "$peer" "$DPID"
-		unmount "$MNT" "$DPID"
+		bench_unmount "$MNT" "$DPID"
 	else
 		COLD[$peer]="mount failed"
 	fi
@@ -423,7 +335,7 @@ bench_peer() {
 		j=$(counters_json)
 		IOPS[$peer]+=$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print(" (%d GET, %.0f MB fetched)" % (j.get("GET", 0), j.get("bytes_out", 0) / 1e6))' "$j" 2>/dev/null)
 		hwm_max "$peer" "$DPID"
-		unmount "$MNT" "$DPID"
+		bench_unmount "$MNT" "$DPID"
 	else
 		IOPS[$peer]="mount failed"
 	fi
@@ -448,7 +360,7 @@ bench_peer() {
 			MULTI[$peer]=error
 		fi
 		hwm_max "$peer" "$DPID"
-		unmount "$MNT" "$DPID"
+		bench_unmount "$MNT" "$DPID"
 	else
 		MULTI[$peer]="mount failed"
 	fi
@@ -490,7 +402,7 @@ print("%.2f s / %d req%s" % (secs, j["total"], " (" + detail + ")" if detail els
 			TENS[$peer]=error
 		fi
 		hwm_max "$peer" "$DPID"
-		unmount "$MNT" "$DPID"
+		bench_unmount "$MNT" "$DPID"
 	else
 		LS[$peer]="mount failed"
 	fi
@@ -516,7 +428,7 @@ bench_raw() {
 		say "raw GETs returned $got of $BYTES bytes: $(head -n 2 "$WORK/raw.err")"
 		COLD[raw]=error
 	else
-		COLD[raw]=$(awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", b / (t1 - t0) / 1e6 }')
+		COLD[raw]=$(bench_mbps "$BYTES" "$t0" "$t1")
 	fi
 	WARM[raw]="-" IOPS[raw]="-" LS[raw]="-" TENS[raw]="-" RSS[raw]="-" MULTI[raw]="-"
 }
@@ -547,11 +459,11 @@ done
 # tmpfs reference for the warm re-read
 say "tmpfs reference"
 SHM=$(mktemp -d /dev/shm/chunkfs-s3bench.XXXXXX) || die "mktemp in /dev/shm failed"
+SCRATCH+=("$SHM")
 cp "$SRC/big.bin" "$SHM/big.bin"
 read_mbps "$SHM/big.bin" >/dev/null
 TMPFS_WARM=$(read_mbps "$SHM/big.bin")
 rm -rf "$SHM"
-SHM=
 t_run=$(($(date +%s) - t_run))
 
 # --- report --------------------------------------------------------------------

@@ -31,63 +31,26 @@
 # Runs as root (FUSE mounts).
 set -uo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init s3_write
+bench_s3_env
+UNMOUNT_TRIES=20 UNMOUNT_PAUSE=0.5
+
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 LAT=${BENCH_LATENCY_MS:-20}
 TO=${BENCH_TIMEOUT:-600}
 PEERS=${BENCH_WRITE_PEERS:-chunkfs chunkfs-signed s3fs rclone raw}
 BUCKET=wbench
-export LC_ALL=C
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_EC2_METADATA_DISABLED=true
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-unset AWS_SESSION_TOKEN AWS_PROFILE
-
-WORK= SERVER_UP=0 MNT= DPID=
-say() { echo "s3_write: $*" >&2; }
-die() {
-	say "$*"
-	exit 1
-}
-
-unmount() { # MNT PID
-	local _
-	for _ in $(seq 20); do
-		mountpoint -q "$1" 2>/dev/null || break
-		fusermount3 -u "$1" 2>/dev/null && break
-		sleep 0.5
-	done
-	mountpoint -q "$1" 2>/dev/null && fusermount3 -uz "$1" 2>/dev/null
-	for _ in $(seq 100); do
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$2" 2>/dev/null && kill -KILL "$2" 2>/dev/null
-	wait "$2" 2>/dev/null
-	MNT= DPID=
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	cd /
-	[ -n "$MNT" ] && unmount "$MNT" "$DPID"
-	[ "$SERVER_UP" = 1 ] && "$REPO/tests/s3/stop.sh" >/dev/null 2>&1
-	[ -n "$WORK" ] && [ -d "$WORK" ] && rm -rf --one-file-system "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+MNT= DPID=
 
 case "$SIZE_MB$LAT$TO" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
 [ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
 for t in curl node fusermount3 mountpoint timeout split; do
 	command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh bench)"
 done
-want() { [[ " $PEERS " == *" $1 "* ]]; }
 if { want chunkfs || want chunkfs-signed; } && [ -z "${CHUNKFS:-}" ]; then
-	CHUNKFS=$REPO/chunkfs
-	[ -x "$CHUNKFS" ] || make -C "$REPO" chunkfs >&2 || die "make chunkfs failed"
+	bench_build_chunkfs || die "make chunkfs failed"
 fi
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/var/tmp}}/chunkfs-wbench.XXXXXX") || die "mktemp failed"
@@ -95,14 +58,8 @@ BYTES=$((SIZE_MB * 1024 * 1024))
 say "creating a ${SIZE_MB} MiB random file in $WORK"
 head -c "$BYTES" /dev/urandom >"$WORK/src.bin" || die "cannot write the source file"
 
-env_out=$(TMPDIR=$WORK "$REPO/tests/s3/start.sh" --bucket "$BUCKET" --latency-ms 0) || die "tests/s3/start.sh failed"
-eval "$env_out"
-SERVER_UP=1
-curl -sS -m 30 -X POST "$S3_CONTROL/latency?ms=$LAT" >/dev/null || die "cannot set the latency"
-scurl() {
-	curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
-		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
-}
+bench_start_server "$BUCKET" || die "tests/s3/start.sh failed"
+bench_latency "$LAT" || die "cannot set the latency"
 stored_size() { # KEY
 	scurl -I -o /dev/null -w '%header{content-length}' "$S3_ENDPOINT/$BUCKET/$1" 2>/dev/null
 }
@@ -116,29 +73,17 @@ stored_after() { # KEY T0 [LIMIT]
 	done
 	awk -v t0="$2" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", t1 - t0 }'
 }
-mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f\n", b / (s > 0 ? s : 1e-6) / 1e6 }'; }
+mbps() { bench_mbps "$BYTES" 0 "$1"; }
 check_bytes() { # KEY -> "" or " WRONG BYTES"
 	scurl -o "$WORK/back.bin" "$S3_ENDPOINT/$BUCKET/$1" 2>/dev/null
 	cmp -s "$WORK/back.bin" "$WORK/src.bin" || echo " WRONG BYTES"
 	rm -f "$WORK/back.bin"
 }
 
-PASSWD=$WORK/s3fs.passwd
-printf 'S3RVER:S3RVER\n' >"$PASSWD"
-chmod 600 "$PASSWD"
-cat >"$WORK/rclone.conf" <<EOF
-[remote]
-type = s3
-provider = Other
-access_key_id = S3RVER
-secret_access_key = S3RVER
-region = us-east-1
-endpoint = $S3_ENDPOINT
-force_path_style = true
-EOF
+bench_peer_configs
 
 mount_peer() { # PEER
-	local _ log=$WORK/$1.log
+	local log=$WORK/$1.log
 	MNT=$WORK/mnt.$1
 	mkdir -p "$MNT" "$WORK/stage.$1"
 	case $1 in
@@ -152,18 +97,16 @@ mount_peer() { # PEER
 			-o endpoint=us-east-1 -o "passwd_file=$PASSWD" -o "tmpdir=$WORK/stage.$1" >"$log" 2>&1 &
 		;;
 	rclone)
-		env -u AWS_CA_BUNDLE rclone --config "$WORK/rclone.conf" mount "remote:$BUCKET/$1" "$MNT" \
+		env -u AWS_CA_BUNDLE rclone --config "$RCONF" mount "remote:$BUCKET/$1" "$MNT" \
 			--vfs-cache-mode writes --cache-dir "$WORK/stage.$1" >"$log" 2>&1 &
 		;;
 	esac
 	DPID=$!
-	for _ in $(seq 300); do
-		mountpoint -q "$MNT" && return 0
-		kill -0 "$DPID" 2>/dev/null || break
-		sleep 0.1
-	done
+	MOUNTED+=("$MNT")
+	DAEMONS+=("$DPID")
+	bench_wait_mount "$MNT" "$DPID" && return 0
 	say "$1 did not mount: $(tail -n 3 "$log")"
-	unmount "$MNT" "$DPID"
+	bench_unmount "$MNT" "$DPID"
 	return 1
 }
 
@@ -205,7 +148,7 @@ for peer in chunkfs chunkfs-signed s3fs rclone; do
 	CP[$peer]=$REPLY
 	run_write "$peer" dd.bin dd if="$WORK/src.bin" of="$MNT/dd.bin" bs=1M
 	DD[$peer]=$REPLY
-	unmount "$MNT" "$DPID"
+	bench_unmount "$MNT" "$DPID"
 done
 
 RAW=-

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mount.h"
+#include "suites.h"
 
 static struct test_mount m;
 
@@ -151,8 +152,6 @@ int main(void)
 {
 	Suite *s = suite_create("mount_faults");
 	TCase *tc = tcase_create("fs");
-	SRunner *sr;
-	int failed;
 
 	if (access("/dev/fuse", R_OK | W_OK) != 0) {
 		printf("NOT RUN mount_faults: /dev/fuse is not usable here (%s)\n",
@@ -165,10 +164,5 @@ int main(void)
 	tcase_add_test(tc, test_read_faults_never_wrong_bytes);
 	tcase_add_test(tc, test_save_faults_reported);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

@@ -29,7 +29,6 @@
 
 #include "mount.h"
 #include "store.h"
-#include "suites.h"
 
 static struct test_mount m;
 static struct store st;
@@ -54,9 +53,14 @@ static void teardown(void)
 	store_close(&st);
 }
 
+static void mount_store_on(struct test_mount *on, const char *opts)
+{
+	ck_assert_msg(store_mount(&st, on, opts) == 0, "mount failed; see %s/daemon.log", on->root);
+}
+
 static void mount_with(const char *opts)
 {
-	suites_mount_store(&m, &st, opts);
+	mount_store_on(&m, opts);
 }
 
 static int is_mounted(const char *path)
@@ -353,7 +357,7 @@ START_TEST(test_sigterm_spares_a_newer_mount)
 	ck_assert_int_eq(tm_sh("fusermount3 -uz '%s'", m.mnt), 0);
 	m2 = m;
 	m2.pid = 0;
-	suites_mount_store(&m2, &st, NULL);
+	mount_store_on(&m2, NULL);
 	ck_assert_int_eq(kill(m.pid, SIGTERM), 0);
 	usleep(500 * 1000);
 	ck_assert_msg(is_mounted(m.mnt), "the newer mount was unmounted");
@@ -566,12 +570,12 @@ END_TEST
 
 static long long server_counter(const char *name)
 {
-	return suites_s3_counter(name, m.root);
+	return store_counter(name, NULL);
 }
 
 static void reset_counters(void)
 {
-	ck_assert_int_eq(suites_s3_reset_counters(), 0);
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
 }
 
 static json_t *stats_doc(void)
@@ -853,5 +857,5 @@ static Suite *ops_suite(enum store_kind kind)
 
 int main(void)
 {
-	return suites_run_over_stores(ops_suite, &g_kind, "ops");
+	return store_run_suites(ops_suite, &g_kind, "ops");
 }

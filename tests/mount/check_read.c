@@ -19,6 +19,7 @@
 
 #include "mount.h"
 #include "store.h"
+#include "suites.h"
 
 static struct test_mount m;
 static struct store st;
@@ -386,9 +387,6 @@ static Suite *read_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	if (access("/dev/fuse", R_OK | W_OK) != 0) {
 		printf("NOT RUN read_s3: /dev/fuse is not usable here (%s)\n", strerror(errno));
 		return 0;
@@ -397,10 +395,5 @@ int main(void)
 		printf("NOT RUN read_s3: %s\n", store_s3_unavailable());
 		return 0;
 	}
-	sr = srunner_create(read_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(read_suite());
 }

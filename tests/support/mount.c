@@ -265,6 +265,27 @@ void tm_pattern(void *buf, uint64_t off, size_t len, uint32_t seed)
 	}
 }
 
+size_t tm_pattern_check(const void *buf, uint64_t off, size_t len, uint32_t seed)
+{
+	const unsigned char *p = buf;
+	unsigned char want[4096];
+
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < sizeof(want) ? len - done : sizeof(want);
+
+		tm_pattern(want, off + done, n, seed);
+		if (memcmp(p + done, want, n) != 0) {
+			size_t i = 0;
+
+			while (p[done + i] == want[i])
+				i++;
+			return done + i;
+		}
+		done += n;
+	}
+	return len;
+}
+
 int tm_write_pattern(const char *path, uint64_t len, uint32_t seed)
 {
 	size_t chunk = 4 << 20;

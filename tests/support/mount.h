@@ -60,6 +60,10 @@ int tm_write_pattern(const char *path, uint64_t len, uint32_t seed);
 /* Fill buf with the pattern bytes at [off, off + len) of pattern(seed). */
 void tm_pattern(void *buf, uint64_t off, size_t len, uint32_t seed);
 
+/* Where buf, holding [off, off + len) of pattern(seed), first differs
+ * from it: the index of the first wrong byte, or len if none is. */
+size_t tm_pattern_check(const void *buf, uint64_t off, size_t len, uint32_t seed);
+
 /* Whole-file helpers: read a file (caller frees, *len set; a NUL follows
  * the data) / write one. */
 char *tm_read_file(const char *path, size_t *len);

@@ -17,6 +17,7 @@
 #include "fs.h"
 #include "mount.h"
 #include "s3/s3.h"
+#include "suites.h"
 
 const char *store_s3_unavailable(void)
 {
@@ -288,18 +289,12 @@ int store_run_suites(Suite *(*make)(enum store_kind kind), enum store_kind *kind
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		SRunner *sr;
-
 		if (kinds[i] == STORE_S3 && store_s3_unavailable() != NULL) {
 			printf("NOT RUN %s_s3: %s\n", what, store_s3_unavailable());
 			continue;
 		}
 		*kind = kinds[i];
-		sr = srunner_create(make(kinds[i]));
-		srunner_set_fork_status(sr, CK_FORK);
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
+		failed += suites_run(make(kinds[i]));
 	}
 	return failed ? 1 : 0;
 }

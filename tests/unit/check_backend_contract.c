@@ -23,8 +23,11 @@
 #include "fault.h"
 #include "fs.h"
 #include "mem.h"
+#include "mount.h"
 #include "prefetch.h"
 #include "s3/s3.h"
+#include "suites.h"
+#include "testbe.h"
 
 #include <check.h>
 #include <errno.h>
@@ -75,37 +78,6 @@ static int rm_one(const char *path, const struct stat *sb, int type, struct FTW 
 static void rm_rf(const char *path)
 {
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Byte i of the test pattern number seed: no period a misplaced piece of
- * a power-of-two size would hide. */
-static unsigned char pat(uint64_t seed, uint64_t i)
-{
-	uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed + 1) * 0xBF58476D1CE4E5B9ull;
-
-	x ^= x >> 31;
-	x *= 0x94D049BB133111EBull;
-	x ^= x >> 29;
-	return (unsigned char)x;
-}
-
-static void fill_pat(void *buf, size_t len, uint64_t seed, uint64_t off)
-{
-	unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		p[i] = pat(seed, off + i);
-}
-
-/* Index of the first byte of buf that is not pattern seed at off, or len. */
-static size_t check_pat(const void *buf, size_t len, uint64_t seed, uint64_t off)
-{
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(seed, off + i))
-			return i;
-	return len;
 }
 
 static void put(const char *key, const char *s)
@@ -240,67 +212,9 @@ static int failing_read(const struct backend_source *src, uint64_t off, void *ds
 
 	if (off + len > fail_at)
 		return -EIO;
-	fill_pat(dst, len, 7, off);
+	tm_pattern(dst, off, len, 7);
 	return 0;
 }
-
-/* A layer that forwards everything but copy, so backend_copy() must use
- * its fallback.  It does not own inner (the fixture destroys that). */
-struct nocopy {
-	struct backend base;
-	struct backend *inner;
-};
-
-static struct backend *nocopy_inner(struct backend *b)
-{
-	return ((struct nocopy *)b)->inner;
-}
-
-static int nocopy_stat(struct backend *b, const char *key, struct backend_stat *st)
-{
-	return nocopy_inner(b)->ops->stat(nocopy_inner(b), key, st);
-}
-
-static ssize_t nocopy_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                           const char *etag, struct backend_stat *st)
-{
-	return nocopy_inner(b)->ops->read(nocopy_inner(b), key, off, dst, len, etag, st);
-}
-
-static int nocopy_save(struct backend *b, const char *key, const struct backend_source *src,
-                       const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	return nocopy_inner(b)->ops->save(nocopy_inner(b), key, src, attrs, st);
-}
-
-static int nocopy_remove(struct backend *b, const char *key)
-{
-	return nocopy_inner(b)->ops->remove(nocopy_inner(b), key);
-}
-
-static int nocopy_list(struct backend *b, const char *prefix, char delimiter,
-                       const char *start_after, const char *token, size_t max_keys,
-                       struct backend_list *out)
-{
-	return nocopy_inner(b)->ops->list(nocopy_inner(b), prefix, delimiter, start_after, token,
-	                                  max_keys, out);
-}
-
-static void nocopy_destroy(struct backend *b)
-{
-	(void)b; /* lives on the test's stack */
-}
-
-static const struct backend_ops nocopy_ops = {
-    .abi_version = BACKEND_ABI_VERSION,
-    .name = "nocopy",
-    .stat = nocopy_stat,
-    .read = nocopy_read,
-    .save = nocopy_save,
-    .remove = nocopy_remove,
-    .list = nocopy_list,
-    .destroy = nocopy_destroy,
-};
 
 /* --- fixture ------------------------------------------------------------ */
 
@@ -325,7 +239,7 @@ START_TEST(test_roundtrip)
 	unsigned char data[1000], buf[2000];
 	struct backend_stat sst, st, rst;
 
-	fill_pat(data, sizeof(data), 1, 0);
+	tm_pattern(data, 0, sizeof(data), 1);
 	ck_assert_int_eq(backend_save_buffer(g_b, "obj", data, sizeof(data), &sst), 0);
 	ck_assert_str_ne(sst.etag, "");
 	ck_assert_int_eq(g_b->ops->stat(g_b, "obj", &st), 0);
@@ -740,7 +654,7 @@ START_TEST(test_copy)
 	unsigned char data[5000], buf[6000];
 	struct backend_stat st, sst;
 
-	fill_pat(data, sizeof(data), 3, 0);
+	tm_pattern(data, 0, sizeof(data), 3);
 	ck_assert_int_eq(backend_save_buffer(g_b, "src", data, sizeof(data), NULL), 0);
 	ck_assert_int_eq(backend_copy(g_b, "src", "dst", &st), 0);
 	ck_assert_uint_eq(st.size, sizeof(data));
@@ -780,24 +694,27 @@ END_TEST
 
 START_TEST(test_copy_fallback)
 {
-	struct nocopy w = {.base = {.ops = &nocopy_ops}, .inner = g_b};
+	/* A layer that forwards everything but copy, so backend_copy() must
+	 * use its fallback.  It does not own g_b (the fixture destroys that). */
+	struct testbe *w = testbe_create(g_b, TESTBE_BORROW);
 	unsigned char data[3 * MIB / 2];
 	struct backend_stat st;
 	unsigned char *buf = malloc(sizeof(data));
 
+	ck_assert_ptr_nonnull(w);
 	ck_assert_ptr_nonnull(buf);
-	fill_pat(data, sizeof(data), 4, 0);
+	tm_pattern(data, 0, sizeof(data), 4);
 	ck_assert_int_eq(backend_save_buffer(g_b, "src", data, sizeof(data), NULL), 0);
 	put("dst", "old");
-	ck_assert_int_eq(backend_copy(&w.base, "src", "dst", &st), 0);
+	ck_assert_int_eq(backend_copy(&w->base, "src", "dst", &st), 0);
 	ck_assert_uint_eq(st.size, sizeof(data));
 	ck_assert_int_eq(backend_read_full(g_b, "dst", 0, buf, sizeof(data), st.etag),
 	                 (ssize_t)sizeof(data));
 	ck_assert_mem_eq(buf, data, sizeof(data));
-	ck_assert_int_eq(backend_copy(&w.base, "missing", "dst2", NULL), -ENOENT);
+	ck_assert_int_eq(backend_copy(&w->base, "missing", "dst2", NULL), -ENOENT);
 	ck_assert_int_eq(do_stat("dst2"), -ENOENT);
 	free(buf);
-	backend_destroy(&w.base);
+	backend_destroy(&w->base);
 }
 END_TEST
 
@@ -853,7 +770,7 @@ START_TEST(test_large_fd)
 	for (uint64_t off = 0; off < size; off += MIB) {
 		size_t n = size - off < MIB ? (size_t)(size - off) : MIB;
 
-		fill_pat(buf, n, 5, off);
+		tm_pattern(buf, off, n, 5);
 		ck_assert_int_eq(pwrite(in, buf, n, (off_t)off), (ssize_t)n);
 	}
 
@@ -870,16 +787,16 @@ START_TEST(test_large_fd)
 		size_t n = size - off < MIB ? (size_t)(size - off) : MIB;
 
 		ck_assert_int_eq(pread(out, buf, n, (off_t)off), (ssize_t)n);
-		ck_assert_uint_eq(check_pat(buf, n, 5, off), n);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, n, 5), n);
 	}
 
 	/* Ranges across the piece boundaries, and the tail. */
 	for (uint64_t off = MIB - 100; off < size; off += 4 * MIB) {
 		ck_assert_int_eq(do_read("big/object.bin", off, buf, 300, st.etag), 300);
-		ck_assert_uint_eq(check_pat(buf, 300, 5, off), 300);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, 300, 5), 300);
 	}
 	ck_assert_int_eq(do_read("big/object.bin", size - 10, buf, 100, NULL), 10);
-	ck_assert_uint_eq(check_pat(buf, 10, 5, size - 10), 10);
+	ck_assert_uint_eq(tm_pattern_check(buf, size - 10, 10, 5), 10);
 	close(in);
 	close(out);
 	free(buf);
@@ -908,7 +825,7 @@ static void conc_fill(unsigned char *buf, int id, int r)
 	buf[0] = (unsigned char)id;
 	buf[1] = (unsigned char)r;
 	memset(buf + 2, 0, 6);
-	fill_pat(buf + 8, size - 8, (uint64_t)id * 1000 + (uint64_t)r, 0);
+	tm_pattern(buf + 8, 0, size - 8, (uint32_t)(id * 1000 + r));
 }
 
 /* 1 if buf (n bytes) is a complete object of some (id, r). */
@@ -918,7 +835,7 @@ static int conc_valid(const unsigned char *buf, ssize_t n)
 
 	if (n < 8 || id >= CONC_THREADS || r >= CONC_ROUNDS || (size_t)n != conc_size(id, r))
 		return 0;
-	return check_pat(buf + 8, (size_t)n - 8, (uint64_t)id * 1000 + (uint64_t)r, 0) ==
+	return tm_pattern_check(buf + 8, 0, (size_t)n - 8, (uint32_t)(id * 1000 + r)) ==
 	       (size_t)n - 8;
 }
 
@@ -1242,7 +1159,7 @@ START_TEST(test_read_ref)
 	int answered = 0;
 
 	ck_assert(data != NULL && got != NULL && lent != NULL);
-	fill_pat(data, size, 31, 0);
+	tm_pattern(data, 0, size, 31);
 	ck_assert_int_eq(backend_save_buffer(g_b, "ref", data, size, &st), 0);
 	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		struct backend_ref ref;
@@ -1261,7 +1178,7 @@ START_TEST(test_read_ref)
 		}
 		ck_assert_uint_eq(flat, (size_t)n2);
 		ck_assert_int_eq(memcmp(lent, got, flat), 0);
-		ck_assert_uint_eq(check_pat(lent, flat, 31, offs[i]), flat);
+		ck_assert_uint_eq(tm_pattern_check(lent, offs[i], flat, 31), flat);
 		backend_release_ref(&ref);
 		answered++;
 	}
@@ -1939,7 +1856,6 @@ int main(void)
 	for (size_t i = 0; i < sizeof(contract_factories) / sizeof(contract_factories[0]); i++) {
 		char name[64];
 		Suite *s;
-		SRunner *sr;
 
 		g_factory = &contract_factories[i];
 		name[0] = 'x';
@@ -1948,11 +1864,7 @@ int main(void)
 			failed += name[0] != '\0'; /* "" : not run, not failed */
 			continue;
 		}
-		sr = srunner_create(s);
-		srunner_set_fork_status(sr, CK_FORK);
-		srunner_run_all(sr, CK_NORMAL);
-		failed += srunner_ntests_failed(sr);
-		srunner_free(sr);
+		failed += suites_run(s);
 	}
 	rm_rf(g_root);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -1,16 +1,19 @@
 /*
  * check_cache.c - the block cache layer (backends/cache.c).
  *
- * The stack under test is cache -> slow -> mem.  "slow" is a tiny layer
- * defined here that forwards to mem and, on request, sleeps after each
- * inner read (so concurrent requests overlap) or fails the next reads
- * with -EIO.  The mem backend's counters (mem_backend_get_stats) prove how
- * many requests reached the store.  Every case ends with the cache's
- * invariant check.
+ * The stack under test is cache -> slow -> mem.  "slow" is the test layer
+ * of tests/support/testbe.h: it forwards to mem and, on request, sleeps
+ * after each inner read (so concurrent requests overlap) or fails the next
+ * reads with -EIO.  The mem backend's counters (mem_backend_get_stats)
+ * prove how many requests reached the store.  Every case ends with the
+ * cache's invariant check.
  */
 #include "backend.h"
 #include "cache.h"
 #include "mem.h"
+#include "mount.h"
+#include "suites.h"
+#include "testbe.h"
 
 #include <check.h>
 #include <errno.h>
@@ -24,112 +27,10 @@
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
-/* --- the slow/failing test layer ---------------------------------------- */
-
-struct slow {
-	struct backend base;
-	struct backend *inner; /* owned */
-	int delay_ms;          /* atomic; sleep after each inner read */
-	int fail_next;         /* atomic; fail this many reads with -EIO */
-	int reads;             /* atomic; read calls */
-	int done_reads;        /* atomic; reads that got their bytes from inner */
-};
-
-static struct slow *slow_of(struct backend *b)
-{
-	return (struct slow *)b;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
-static int slow_stat(struct backend *b, const char *key, struct backend_stat *st)
-{
-	return slow_of(b)->inner->ops->stat(slow_of(b)->inner, key, st);
-}
-
-static ssize_t slow_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                         const char *etag, struct backend_stat *st)
-{
-	struct slow *s = slow_of(b);
-	int delay = __atomic_load_n(&s->delay_ms, __ATOMIC_RELAXED);
-	int fail = __atomic_load_n(&s->fail_next, __ATOMIC_RELAXED);
-	ssize_t n;
-
-	__atomic_add_fetch(&s->reads, 1, __ATOMIC_RELAXED);
-	while (fail > 0 && !__atomic_compare_exchange_n(&s->fail_next, &fail, fail - 1, 0,
-	                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-	if (fail > 0) {
-		sleep_ms(delay);
-		return -EIO;
-	}
-	n = s->inner->ops->read(s->inner, key, off, dst, len, etag, st);
-	__atomic_add_fetch(&s->done_reads, 1, __ATOMIC_RELEASE);
-	sleep_ms(delay);
-	return n;
-}
-
-static int slow_save(struct backend *b, const char *key, const struct backend_source *src,
-                     const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	return slow_of(b)->inner->ops->save(slow_of(b)->inner, key, src, attrs, st);
-}
-
-static int slow_remove(struct backend *b, const char *key)
-{
-	return slow_of(b)->inner->ops->remove(slow_of(b)->inner, key);
-}
-
-static int slow_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
-                     const char *token, size_t max_keys, struct backend_list *out)
-{
-	return slow_of(b)->inner->ops->list(slow_of(b)->inner, prefix, delimiter, start_after,
-	                                    token, max_keys, out);
-}
-
-static int slow_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
-{
-	return slow_of(b)->inner->ops->copy(slow_of(b)->inner, src, dst, st);
-}
-
-/* One key only (copy, then remove): enough to see the cache invalidate. */
-static int slow_rename(struct backend *b, const char *src, const char *dst)
-{
-	struct backend *in = slow_of(b)->inner;
-	int ret = in->ops->copy(in, src, dst, NULL);
-
-	return ret < 0 ? ret : in->ops->remove(in, src);
-}
-
-static void slow_destroy(struct backend *b)
-{
-	backend_destroy(slow_of(b)->inner);
-	free(b);
-}
-
-static const struct backend_ops slow_ops = {
-    .abi_version = BACKEND_ABI_VERSION,
-    .name = "slow",
-    .stat = slow_stat,
-    .read = slow_read,
-    .save = slow_save,
-    .remove = slow_remove,
-    .list = slow_list,
-    .copy = slow_copy,
-    .rename = slow_rename,
-    .destroy = slow_destroy,
-};
-
 /* --- fixture ------------------------------------------------------------ */
 
 static struct backend *g_mem;   /* bottom of the stack */
-static struct slow *g_slow;     /* over g_mem */
+static struct testbe *g_slow;   /* over g_mem */
 static struct backend *g_cache; /* over g_slow; owns the rest */
 
 /* Build the stack with block size bs and budget budget. */
@@ -142,10 +43,8 @@ static void stack(size_t bs, uint64_t budget)
 	o.mem_budget = budget;
 	g_mem = mem_backend_create();
 	ck_assert_ptr_nonnull(g_mem);
-	g_slow = calloc(1, sizeof(*g_slow));
+	g_slow = testbe_create(g_mem, TESTBE_COPY | TESTBE_RENAME);
 	ck_assert_ptr_nonnull(g_slow);
-	g_slow->base.ops = &slow_ops;
-	g_slow->inner = g_mem;
 	g_cache = cache_create(&g_slow->base, &o);
 	ck_assert_ptr_nonnull(g_cache);
 }
@@ -177,47 +76,12 @@ static struct cache_stats cstats(void)
 	return s;
 }
 
-/* Byte i of pattern seed: no short period. */
-static unsigned char pat(uint64_t seed, uint64_t i)
-{
-	uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ (seed + 1) * 0xBF58476D1CE4E5B9ull;
-
-	x ^= x >> 31;
-	x *= 0x94D049BB133111EBull;
-	x ^= x >> 29;
-	return (unsigned char)x;
-}
-
-static void fill_pat(void *buf, size_t len, uint64_t seed, uint64_t off)
-{
-	unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		p[i] = pat(seed, off + i);
-}
-
-/* Index of the first byte of buf that is not pattern seed at off, or len. */
-static size_t check_pat(const void *buf, size_t len, uint64_t seed, uint64_t off)
-{
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(seed, off + i))
-			return i;
-	return len;
-}
-
 /* Save size bytes of pattern seed under key, through the cache. */
-static void put_pat(const char *key, size_t size, uint64_t seed, struct backend_stat *st)
+static void put_pat(const char *key, size_t size, uint32_t seed, struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-	int ret;
+	int ret = testbe_put_pattern(g_cache, key, size, seed, st);
 
-	ck_assert_ptr_nonnull(buf);
-	fill_pat(buf, size, seed, 0);
-	ret = backend_save_buffer(g_cache, key, buf, size, st);
 	ck_assert_msg(ret == 0, "save %s: %s", key, strerror(-ret));
-	free(buf);
 }
 
 static ssize_t cread(const char *key, uint64_t off, void *dst, size_t len, const char *etag)
@@ -282,7 +146,7 @@ START_TEST(test_sequential_counts)
 		size_t n = size - off < piece ? size - off : piece;
 
 		ck_assert_int_eq(cread("obj", off, buf, piece, st.etag), (ssize_t)n);
-		ck_assert_uint_eq(check_pat(buf, n, 1, off), n);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, n, 1), n);
 	}
 	ck_assert_uint_eq(mem_reads(), size / bs);
 	s = cstats();
@@ -298,7 +162,7 @@ START_TEST(test_sequential_counts)
 
 		ck_assert_int_eq(cread("obj", off, buf, piece, off % 2 ? st.etag : NULL),
 		                 (ssize_t)n);
-		ck_assert_uint_eq(check_pat(buf, n, 1, off), n);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, n, 1), n);
 	}
 	ck_assert_uint_eq(mem_reads(), size / bs);
 	ck_assert_uint_gt(cstats().hits, 0);
@@ -319,7 +183,7 @@ START_TEST(test_overwrite_invalidates)
 	stack(bs, 4 * MIB);
 	put_pat("k", size, 1, &v1);
 	ck_assert_int_eq(backend_read_full(g_cache, "k", 0, buf, size, NULL), (ssize_t)size);
-	ck_assert_uint_eq(check_pat(buf, size, 1, 0), size);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, size, 1), size);
 	before = mem_reads();
 	ck_assert_uint_eq(before, (size + bs - 1) / bs);
 
@@ -328,7 +192,7 @@ START_TEST(test_overwrite_invalidates)
 	ck_assert_uint_eq(cstats().bytes_cached, 0);
 	ck_assert_int_eq(g_cache->ops->read(g_cache, "k", 0, buf, size, NULL, &got), (ssize_t)size);
 	ck_assert_str_eq(got.etag, v2.etag);
-	ck_assert_uint_eq(check_pat(buf, size, 2, 0), size);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, size, 2), size);
 	ck_assert_uint_eq(mem_reads() - before, (size + bs - 1) / bs);
 	/* The old version is gone from the cache: pinned reads of it fail. */
 	ck_assert_int_eq(cread("k", 0, buf, 100, v1.etag), -ESTALE);
@@ -344,7 +208,7 @@ START_TEST(test_overwrite_invalidates)
 	ck_assert_int_eq(backend_copy(g_cache, "src", "dst", &v2), 0);
 	ck_assert_int_eq(cread("dst", 0, buf, 3000, v1.etag), -ESTALE);
 	ck_assert_int_eq(cread("dst", 0, buf, 3000, NULL), 3000);
-	ck_assert_uint_eq(check_pat(buf, 3000, 3, 0), 3000);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, 3000, 3), 3000);
 	cache_debug_check(g_cache);
 	free(buf);
 }
@@ -368,7 +232,7 @@ START_TEST(test_rename_invalidates)
 	ck_assert_int_eq(cread("a", 0, buf, 3000, a.etag), -ENOENT);
 	ck_assert_int_eq(cread("b", 0, buf, 3000, b.etag), -ESTALE);
 	ck_assert_int_eq(cread("b", 0, buf, 3000, NULL), 3000);
-	ck_assert_uint_eq(check_pat(buf, 3000, 20, 0), 3000);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, 3000, 20), 3000);
 	cache_debug_check(g_cache);
 }
 END_TEST
@@ -390,7 +254,7 @@ static void *flight_reader(void *p)
 	pthread_barrier_wait(a->start);
 	a->ret = cread("one", 70 * KIB, buf, sizeof(buf), a->etag);
 	if (a->ret == (ssize_t)sizeof(buf))
-		a->bad = check_pat(buf, sizeof(buf), 5, 70 * KIB) != sizeof(buf);
+		a->bad = tm_pattern_check(buf, 70 * KIB, sizeof(buf), 5) != sizeof(buf);
 	return NULL;
 }
 
@@ -452,7 +316,7 @@ START_TEST(test_failure_not_cached)
 
 	stack(64 * KIB, MIB);
 	put_pat("f", 1000, 6, &st);
-	__atomic_store_n(&g_slow->fail_next, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_slow->fail_count, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&g_slow->delay_ms, 100, __ATOMIC_RELAXED);
 	for (int i = 0; i < 4; i++) {
 		a[i] = (struct fail_arg){.etag = st.etag};
@@ -467,7 +331,7 @@ START_TEST(test_failure_not_cached)
 
 	__atomic_store_n(&g_slow->delay_ms, 0, __ATOMIC_RELAXED);
 	ck_assert_int_eq(cread("f", 0, buf, sizeof(buf), st.etag), 100);
-	ck_assert_uint_eq(check_pat(buf, 100, 6, 0), 100);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, 100, 6), 100);
 	ck_assert_int_eq(__atomic_load_n(&g_slow->reads, __ATOMIC_RELAXED), 2);
 	ck_assert_uint_eq(cstats().bytes_cached, 1000);
 
@@ -516,8 +380,9 @@ START_TEST(test_boundaries)
 					ck_assert_msg(n == want,
 					              "size %zu off %llu len %zu: got %zd want %zd",
 					              size, (unsigned long long)off, len, n, want);
-					ck_assert_uint_eq(check_pat(buf, (size_t)n, 7 + si, off),
-					                  (size_t)n);
+					ck_assert_uint_eq(
+					    tm_pattern_check(buf, off, (size_t)n, 7 + si),
+					    (size_t)n);
 					if (n >= 0 && (size_t)n < 64 * KIB)
 						ck_assert_int_eq(buf[n], 0xAA);
 				}
@@ -583,33 +448,10 @@ static void *pressure_reader(void *p)
 		size_t want = size - off < len ? (size_t)(size - off) : len;
 		ssize_t n = cread("p", off, buf, len, i % 3 ? a->etag : NULL);
 
-		if (n != (ssize_t)want || check_pat(buf, want, 9, off) != want)
+		if (n != (ssize_t)want || tm_pattern_check(buf, off, want, 9) != want)
 			a->errors++;
 	}
 	free(buf);
-	return NULL;
-}
-
-struct sampler_arg {
-	volatile int stop; /* atomic */
-	uint64_t max_cached;
-	int samples;
-};
-
-static void *sampler(void *p)
-{
-	struct sampler_arg *a = p;
-
-	while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
-		struct cache_stats s;
-
-		cache_get_stats(g_cache, &s);
-		if (s.bytes_cached > a->max_cached)
-			a->max_cached = s.bytes_cached;
-		cache_debug_check(g_cache); /* aborts on a broken invariant */
-		a->samples++;
-		sleep_ms(1);
-	}
 	return NULL;
 }
 
@@ -636,7 +478,7 @@ START_TEST(test_buffers_reused)
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t off = 0; off < size; off += bs) {
 			ck_assert_int_eq(cread("s", off, buf, bs, st.etag), (ssize_t)bs);
-			ck_assert_uint_eq(check_pat(buf, bs, 5, off), bs);
+			ck_assert_uint_eq(tm_pattern_check(buf, off, bs, 5), bs);
 			cache_debug_check(g_cache);
 		}
 	}
@@ -684,7 +526,7 @@ START_TEST(test_read_ref)
 		ck_assert_ptr_eq(ref.owner, g_cache);
 		ck_assert_uint_le(ref.n, 4);
 		ck_assert_uint_eq(ref_flatten(&ref, buf), want);
-		ck_assert_uint_eq(check_pat(buf, want, 21, off), want);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, want, 21), want);
 		ck_assert_uint_eq(got.size, size);
 		backend_release_ref(&ref);
 		cache_debug_check(g_cache);
@@ -706,11 +548,11 @@ START_TEST(test_read_ref)
 	n = g_cache->ops->read_ref(g_cache, "z", 5 * bs, bs, st.etag, &ref, NULL);
 	ck_assert_int_eq(n, -ENOBUFS); /* nothing left to evict */
 	ck_assert_int_eq(cread("z", 5 * bs, buf, bs, st.etag), (ssize_t)bs); /* read() copes */
-	ck_assert_uint_eq(check_pat(buf, bs, 21, 5 * bs), bs);
+	ck_assert_uint_eq(tm_pattern_check(buf, 5 * bs, bs, 21), bs);
 	put_pat("z", size, 22, &v2);
 	for (int i = 0; i < 4; i++) {
 		ck_assert_uint_eq(ref_flatten(&held[i], buf), bs);
-		ck_assert_uint_eq(check_pat(buf, bs, 21, (uint64_t)i * bs), bs);
+		ck_assert_uint_eq(tm_pattern_check(buf, (uint64_t)i * bs, bs, 21), bs);
 		backend_release_ref(&held[i]);
 	}
 	cache_debug_check(g_cache);
@@ -718,7 +560,7 @@ START_TEST(test_read_ref)
 	n = g_cache->ops->read_ref(g_cache, "z", 0, 2 * bs, v2.etag, &ref, NULL);
 	ck_assert_int_eq(n, (ssize_t)(2 * bs));
 	ck_assert_uint_eq(ref_flatten(&ref, buf), 2 * bs);
-	ck_assert_uint_eq(check_pat(buf, 2 * bs, 22, 0), 2 * bs);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, 2 * bs, 22), 2 * bs);
 	backend_release_ref(&ref);
 	free(buf);
 }
@@ -729,7 +571,7 @@ START_TEST(test_budget_pressure)
 {
 	const size_t bs = 16 * KIB;
 	struct pressure_arg a[PRESSURE_THREADS];
-	struct sampler_arg sa = {0};
+	struct testbe_sampler sa = {0};
 	pthread_t th[PRESSURE_THREADS], sth;
 	struct backend_stat st;
 	struct cache_stats s;
@@ -737,7 +579,8 @@ START_TEST(test_budget_pressure)
 	stack(bs, 4 * bs);
 	put_pat("p", PRESSURE_BLOCKS * bs, 9, &st);
 	__atomic_store_n(&g_slow->delay_ms, 1, __ATOMIC_RELAXED);
-	ck_assert_int_eq(pthread_create(&sth, NULL, sampler, &sa), 0);
+	sa.cache = g_cache;
+	ck_assert_int_eq(pthread_create(&sth, NULL, testbe_sample_cache, &sa), 0);
 	for (int i = 0; i < PRESSURE_THREADS; i++) {
 		a[i] = (struct pressure_arg){.etag = st.etag, .seed = 1000u + (unsigned)i};
 		ck_assert_int_eq(pthread_create(&th[i], NULL, pressure_reader, &a[i]), 0);
@@ -801,18 +644,18 @@ START_TEST(test_invalidate_during_fetch)
 	/* Wait until the first block's bytes (v1) are fetched but not delivered. */
 	for (int i = 0; __atomic_load_n(&g_slow->done_reads, __ATOMIC_ACQUIRE) == 0; i++) {
 		ck_assert_int_lt(i, 5000);
-		sleep_ms(1);
+		testbe_sleep_ms(1);
 	}
 	put_pat("r", size, 12, &v2);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	ck_assert_int_eq(a.ret, (ssize_t)size);
-	v1_ok = check_pat(a.buf, size, 11, 0) == size;
-	v2_ok = check_pat(a.buf, size, 12, 0) == size;
+	v1_ok = tm_pattern_check(a.buf, 0, size, 11) == size;
+	v2_ok = tm_pattern_check(a.buf, 0, size, 12) == size;
 	ck_assert_msg(v1_ok || v2_ok, "the racing reader got a mix of versions");
 
 	__atomic_store_n(&g_slow->delay_ms, 0, __ATOMIC_RELAXED);
 	ck_assert_int_eq(backend_read_full(g_cache, "r", 0, buf, size, NULL), (ssize_t)size);
-	ck_assert_uint_eq(check_pat(buf, size, 12, 0), size);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, size, 12), size);
 	for (size_t i = 0; i < size / bs; i++)
 		ck_assert_int_eq(cread("r", i * bs, buf, 10, v1.etag), -ESTALE);
 	ck_assert_uint_le(cstats().bytes_cached, size);
@@ -826,8 +669,6 @@ int main(void)
 {
 	Suite *s = suite_create("cache");
 	TCase *tc = tcase_create("cache");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
@@ -844,10 +685,5 @@ int main(void)
 	tcase_add_test(tc, test_read_ref);
 	tcase_add_test(tc, test_invalidate_during_fetch);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

@@ -53,6 +53,7 @@
 
 #include "log.h"
 #include "s3/creds.h"
+#include "suites.h"
 
 extern char **environ;
 
@@ -1738,15 +1739,10 @@ static Suite *creds_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	sr = srunner_create(creds_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = suites_run(creds_suite());
 	curl_global_cleanup();
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,10 +1,10 @@
 /*
  * check_diskcache.c - the disk block cache layer (backends/diskcache.c).
  *
- * The stack under test is diskcache -> borrow -> mem.  "borrow" is a tiny
- * layer defined here that forwards to a mem backend it does not own (so
- * the mem store outlives a destroy of the disk cache: a "remount" is
- * destroy + create on the same directory) and, on request, sleeps after
+ * The stack under test is diskcache -> borrow -> mem.  "borrow" is the
+ * test layer of tests/support/testbe.h over a mem backend it does not own
+ * (so the mem store outlives a destroy of the disk cache: a "remount" is
+ * destroy + create on the same directory); on request it sleeps after
  * each read so concurrent readers overlap.  The mem backend's counters
  * (mem_backend_get_stats) prove how many reads reached the store.  Each
  * test has its own scratch directory; the cache directory is made by the
@@ -13,6 +13,9 @@
 #include "backend.h"
 #include "diskcache.h"
 #include "mem.h"
+#include "mount.h"
+#include "suites.h"
+#include "testbe.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -33,87 +36,10 @@
 #define KIB 1024u
 #define BS  (64 * KIB)
 
-/* --- the borrowing test layer -------------------------------------------- */
-
-struct borrow {
-	struct backend base;
-	struct backend *inner; /* not owned */
-	int delay_ms;          /* atomic; sleep after each read */
-};
-
-static struct borrow *borrow_of(struct backend *b)
-{
-	return (struct borrow *)b;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
-static int borrow_stat(struct backend *b, const char *key, struct backend_stat *st)
-{
-	return borrow_of(b)->inner->ops->stat(borrow_of(b)->inner, key, st);
-}
-
-static ssize_t borrow_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                           const char *etag, struct backend_stat *st)
-{
-	struct borrow *w = borrow_of(b);
-	ssize_t n = w->inner->ops->read(w->inner, key, off, dst, len, etag, st);
-
-	sleep_ms(__atomic_load_n(&w->delay_ms, __ATOMIC_RELAXED));
-	return n;
-}
-
-static int borrow_save(struct backend *b, const char *key, const struct backend_source *src,
-                       const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	return borrow_of(b)->inner->ops->save(borrow_of(b)->inner, key, src, attrs, st);
-}
-
-static int borrow_remove(struct backend *b, const char *key)
-{
-	return borrow_of(b)->inner->ops->remove(borrow_of(b)->inner, key);
-}
-
-static int borrow_list(struct backend *b, const char *prefix, char delimiter,
-                       const char *start_after, const char *token, size_t max_keys,
-                       struct backend_list *out)
-{
-	return borrow_of(b)->inner->ops->list(borrow_of(b)->inner, prefix, delimiter, start_after,
-	                                      token, max_keys, out);
-}
-
-static int borrow_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
-{
-	return borrow_of(b)->inner->ops->copy(borrow_of(b)->inner, src, dst, st);
-}
-
-static void borrow_destroy(struct backend *b)
-{
-	free(b);
-}
-
-static const struct backend_ops borrow_ops = {
-    .abi_version = BACKEND_ABI_VERSION,
-    .name = "borrow",
-    .stat = borrow_stat,
-    .read = borrow_read,
-    .save = borrow_save,
-    .remove = borrow_remove,
-    .list = borrow_list,
-    .copy = borrow_copy,
-    .destroy = borrow_destroy,
-};
-
 /* --- fixture ------------------------------------------------------------ */
 
 static struct backend *g_mem;   /* the store; outlives the layer */
-static struct borrow *g_borrow; /* the layer's inner backend */
+static struct testbe *g_borrow; /* the layer's inner backend */
 static struct backend *g_dc;    /* the layer under test */
 static char g_tmp[512];         /* scratch directory of the test */
 static char g_dir[600];         /* the cache directory */
@@ -137,12 +63,10 @@ static void rm_rf(const char *path)
 static struct backend *open_dc(const char *dir, uint64_t max_bytes, int min_free)
 {
 	struct diskcache_opts o;
-	struct borrow *w = calloc(1, sizeof(*w));
+	struct testbe *w = testbe_create(g_mem, TESTBE_BORROW | TESTBE_COPY);
 	struct backend *b;
 
 	ck_assert_ptr_nonnull(w);
-	w->base.ops = &borrow_ops;
-	w->inner = g_mem;
 	diskcache_opts_init(&o);
 	o.dir = dir;
 	o.block_size = BS;
@@ -152,7 +76,7 @@ static struct backend *open_dc(const char *dir, uint64_t max_bytes, int min_free
 	if (b == NULL) {
 		int e = errno;
 
-		free(w);
+		backend_destroy(&w->base);
 		errno = e;
 		return NULL;
 	}
@@ -196,25 +120,12 @@ static void remount(uint64_t max_bytes)
 
 /* --- helpers ------------------------------------------------------------ */
 
-static unsigned char pat(unsigned seed, uint64_t off)
-{
-	uint64_t x = off * 0x9e3779b97f4a7c15ull + seed * 0x632be59bd9b4e019ull;
-
-	return (unsigned char)((x >> 29) ^ (x >> 47) ^ off);
-}
-
 /* Save size pattern bytes under key, straight into the store (bypassing the
  * layer) when direct, else through it. */
 static void put_pat(const char *key, size_t size, unsigned seed, int direct,
                     struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-
-	ck_assert_ptr_nonnull(buf);
-	for (size_t i = 0; i < size; i++)
-		buf[i] = pat(seed, i);
-	ck_assert_int_eq(backend_save_buffer(direct ? g_mem : g_dc, key, buf, size, st), 0);
-	free(buf);
+	ck_assert_int_eq(testbe_put_pattern(direct ? g_mem : g_dc, key, size, seed, st), 0);
 }
 
 /* Read [off, off + len) through the layer and check it against the
@@ -224,15 +135,14 @@ static ssize_t read_check(const char *key, uint64_t off, size_t len, uint64_t si
 {
 	unsigned char *buf = malloc(len ? len : 1);
 	ssize_t n;
-	size_t want = off >= size ? 0 : (size - off < len ? (size_t)(size - off) : len);
+	size_t want = off >= size ? 0 : (size - off < len ? (size_t)(size - off) : len), good;
 
 	ck_assert_ptr_nonnull(buf);
 	n = backend_read_full(g_dc, key, off, buf, len, etag);
 	ck_assert_msg(n == (ssize_t)want, "read %s at %" PRIu64 "+%zu: %zd, want %zu", key, off,
 	              len, n, want);
-	for (size_t i = 0; i < want; i++)
-		ck_assert_msg(buf[i] == pat(seed, off + i), "byte %" PRIu64 " of %s differs",
-		              off + i, key);
+	good = tm_pattern_check(buf, off, want, seed);
+	ck_assert_msg(good == want, "byte %" PRIu64 " of %s differs", off + good, key);
 	free(buf);
 	return n;
 }
@@ -658,9 +568,7 @@ static void *sf_reader(void *p)
 	unsigned char *buf = malloc(BS);
 	ssize_t n = backend_read_full(g_dc, "s", 100, buf, 1000, a->etag);
 
-	a->ok = n == 1000;
-	for (size_t i = 0; a->ok && i < 1000; i++)
-		a->ok = buf[i] == pat(13, 100 + i);
+	a->ok = n == 1000 && tm_pattern_check(buf, 100, 1000, 13) == 1000;
 	free(buf);
 	return NULL;
 }
@@ -717,11 +625,8 @@ static void *cr_reader(void *p)
 			a->errors++;
 			continue;
 		}
-		for (size_t j = 0; j < want; j++)
-			if (buf[j] != pat(16, off + j)) {
-				a->errors++;
-				break;
-			}
+		if (tm_pattern_check(buf, off, want, 16) != want)
+			a->errors++;
 	}
 	free(buf);
 	return NULL;
@@ -852,8 +757,6 @@ int main(void)
 {
 	Suite *s = suite_create("diskcache");
 	TCase *tc = tcase_create("diskcache");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -870,10 +773,5 @@ int main(void)
 	tcase_add_test(tc, test_boundaries);
 	tcase_add_test(tc, test_stats_op);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

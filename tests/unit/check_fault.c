@@ -13,6 +13,7 @@
 
 #include "fault.h"
 #include "mem.h"
+#include "suites.h"
 
 static struct backend *g_mem, *g_f;
 
@@ -167,8 +168,6 @@ int main(void)
 {
 	Suite *s = suite_create("fault");
 	TCase *tc = tcase_create("fault");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_count_and_ops);
@@ -176,9 +175,5 @@ int main(void)
 	tcase_add_test(tc, test_delay_and_invalid);
 	tcase_add_test(tc, test_options);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "inode.h"
+#include "suites.h"
 
 static struct inode_table *t;
 
@@ -171,8 +172,6 @@ int main(void)
 {
 	Suite *s = suite_create("inode");
 	TCase *tc = tcase_create("table");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_keys);
@@ -183,10 +182,5 @@ int main(void)
 	tcase_add_test(tc, test_many_nodes_rehash);
 	tcase_add_test(tc, test_concurrent_link_forget);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

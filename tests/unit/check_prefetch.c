@@ -2,19 +2,23 @@
  * check_prefetch.c - the prefetch layer (backends/prefetch.c) and the
  * cache's prefetch op (backends/cache.c).
  *
- * The stack under test is prefetch -> cache -> slow -> mem.  "slow" is a
- * small layer defined here that forwards to mem and counts: every inner
- * read sleeps delay_ms (so a store with per-request latency is modelled and
- * parallel requests overlap), the highest number of reads in flight at once
- * is kept, reads starting at fail_off fail with -EIO fail_count times, and
- * reads longer than fail_longer (prefetches of several blocks) fail.
+ * The stack under test is prefetch -> cache -> slow -> mem.  "slow" is the
+ * test layer of tests/support/testbe.h; it forwards to mem and counts:
+ * every inner read sleeps delay_ms (so a store with per-request latency is
+ * modelled and parallel requests overlap), the highest number of reads in
+ * flight at once is kept, reads starting at fail_off fail with -EIO
+ * fail_count times, and reads longer than fail_longer (prefetches of
+ * several blocks) fail.
  * Counts are asserted, never timings.  Every case ends with the cache's
  * invariant check.
  */
 #include "backend.h"
 #include "cache.h"
 #include "mem.h"
+#include "mount.h"
 #include "prefetch.h"
+#include "suites.h"
+#include "testbe.h"
 
 #include <check.h>
 #include <errno.h>
@@ -28,105 +32,10 @@
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
-/* --- the slow, counting test layer -------------------------------------- */
-
-struct slow {
-	struct backend base;
-	struct backend *inner; /* owned */
-	int delay_ms;          /* atomic; sleep in each read */
-	uint64_t fail_off;     /* atomic; reads starting here fail ... */
-	int fail_count;        /* atomic; ... this many times */
-	size_t fail_longer;    /* atomic; reads longer than this fail (0: none) */
-	int reads;             /* atomic; read calls */
-	int empty_reads;       /* atomic; of those, answered with nothing (past the end) */
-	int in_flight;         /* atomic */
-	int max_in_flight;     /* atomic */
-};
-
-static struct slow *slow_of(struct backend *b)
-{
-	return (struct slow *)b;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
-static int slow_stat(struct backend *b, const char *key, struct backend_stat *st)
-{
-	return slow_of(b)->inner->ops->stat(slow_of(b)->inner, key, st);
-}
-
-static ssize_t slow_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                         const char *etag, struct backend_stat *st)
-{
-	struct slow *s = slow_of(b);
-	int now = __atomic_add_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
-	int max = __atomic_load_n(&s->max_in_flight, __ATOMIC_RELAXED);
-	ssize_t n;
-
-	while (now > max && !__atomic_compare_exchange_n(&s->max_in_flight, &max, now, 0,
-	                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-	__atomic_add_fetch(&s->reads, 1, __ATOMIC_RELAXED);
-	sleep_ms(__atomic_load_n(&s->delay_ms, __ATOMIC_RELAXED));
-	if (off == __atomic_load_n(&s->fail_off, __ATOMIC_RELAXED) &&
-	    __atomic_sub_fetch(&s->fail_count, 1, __ATOMIC_RELAXED) >= 0)
-		n = -EIO;
-	else if (__atomic_load_n(&s->fail_longer, __ATOMIC_RELAXED) != 0 &&
-	         len > __atomic_load_n(&s->fail_longer, __ATOMIC_RELAXED))
-		n = -EIO;
-	else
-		n = s->inner->ops->read(s->inner, key, off, dst, len, etag, st);
-	if (n == 0 && len > 0)
-		__atomic_add_fetch(&s->empty_reads, 1, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
-	return n;
-}
-
-static int slow_save(struct backend *b, const char *key, const struct backend_source *src,
-                     const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	return slow_of(b)->inner->ops->save(slow_of(b)->inner, key, src, attrs, st);
-}
-
-static int slow_remove(struct backend *b, const char *key)
-{
-	return slow_of(b)->inner->ops->remove(slow_of(b)->inner, key);
-}
-
-static int slow_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
-                     const char *token, size_t max_keys, struct backend_list *out)
-{
-	return slow_of(b)->inner->ops->list(slow_of(b)->inner, prefix, delimiter, start_after,
-	                                    token, max_keys, out);
-}
-
-static void slow_destroy(struct backend *b)
-{
-	backend_destroy(slow_of(b)->inner);
-	free(b);
-}
-
-static const struct backend_ops slow_ops = {
-    .abi_version = BACKEND_ABI_VERSION,
-    .name = "slow",
-    .stat = slow_stat,
-    .read = slow_read,
-    .save = slow_save,
-    .remove = slow_remove,
-    .list = slow_list,
-    .destroy = slow_destroy,
-};
-
 /* --- fixture ------------------------------------------------------------ */
 
 static struct backend *g_mem;   /* bottom of the stack */
-static struct slow *g_slow;     /* over g_mem */
+static struct testbe *g_slow;   /* over g_mem */
 static struct backend *g_cache; /* over g_slow */
 static struct backend *g_top;   /* prefetch over g_cache, or g_cache itself */
 
@@ -144,11 +53,8 @@ static void stack(size_t bs, uint64_t budget, size_t part, int with_prefetch)
 	co.part_size = part;
 	g_mem = mem_backend_create();
 	ck_assert_ptr_nonnull(g_mem);
-	g_slow = calloc(1, sizeof(*g_slow));
+	g_slow = testbe_create(g_mem, 0);
 	ck_assert_ptr_nonnull(g_slow);
-	g_slow->base.ops = &slow_ops;
-	g_slow->inner = g_mem;
-	g_slow->fail_off = UINT64_MAX;
 	g_cache = cache_create(&g_slow->base, &co);
 	ck_assert_ptr_nonnull(g_cache);
 	g_top = g_cache;
@@ -189,49 +95,17 @@ static int slow_reads(void)
 	return __atomic_load_n(&g_slow->reads, __ATOMIC_RELAXED);
 }
 
-/* Word w of pattern seed: cheap, no short period. */
-static uint64_t pat_word(uint64_t seed, uint64_t w)
-{
-	uint64_t x = (w + 1) * 0x9E3779B97F4A7C15ull ^ (seed + 1) * 0xBF58476D1CE4E5B9ull;
-
-	x ^= x >> 31;
-	x *= 0x94D049BB133111EBull;
-	return x ^ (x >> 29);
-}
-
-static unsigned char pat(uint64_t seed, uint64_t i)
-{
-	return (unsigned char)(pat_word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-/* Index of the first byte of buf that is not pattern seed at off, or len. */
-static size_t check_pat(const void *buf, size_t len, uint64_t seed, uint64_t off)
-{
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(seed, off + i))
-			return i;
-	return len;
-}
-
 /* Save size bytes of pattern seed under key, through the stack. */
-static void put_pat(const char *key, size_t size, uint64_t seed, struct backend_stat *st)
+static void put_pat(const char *key, size_t size, uint32_t seed, struct backend_stat *st)
 {
-	unsigned char *buf = malloc(size ? size : 1);
-	int ret;
+	int ret = testbe_put_pattern(g_top, key, size, seed, st);
 
-	ck_assert_ptr_nonnull(buf);
-	for (size_t i = 0; i < size; i++)
-		buf[i] = pat(seed, i);
-	ret = backend_save_buffer(g_top, key, buf, size, st);
 	ck_assert_msg(ret == 0, "save %s: %s", key, strerror(-ret));
-	free(buf);
 }
 
 /* Read [off, off + len) of key through the top and check it against the
  * pattern (clipped to size). */
-static void read_check(const char *key, uint64_t size, uint64_t seed, uint64_t off, size_t len,
+static void read_check(const char *key, uint64_t size, uint32_t seed, uint64_t off, size_t len,
                        const char *etag)
 {
 	static unsigned char buf[4 * MIB];
@@ -242,7 +116,7 @@ static void read_check(const char *key, uint64_t size, uint64_t seed, uint64_t o
 	n = g_top->ops->read(g_top, key, off, buf, len, etag, NULL);
 	ck_assert_msg(n == (ssize_t)want, "read %s at %llu len %zu: %zd, want %zu", key,
 	              (unsigned long long)off, len, n, want);
-	ck_assert_msg(check_pat(buf, want, seed, off) == want, "wrong bytes at %llu",
+	ck_assert_msg(tm_pattern_check(buf, off, want, seed) == want, "wrong bytes at %llu",
 	              (unsigned long long)off);
 }
 
@@ -262,7 +136,7 @@ static void wait_quiet(void)
 		            ? still + 1
 		            : 0;
 		last = now;
-		sleep_ms(5);
+		testbe_sleep_ms(5);
 	}
 }
 
@@ -320,7 +194,7 @@ START_TEST(test_destroy_while_prefetching)
 	put_pat("d", 4 * MIB, 3, &st);
 	__atomic_store_n(&g_slow->delay_ms, 30, __ATOMIC_RELAXED);
 	ck_assert_int_eq(g_cache->ops->prefetch(g_cache, "d", st.etag, 0, 4 * MIB), 0);
-	sleep_ms(10);
+	testbe_sleep_ms(10);
 	backend_destroy(g_top);
 	g_top = NULL;
 }
@@ -500,7 +374,7 @@ static void *first_read(void *p)
 	unsigned char *buf = malloc(MIB);
 
 	a->n = buf == NULL ? -ENOMEM : g_top->ops->read(g_top, "end", 0, buf, MIB, a->etag, NULL);
-	a->good = a->n > 0 ? check_pat(buf, (size_t)a->n, 13, 0) : 0;
+	a->good = a->n > 0 ? tm_pattern_check(buf, 0, (size_t)a->n, 13) : 0;
 	free(buf);
 	return NULL;
 }
@@ -520,7 +394,7 @@ START_TEST(test_no_window_before_size)
 	a.etag = st.etag;
 	__atomic_store_n(&g_slow->delay_ms, 200, __ATOMIC_RELAXED);
 	ck_assert_int_eq(pthread_create(&th, NULL, first_read, &a), 0);
-	sleep_ms(50);
+	testbe_sleep_ms(50);
 	read_check("end", size, 13, MIB, MIB, st.etag); /* follows on, size unknown */
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	ck_assert_int_eq(a.n, (ssize_t)MIB);
@@ -557,35 +431,12 @@ START_TEST(test_reordered_readahead)
 }
 END_TEST
 
-struct sampler_arg {
-	int stop; /* atomic */
-	uint64_t max_cached;
-	int samples;
-};
-
-static void *sampler(void *p)
-{
-	struct sampler_arg *a = p;
-
-	while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
-		struct cache_stats s;
-
-		cache_get_stats(g_cache, &s);
-		if (s.bytes_cached > a->max_cached)
-			a->max_cached = s.bytes_cached;
-		cache_debug_check(g_cache); /* aborts on a broken invariant */
-		a->samples++;
-		sleep_ms(1);
-	}
-	return NULL;
-}
-
 /* A budget of 8 blocks, windows far larger: the bound holds, the bytes
  * are right, and prefetch holds back. */
 START_TEST(test_tiny_budget)
 {
 	const uint64_t size = 8 * MIB, bs = 64 * KIB;
-	struct sampler_arg sa = {0};
+	struct testbe_sampler sa = {0};
 	struct backend_stat st;
 	struct cache_stats s;
 	pthread_t th;
@@ -593,7 +444,8 @@ START_TEST(test_tiny_budget)
 	stack(bs, 8 * bs, 4 * bs, 1);
 	put_pat("t", size, 9, &st);
 	__atomic_store_n(&g_slow->delay_ms, 2, __ATOMIC_RELAXED);
-	ck_assert_int_eq(pthread_create(&th, NULL, sampler, &sa), 0);
+	sa.cache = g_cache;
+	ck_assert_int_eq(pthread_create(&th, NULL, testbe_sample_cache, &sa), 0);
 	for (int pass = 0; pass < 2; pass++)
 		for (uint64_t off = 0; off < size; off += 48 * KIB)
 			read_check("t", size, 9, off, 48 * KIB, pass ? NULL : st.etag);
@@ -732,8 +584,6 @@ int main(void)
 {
 	Suite *s = suite_create("prefetch");
 	TCase *tc = tcase_create("prefetch");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 120);
@@ -752,10 +602,5 @@ int main(void)
 	tcase_add_test(tc, test_many_streams);
 	tcase_add_test(tc, test_stats_op);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(s);
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "s3/s3xml.h"
+#include "suites.h"
 
 #define S3NS    "http://s3.amazonaws.com/doc/2006-03-01/"
 #define XMLDECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -1512,15 +1513,10 @@ static Suite *s3xml_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	xmlInitParser();
-	sr = srunner_create(s3xml_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = suites_run(s3xml_suite());
 	xmlCleanupParser();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

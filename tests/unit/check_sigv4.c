@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "s3/sigv4.h"
+#include "suites.h"
 
 /* ------------------------------------------------------------------------ */
 /* Vector cases that do not apply to S3                                     */
@@ -1320,15 +1321,10 @@ static Suite *sigv4_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	scan_vectors();
-	sr = srunner_create(sigv4_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = suites_run(sigv4_suite());
 	for (size_t i = 0; i < n_cases; i++)
 		free(cases[i]);
 	free(cases);
