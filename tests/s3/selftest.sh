@@ -131,6 +131,41 @@ check "20 MB multipart upload + download round trip" cmp -s "$work/big" "$work/b
 check "multipart upload used CreateMultipartUpload/UploadPart/Complete" \
     node -e 'const o=JSON.parse(process.argv[1]).ops; if(!(o.CreateMultipartUpload>=1&&o.UploadPart>=3&&o.CompleteMultipartUpload>=1)) process.exit(1)' "$(ctl GET /counters)"
 
+# CompleteMultipartUpload as S3 checks it, and S3's multipart ETag
+head -c $((5 * 1024 * 1024)) /dev/urandom >"$work/p1"
+head -c 1000 /dev/urandom >"$work/p2"
+mpu() { # mpu KEY: start an upload of KEY with parts p1 then p2; prints the id
+    local id
+    id=$(aws s3api create-multipart-upload --bucket data --key "$1" --query UploadId --output text 2>/dev/null)
+    aws s3api upload-part --bucket data --key "$1" --upload-id "$id" --part-number 1 --body "$work/${2:-p1}" >/dev/null 2>&1
+    aws s3api upload-part --bucket data --key "$1" --upload-id "$id" --part-number 2 --body "$work/p2" >/dev/null 2>&1
+    echo "$id"
+}
+parts() { # parts ETAG1 ETAG2
+    echo "{\"Parts\":[{\"PartNumber\":1,\"ETag\":\"$1\"},{\"PartNumber\":2,\"ETag\":\"$2\"}]}"
+}
+e1=$(md5sum <"$work/p1" | cut -d' ' -f1) e2=$(md5sum <"$work/p2" | cut -d' ' -f1)
+id=$(mpu mp/ok)
+aws s3api complete-multipart-upload --bucket data --key mp/ok --upload-id "$id" \
+    --multipart-upload "$(parts "$e1" "$e2")" >/dev/null 2>&1
+want=$(node -e 'const c = require("crypto"), fs = require("fs");
+  const d = process.argv.slice(1).map(f => c.createHash("md5").update(fs.readFileSync(f)).digest());
+  console.log(c.createHash("md5").update(Buffer.concat(d)).digest("hex") + "-" + d.length);' \
+  "$work/p1" "$work/p2")
+got=$(aws s3api head-object --bucket data --key mp/ok --query ETag --output text 2>&1 | tr -d '"')
+check "multipart ETag is the MD5 of the parts' MD5s, then -2 ($got)" test "$got" = "$want"
+aws s3api get-object --bucket data --key mp/ok "$work/got" >/dev/null 2>&1
+check "...and the object is the parts in order" cmp -s "$work/got" <(cat "$work/p1" "$work/p2")
+id=$(mpu mp/badtag)
+out=$(aws s3api complete-multipart-upload --bucket data --key mp/badtag --upload-id "$id" \
+    --multipart-upload "$(parts "$e1" 0123456789abcdef0123456789abcdef)" 2>&1)
+check "a listed ETag that is not the part's -> InvalidPart" grep -q InvalidPart <<<"$out"
+id=$(mpu mp/small p2)
+out=$(aws s3api complete-multipart-upload --bucket data --key mp/small --upload-id "$id" \
+    --multipart-upload "$(parts "$e2" "$e2")" 2>&1)
+check "a part under 5 MiB before the last -> EntityTooSmall" grep -q EntityTooSmall <<<"$out"
+check "...and no object was made" bash -c "! aws s3api head-object --bucket data --key mp/small >/dev/null 2>&1"
+
 aws s3api copy-object --bucket data --copy-source data/plain/obj.bin --key plain/copy.bin >/dev/null 2>&1
 aws s3api get-object --bucket data --key plain/copy.bin "$work/got" >/dev/null 2>&1
 check "copy-object" cmp -s "$work/obj" "$work/got"
