@@ -69,6 +69,8 @@ struct chunkfs {
 	pthread_once_t tune_once;         /* readahead is set at the first open */
 	struct chunkfs_counters counters; /* updated with stats_add() */
 	int forced_exit;                  /* atomic: shutdown cut open files off */
+	int draining;                     /* atomic: a signal detached the mount */
+	unsigned kept_at_exit;            /* atomic: stages left unsaved at the end */
 	struct fuse_session *se;          /* set once the session exists */
 	struct pagefill_set fills;        /* pagefill.c */
 };

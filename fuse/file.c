@@ -560,9 +560,11 @@ void file_stage_shutdown(struct chunkfs *fs, struct node *node, int save)
 	if (node->stage != NULL) {
 		if (node->stage->dirty && !node->unlinked)
 			keep = save ? file_save(fs, node) < 0 : 1;
-		if (keep)
+		if (keep) {
 			log_error("unsaved data of a file open at shutdown kept in %s",
 			          node->stage->path);
+			__atomic_fetch_add(&fs->kept_at_exit, 1, __ATOMIC_RELAXED);
+		}
 		stage_free(node->stage, keep);
 		node->stage = NULL;
 	}

@@ -626,9 +626,17 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_set_max_threads(loop_cfg, opts->max_threads);
 	fuse_loop_cfg_set_idle_threads(loop_cfg, opts->max_threads / 2 + 1);
 	ret = fuse_session_loop_mt(se, loop_cfg);
-	if (ret != 0)
+	if ((ret == ECONNABORTED || ret == -ECONNABORTED) &&
+	    __atomic_load_n(&fs->draining, __ATOMIC_ACQUIRE)) {
+		/* After our lazy unmount the kernel may end the connection
+		 * this way rather than with ENODEV: the end we asked for.
+		 * Whether anything was left unsaved is counted below. */
+		log_info("the kernel closed the connection of %s after the unmount", mnt);
+		ret = 0;
+	} else if (ret != 0) {
 		log_error("the FUSE session of %s ended with an error: %s", mnt,
 		          strerror(ret < 0 ? -ret : ret));
+	}
 	/* Cut off open files (second signal, shutdown_timeout): not a clean end. */
 	ret = ret == 0 && !__atomic_load_n(&fs->forced_exit, __ATOMIC_ACQUIRE) ? 0 : 1;
 	fuse_loop_cfg_destroy(loop_cfg);
@@ -640,7 +648,9 @@ out_unmount:
 	fuse_session_unmount(se);
 	pagefill_shutdown(fs); /* stores fail now: nothing can block them */
 out_session:
-	fuse_session_destroy(se);
+	fuse_session_destroy(se); /* runs the destroy op if the kernel did not */
+	if (__atomic_load_n(&fs->kept_at_exit, __ATOMIC_RELAXED) > 0)
+		ret = 1; /* data left in staging is not a clean end */
 out:
 	metrics_stop(metrics);
 	chunkfs_destroy(fs);

@@ -154,6 +154,8 @@ static void *shutdown_main(void *arg)
 		ret = 0; /* already unmounted: wait for the open files */
 	if (ret < 0)
 		log_error("cannot unmount %s: %s; stopping at once", s->mnt, strerror(-ret));
+	else
+		__atomic_store_n(&s->fs->draining, 1, __ATOMIC_RELEASE);
 	t0 = chunkfs_now();
 	while (ret == 0) {
 		sig = next_signal(s);
