@@ -4,6 +4,12 @@
 # raw PUT limit, against the test server (tests/s3) with BENCH_LATENCY_MS (20)
 # added before every response.  Prints ONE markdown table.
 #
+# A third column, "paced", writes the same bytes in 1 MiB writes at most
+# BENCH_PACE_MBPS (100) MB/s (bench/paced-write.js): a program producing its
+# output at a steady rate, as torch.save does while it serializes.  There
+# the best a filesystem can do is to have the upload done when the writer
+# is: BENCH_PACE_MBPS itself.
+#
 # Each cell is MB/s from the start of the command until the object is stored
 # whole on the server (HEAD shows its full size).  chunkfs and s3fs upload
 # before close() returns; rclone uploads after close, so the clock runs until
@@ -23,6 +29,7 @@
 #   BENCH_SIZE_MB=1024      size written
 #   BENCH_LATENCY_MS=20     latency the server adds before each response
 #   BENCH_TIMEOUT=600       bound on each timed step (seconds)
+#   BENCH_PACE_MBPS=100     the paced writer's rate (0: no paced column)
 #   CHUNKFS=PATH            binary (default ./chunkfs, built with make if missing)
 #   CHUNKFS_OPTS=LIST       extra -o options for chunkfs
 #   BENCH_TMPDIR=DIR        where the source file, parts and staging go
@@ -40,11 +47,12 @@ UNMOUNT_TRIES=20 UNMOUNT_PAUSE=0.5
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 LAT=${BENCH_LATENCY_MS:-20}
 TO=${BENCH_TIMEOUT:-600}
+PACE=${BENCH_PACE_MBPS:-100}
 PEERS=${BENCH_WRITE_PEERS:-chunkfs chunkfs-signed s3fs rclone raw}
 BUCKET=wbench
 MNT= DPID=
 
-case "$SIZE_MB$LAT$TO" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
+case "$SIZE_MB$LAT$TO$PACE" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
 [ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
 for t in curl node fusermount3 mountpoint timeout split; do
 	command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh bench)"
@@ -110,7 +118,7 @@ mount_peer() { # PEER
 	return 1
 }
 
-declare -A CP DD
+declare -A CP DD PACED
 run_write() { # PEER NAME COMMAND... -> sets REPLY to the cell
 	local peer=$1 name=$2 t0 secs rc
 	shift 2
@@ -135,19 +143,25 @@ for peer in chunkfs chunkfs-signed s3fs rclone; do
 	case $peer in
 	chunkfs*) ;;
 	*) command -v "$peer" >/dev/null || {
-		CP[$peer]="not installed" DD[$peer]="not installed"
+		CP[$peer]="not installed" DD[$peer]="not installed" PACED[$peer]="not installed"
 		continue
 	} ;;
 	esac
-	say "$peer: cp and dd bs=1M of $SIZE_MB MiB"
+	say "$peer: cp, dd bs=1M and paced writes of $SIZE_MB MiB"
 	if ! mount_peer "$peer"; then
-		CP[$peer]="mount failed" DD[$peer]="mount failed"
+		CP[$peer]="mount failed" DD[$peer]="mount failed" PACED[$peer]="mount failed"
 		continue
 	fi
 	run_write "$peer" cp.bin cp "$WORK/src.bin" "$MNT/cp.bin"
 	CP[$peer]=$REPLY
 	run_write "$peer" dd.bin dd if="$WORK/src.bin" of="$MNT/dd.bin" bs=1M
 	DD[$peer]=$REPLY
+	PACED[$peer]=-
+	if [ "$PACE" != 0 ]; then
+		run_write "$peer" paced.bin node "$REPO/bench/paced-write.js" "$WORK/src.bin" \
+			"$MNT/paced.bin" "$PACE"
+		PACED[$peer]=$REPLY
+	fi
 	bench_unmount "$MNT" "$DPID"
 done
 
@@ -189,11 +203,11 @@ ratio() { # CELL BASE
 echo
 echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end), MB/s until stored whole"
 echo
-echo "| writer | cp | dd bs=1M | cp vs raw | dd vs raw | cp vs s3fs | dd vs s3fs |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| writer | cp | dd bs=1M | paced $PACE MB/s | cp vs raw | dd vs raw | cp vs s3fs | dd vs s3fs | paced vs s3fs |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for peer in chunkfs chunkfs-signed s3fs rclone; do
 	want "$peer" || continue
-	echo "| $peer | ${CP[$peer]} | ${DD[$peer]} | $(ratio "${CP[$peer]}" "$RAW") | $(ratio "${DD[$peer]}" "$RAW") | $(ratio "${CP[$peer]}" "${CP[s3fs]:-}") | $(ratio "${DD[$peer]}" "${DD[s3fs]:-}") |"
+	echo "| $peer | ${CP[$peer]} | ${DD[$peer]} | ${PACED[$peer]} | $(ratio "${CP[$peer]}" "$RAW") | $(ratio "${DD[$peer]}" "$RAW") | $(ratio "${CP[$peer]}" "${CP[s3fs]:-}") | $(ratio "${DD[$peer]}" "${DD[s3fs]:-}") | $(ratio "${PACED[$peer]}" "${PACED[s3fs]:-}") |"
 done
-want raw && echo "| raw (curl multipart, 8 in flight) | $RAW | | | | | |"
+want raw && echo "| raw (curl multipart, 8 in flight) | $RAW | | | | | | | |"
 exit 0
