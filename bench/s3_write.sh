@@ -30,6 +30,7 @@
 #   BENCH_LATENCY_MS=20     latency the server adds before each response
 #   BENCH_TIMEOUT=600       bound on each timed step (seconds)
 #   BENCH_PACE_MBPS=100     the paced writer's rate (0: no paced column)
+#   BENCH_REPEAT=3          runs of every cell (the table shows the median)
 #   CHUNKFS=PATH            binary (default ./chunkfs, built with make if missing)
 #   CHUNKFS_OPTS=LIST       extra -o options for chunkfs
 #   BENCH_TMPDIR=DIR        where the source file, parts and staging go
@@ -48,11 +49,12 @@ SIZE_MB=${BENCH_SIZE_MB:-1024}
 LAT=${BENCH_LATENCY_MS:-20}
 TO=${BENCH_TIMEOUT:-600}
 PACE=${BENCH_PACE_MBPS:-100}
+REPS=${BENCH_REPEAT:-3}
 PEERS=${BENCH_WRITE_PEERS:-chunkfs chunkfs-signed s3fs rclone raw}
 BUCKET=wbench
 MNT= DPID=
 
-case "$SIZE_MB$LAT$TO$PACE" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
+case "$SIZE_MB$LAT$TO$PACE$REPS" in *[!0-9]*) die "BENCH_* sizes and times must be numbers" ;; esac
 [ "$SIZE_MB" -ge 16 ] || die "BENCH_SIZE_MB must be at least 16"
 for t in curl node fusermount3 mountpoint timeout split; do
 	command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh bench)"
@@ -118,10 +120,23 @@ mount_peer() { # PEER
 	return 1
 }
 
-declare -A CP DD PACED
+# Every cell starts from the same state: the last cell's dirty pages written
+# back and the page cache dropped (on this machine a cell that follows
+# gigabytes of writes pays for reclaiming them: the first cell of a run was
+# up to 1.6x faster), then the source read back into the cache.
+settle() {
+	sync
+	echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || say "cannot drop the page cache (not root?): cells are not independent"
+	cat "$WORK/src.bin" >/dev/null
+}
+
 run_write() { # PEER NAME COMMAND... -> sets REPLY to the cell
 	local peer=$1 name=$2 t0 secs rc
 	shift 2
+	# An earlier run's object would look stored at once (rclone uploads
+	# after close, and the clock waits for the object).
+	scurl -X DELETE "$S3_ENDPOINT/$BUCKET/$peer/$name" >/dev/null 2>&1
+	settle
 	t0=$(date +%s.%N)
 	timeout -k 10 "$TO" "$@" >/dev/null 2>"$WORK/cmd.err"
 	rc=$?
@@ -138,38 +153,66 @@ run_write() { # PEER NAME COMMAND... -> sets REPLY to the cell
 	REPLY="$(mbps "$secs")$(check_bytes "$peer/$name")"
 }
 
-for peer in chunkfs chunkfs-signed s3fs rclone; do
-	want "$peer" || continue
+# Results: each run's MB/s per (peer, kind), or what went wrong instead.
+declare -A VALS FLAGS
+record() { # PEER KIND REPLY
+	local k=$1/$2
+	case $3 in
+	*WRONG*) FLAGS[$k]="WRONG BYTES" ;;
+	[0-9]*) VALS[$k]="${VALS[$k]:-} $3" ;;
+	*) FLAGS[$k]=${FLAGS[$k]:-$3} ;;
+	esac
+}
+# The median of the runs, then their range: "126 (121-154)".
+cell() { # PEER KIND
+	local k=$1/$2
+	if [ -n "${FLAGS[$k]:-}" ]; then
+		echo "${FLAGS[$k]}"
+	elif [ -n "${VALS[$k]:-}" ]; then
+		tr ' ' '\n' <<<"${VALS[$k]}" | sed '/^$/d' | sort -n |
+			awk '{ v[NR] = $1 } END { m = v[int((NR + 1) / 2)]; if (NR > 1) printf "%s (%s-%s)\n", m, v[1], v[NR]; else print m }'
+	else
+		echo "-"
+	fi
+}
+
+measure_peer() { # PEER
+	local peer=$1
 	case $peer in
 	chunkfs*) ;;
 	*) command -v "$peer" >/dev/null || {
-		CP[$peer]="not installed" DD[$peer]="not installed" PACED[$peer]="not installed"
-		continue
+		record "$peer" cp "not installed"
+		record "$peer" dd "not installed"
+		record "$peer" paced "not installed"
+		return
 	} ;;
 	esac
-	say "$peer: cp, dd bs=1M and paced writes of $SIZE_MB MiB"
+	say "$peer: cp, dd bs=1M and paced writes of $SIZE_MB MiB (run $rep of $REPS)"
 	if ! mount_peer "$peer"; then
-		CP[$peer]="mount failed" DD[$peer]="mount failed" PACED[$peer]="mount failed"
-		continue
+		record "$peer" cp "mount failed"
+		record "$peer" dd "mount failed"
+		record "$peer" paced "mount failed"
+		return
 	fi
 	run_write "$peer" cp.bin cp "$WORK/src.bin" "$MNT/cp.bin"
-	CP[$peer]=$REPLY
+	record "$peer" cp "$REPLY"
 	run_write "$peer" dd.bin dd if="$WORK/src.bin" of="$MNT/dd.bin" bs=1M
-	DD[$peer]=$REPLY
-	PACED[$peer]=-
+	record "$peer" dd "$REPLY"
 	if [ "$PACE" != 0 ]; then
 		run_write "$peer" paced.bin node "$REPO/bench/paced-write.js" "$WORK/src.bin" \
 			"$MNT/paced.bin" "$PACE"
-		PACED[$peer]=$REPLY
+		record "$peer" paced "$REPLY"
 	fi
 	bench_unmount "$MNT" "$DPID"
-done
+}
 
-RAW=-
-if want raw; then
-	say "raw: multipart upload with curl, 8 parts in flight"
+measure_raw() {
+	local id n p t0 secs
+	say "raw: multipart upload with curl, 8 parts in flight (run $rep of $REPS)"
 	mkdir -p "$WORK/parts"
 	split -b 8M -d -a 5 "$WORK/src.bin" "$WORK/parts/p" || die "split failed"
+	settle
+	cat "$WORK"/parts/p* >/dev/null
 	t0=$(date +%s.%N)
 	id=$(scurl -X POST "$S3_ENDPOINT/$BUCKET/raw/raw.bin?uploads=" | sed -n 's:.*<UploadId>\(.*\)</UploadId>.*:\1:p')
 	: >"$WORK/parts.cfg"
@@ -190,24 +233,37 @@ if want raw; then
 	scurl -X POST --data-binary "@$WORK/complete.xml" "$S3_ENDPOINT/$BUCKET/raw/raw.bin?uploadId=$id" >/dev/null
 	secs=$(stored_after raw/raw.bin "$t0" 5)
 	if [ "$(wc -l <"$WORK/etags")" = "$n" ] && [ "$(stored_size raw/raw.bin)" = "$BYTES" ]; then
-		RAW="$(mbps "$secs")$(check_bytes raw/raw.bin)"
+		record raw cp "$(mbps "$secs")$(check_bytes raw/raw.bin)"
 	else
-		RAW=error
+		record raw cp error
 	fi
 	rm -rf "$WORK/parts"
-fi
+	# The next run's upload must not find this one's object already whole.
+	scurl -X DELETE "$S3_ENDPOINT/$BUCKET/raw/raw.bin" >/dev/null 2>&1
+}
+
+# Runs interleave the writers, so that the machine's slow and fast moments
+# fall on all of them alike.
+for rep in $(seq "$REPS"); do
+	for peer in chunkfs chunkfs-signed s3fs rclone; do
+		want "$peer" && measure_peer "$peer"
+	done
+	want raw && measure_raw
+done
+RAW=$(cell raw cp)
 
 ratio() { # CELL BASE
 	awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN { if (a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/ && b > 0) printf "%.2f", a / b; else printf "-" }'
 }
 echo
-echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end), MB/s until stored whole"
+echo "Writing $SIZE_MB MiB over S3 (tests/s3 server, $LAT ms added latency, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end), MB/s until stored whole: median of $REPS runs (range)"
 echo
 echo "| writer | cp | dd bs=1M | paced $PACE MB/s | cp vs raw | dd vs raw | cp vs s3fs | dd vs s3fs | paced vs s3fs |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for peer in chunkfs chunkfs-signed s3fs rclone; do
 	want "$peer" || continue
-	echo "| $peer | ${CP[$peer]} | ${DD[$peer]} | ${PACED[$peer]} | $(ratio "${CP[$peer]}" "$RAW") | $(ratio "${DD[$peer]}" "$RAW") | $(ratio "${CP[$peer]}" "${CP[s3fs]:-}") | $(ratio "${DD[$peer]}" "${DD[s3fs]:-}") | $(ratio "${PACED[$peer]}" "${PACED[s3fs]:-}") |"
+	c=$(cell "$peer" cp) d=$(cell "$peer" dd) p=$(cell "$peer" paced)
+	echo "| $peer | $c | $d | $p | $(ratio "$c" "$RAW") | $(ratio "$d" "$RAW") | $(ratio "$c" "$(cell s3fs cp)") | $(ratio "$d" "$(cell s3fs dd)") | $(ratio "$p" "$(cell s3fs paced)") |"
 done
 want raw && echo "| raw (curl multipart, 8 in flight) | $RAW | | | | | | | |"
 exit 0
