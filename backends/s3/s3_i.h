@@ -36,6 +36,7 @@ struct s3 {
 	uint64_t part_size;
 	uint64_t max_copy_size; /* larger objects are copied in parts */
 	unsigned concurrency;
+	unsigned bg_workers; /* atomic: streaming workers of all uploads (upload.c) */
 	struct http_pool *pool;
 	struct creds_provider *creds;
 	pthread_mutex_t stats_lock;

@@ -7,7 +7,11 @@
  * object; it is "valid" when the server holds it as the object will be:
  * sent from the bytes of its current generation, at the length the final
  * size gives it.  Workers (detached threads, at most upload_concurrency
- * per upload) take parts under u->lock and send them without it.
+ * per upload) take parts under u->lock and send them without it.  Workers
+ * started for background parts also count against a bound shared by all
+ * the backend's uploads (twice upload_concurrency), so many files written
+ * at once do not start a thread and a connection per part; parts that
+ * find no worker go at the save.
  *
  * Streaming: the writer says how far the bytes are final (ready) and what
  * it wrote again (changed, which bumps the generation of the parts it
@@ -80,6 +84,7 @@ struct s3_upload {
 	int stop;          /* abort: take no more parts */
 	int error;         /* first failure of the final round */
 	unsigned running;
+	unsigned bg_slots; /* of running: those holding a background slot */
 };
 
 static const struct backend_upload_ops stream_ops;
@@ -376,10 +381,23 @@ static void *worker(void *arg)
 			          i + 1, u->key, strerror(-ret));
 		}
 	}
+	if (u->bg_slots > 0) {
+		u->bg_slots--;
+		__atomic_fetch_sub(&u->s3->bg_workers, 1, __ATOMIC_RELAXED);
+	}
 	if (--u->running == 0)
 		pthread_cond_broadcast(&u->idle);
 	pthread_mutex_unlock(&u->lock);
 	return NULL;
+}
+
+/* A slot for one more background worker of any upload; 0: none free. */
+static int bg_slot_take(struct s3 *s3)
+{
+	if (__atomic_add_fetch(&s3->bg_workers, 1, __ATOMIC_RELAXED) <= 2 * s3->concurrency)
+		return 1;
+	__atomic_fetch_sub(&s3->bg_workers, 1, __ATOMIC_RELAXED);
+	return 0;
 }
 
 /* Start workers for the work there is, up to the concurrency.  Under lock. */
@@ -401,15 +419,24 @@ static void spawn_workers(struct s3_upload *u)
 	while (u->running < want && u->running < u->s3->concurrency) {
 		pthread_attr_t attr;
 		pthread_t t;
-		int ok;
+		int ok, slot = !u->final;
 
+		if (slot && !bg_slot_take(u->s3))
+			break;
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		u->running++;
+		u->bg_slots += (unsigned)slot;
 		ok = pthread_create(&t, &attr, worker, u) == 0;
 		pthread_attr_destroy(&attr);
+		if (ok) /* for ps and tests: the background ones are bounded */
+			pthread_setname_np(t, slot ? "upload-bg" : "upload");
 		if (!ok) {
 			u->running--;
+			if (slot) {
+				u->bg_slots--;
+				__atomic_fetch_sub(&u->s3->bg_workers, 1, __ATOMIC_RELAXED);
+			}
 			break;
 		}
 	}

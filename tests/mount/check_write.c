@@ -9,6 +9,7 @@
  * control port and count its requests.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -769,6 +770,113 @@ START_TEST(test_s3_stream_part_fails)
 }
 END_TEST
 
+/* Threads of the daemon named "upload-bg" (background part workers) now. */
+static int upload_threads(void)
+{
+	char path[64];
+	int n = 0;
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)m.pid);
+	d = opendir(path);
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char comm[32] = "", p2[PATH_MAX];
+		FILE *f;
+
+		snprintf(p2, sizeof(p2), "%s/%s/comm", path, e->d_name);
+		f = fopen(p2, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL && strcmp(comm, "upload-bg\n") == 0)
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+struct writer_arg {
+	int index;
+	const char *buf;
+	size_t len;
+	int ret;
+};
+
+static void *writer_thread(void *p)
+{
+	struct writer_arg *a = p;
+	char name[32];
+
+	int fd;
+
+	/* Written at once, then held open: its parts go in the background. */
+	snprintf(name, sizeof(name), "many-%d.bin", a->index);
+	fd = open(tm_path(m.mnt, name), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	a->ret = fd < 0 ? -1 : 0;
+	for (size_t done = 0; a->ret == 0 && done < a->len;) {
+		ssize_t n = write(fd, a->buf + done, a->len - done);
+
+		if (n <= 0)
+			a->ret = -1;
+		else
+			done += (size_t)n;
+	}
+	sleep(3);
+	if (fd >= 0 && close(fd) < 0)
+		a->ret = -1;
+	return NULL;
+}
+
+/*
+ * Six files streamed at once: the background part workers of all of them
+ * together stay within twice upload_concurrency (here 2: at most 4, where
+ * each file alone may start 2), and every file lands whole.
+ */
+START_TEST(test_s3_stream_many_files_bounded)
+{
+	enum { N = 6 };
+	size_t len = 64 << 20;
+	char *buf = malloc(len), name[32];
+	struct writer_arg args[N];
+	pthread_t t[N];
+	int most = 0, running = N, joined[N] = {0};
+
+	tm_pattern(buf, 0, len, 97);
+	mount_with("upload_concurrency=2");
+	store_control("POST", "/latency?ms=300", NULL); /* parts stay in flight a while */
+	for (int i = 0; i < N; i++) {
+		args[i] = (struct writer_arg){.index = i, .buf = buf, .len = len};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, writer_thread, &args[i]), 0);
+	}
+	while (running > 0) {
+		int n = upload_threads();
+
+		if (n > most)
+			most = n;
+		usleep(5000);
+		running = 0;
+		for (int i = 0; i < N; i++) {
+			if (!joined[i])
+				joined[i] = pthread_tryjoin_np(t[i], NULL) == 0;
+			running += !joined[i];
+		}
+	}
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(args[i].ret, 0);
+	fprintf(stderr, "note: at most %d background part workers at once\n", most);
+	ck_assert_msg(most >= 1, "no streaming worker was ever seen");
+	ck_assert_msg(most <= 4, "%d streaming workers at once, want at most 4", most);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "many-%d.bin", i);
+		stored_is(name, buf, len);
+	}
+	free(buf);
+}
+END_TEST
+
 /* Overwriting a few bytes of a large object fetches the blocks touched,
  * not the object, until the save needs the rest. */
 struct fsync_arg {
@@ -925,6 +1033,7 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_stream_rewrite_and_attrs);
 		tcase_add_test(tc, test_s3_stream_truncate_rename);
 		tcase_add_test(tc, test_s3_stream_part_fails);
+		tcase_add_test(tc, test_s3_stream_many_files_bounded);
 	}
 	suite_add_tcase(s, tc);
 	return s;
