@@ -30,23 +30,16 @@ static void setup(void)
 	ck_assert_int_eq(store_open(&st, STORE_S3, m.src), 0);
 }
 
-static int control(const char *method, const char *path);
-
 static void teardown(void)
 {
-	control("POST", "/latency?ms=0");
+	store_control("POST", "/latency?ms=0", NULL);
 	tm_stop(&m);
 	store_close(&st);
 }
 
 static void mount_with(const char *opts)
 {
-	char all[2048];
-
-	snprintf(all, sizeof(all), "%s%s%s", st.opts, st.opts[0] && opts ? "," : "",
-	         opts ? opts : "");
-	ck_assert_msg(tm_mount(&m, st.source, all[0] ? all : NULL) == 0,
-	              "mount failed; see %s/daemon.log", m.root);
+	ck_assert_msg(store_mount(&st, &m, opts) == 0, "mount failed; see %s/daemon.log", m.root);
 }
 
 static void put_pattern(const char *key, uint64_t size, uint32_t seed)
@@ -75,36 +68,6 @@ static long long stat_num(const char *group, const char *name)
 		out = json_integer_value(v);
 	json_decref(root);
 	return out;
-}
-
-/* A top-level number from the test server's counters, or -1. */
-static long long server_counter(const char *name)
-{
-	char cmd[1024], *text;
-	json_t *root;
-	long long n = -1;
-	size_t len;
-
-	snprintf(cmd, sizeof(cmd), "curl -sf '%s/counters' > '%s'",
-	         getenv("CHUNKFS_TEST_S3_CONTROL"), tm_path(m.root, "counters.json"));
-	if (system(cmd) != 0)
-		return -1;
-	text = tm_read_file(tm_path(m.root, "counters.json"), &len);
-	root = text ? json_loads(text, 0, NULL) : NULL;
-	if (root != NULL) {
-		json_t *v = json_object_get(root, name);
-
-		n = json_is_integer(v) ? json_integer_value(v) : 0;
-		json_decref(root);
-	}
-	free(text);
-	return n;
-}
-
-static int control(const char *method, const char *path)
-{
-	return tm_sh("curl -sf -X %s '%s%s' >/dev/null", method, getenv("CHUNKFS_TEST_S3_CONTROL"),
-	             path);
 }
 
 /* pread 4 KiB at count offsets of fd alternating between the two halves
@@ -173,10 +136,10 @@ START_TEST(test_random_reads_fill_page_cache)
 	              stat_num("pagefill", "started"));
 	ck_assert_int_eq(stat_num("pagefill", "stored_bytes"), (long long)size);
 	reads = stat_num("fuse", "reads");
-	gets = server_counter("GET");
+	gets = store_counter("GET", NULL);
 	whole_file_equals(fd, size, 41);
 	ck_assert_int_eq(stat_num("fuse", "reads"), reads);
-	ck_assert_int_eq(server_counter("GET"), gets);
+	ck_assert_int_eq(store_counter("GET", NULL), gets);
 	close(fd);
 
 	/* A new handle on the same version keeps the cache. */
@@ -204,7 +167,7 @@ START_TEST(test_local_copy_after_eviction)
 	scattered_reads(fd, size, 23, 8);
 	ck_assert_int_eq(wait_fills(1), 0);
 	ck_assert_int_eq(stat_num("pagefill", "local_copy_bytes"), (long long)size);
-	gets = server_counter("GET");
+	gets = store_counter("GET", NULL);
 	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	whole_file_equals(fd, size, 23);
 	ck_assert_int_gt(stat_num("pagefill", "local_copy_reads"), 0);
@@ -212,7 +175,7 @@ START_TEST(test_local_copy_after_eviction)
 	scattered_reads(fd, size, 23, 8); /* seeks again: a fill from the copy */
 	ck_assert_int_eq(wait_fills(2), 0);
 	ck_assert_int_ge(stat_num("pagefill", "local_copy_fills"), 1);
-	ck_assert_int_eq(server_counter("GET"), gets);
+	ck_assert_int_eq(store_counter("GET", NULL), gets);
 	close(fd);
 	ck_assert_int_eq(tm_unmount(&m), 0);
 	/* no data left in staging (only its empty directories) */
@@ -278,7 +241,7 @@ START_TEST(test_writer_cancels_fill)
 	ck_assert_ptr_nonnull(want);
 	put_pattern("w.bin", size, 7);
 	mount_with("read_part_size=1,fetch_threads=1");
-	ck_assert_int_eq(control("POST", "/latency?ms=40"), 0);
+	ck_assert_int_eq(store_control("POST", "/latency?ms=40", NULL), 0);
 	fd = open(tm_path(m.mnt, "w.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, size, 7, 8);
@@ -291,7 +254,7 @@ START_TEST(test_writer_cancels_fill)
 	tm_pattern(want, 0, size, 8);
 	ck_assert_int_eq(write(wfd, want, size), (ssize_t)size);
 	ck_assert_int_eq(close(wfd), 0);
-	ck_assert_int_eq(control("POST", "/latency?ms=0"), 0);
+	ck_assert_int_eq(store_control("POST", "/latency?ms=0", NULL), 0);
 	close(fd);
 	sleep(1); /* a fill still running would have had time to store */
 
@@ -362,7 +325,7 @@ START_TEST(test_short_bodies_asked_again)
 	ck_assert_int_eq(tm_sh("curl -sf '%s/faults' | grep -Eq '\"injected\": *[1-9]'",
 	                       getenv("CHUNKFS_TEST_S3_CONTROL")),
 	                 0);
-	control("DELETE", "/faults");
+	store_control("DELETE", "/faults", NULL);
 	free(want);
 	free(got);
 }

@@ -598,6 +598,24 @@ static void wait_parts(long long n)
 }
 
 /*
+ * Create name (counters reset first), write buf[0, len) to it in order,
+ * wait until the server has taken `parts` UploadParts; the file stays
+ * open (returned) so that they were sent while it was being written.
+ */
+static int open_streamed(const char *name, const char *buf, size_t len, long long parts)
+{
+	int fd;
+
+	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
+	fd = open(tm_path(m.mnt, name), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	write_in_order(fd, buf, len);
+	if (parts > 0)
+		wait_parts(parts);
+	return fd;
+}
+
+/*
  * 48 MiB + 5 written in order: the six 8 MiB parts are sent while the file
  * is still open, nothing is visible until close, and close sends only the
  * last 5 bytes and completes.
@@ -610,11 +628,7 @@ START_TEST(test_s3_stream_sends_while_writing)
 
 	tm_pattern(buf, 0, len, 90);
 	mount_with(NULL);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	fd = open(tm_path(m.mnt, "stream.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	write_in_order(fd, buf, len);
-	wait_parts(6);
+	fd = open_streamed("stream.bin", buf, len, 6);
 	ck_assert_int_eq(store_counter("ops", "CreateMultipartUpload"), 1);
 	ck_assert(!store_has(&st, "stream.bin"));
 	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
@@ -644,11 +658,7 @@ START_TEST(test_s3_stream_rewrite_and_attrs)
 
 	tm_pattern(buf, 0, len, 91);
 	mount_with(NULL);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	fd = open(tm_path(m.mnt, "rw.bin"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	write_in_order(fd, buf, len);
-	wait_parts(5);
+	fd = open_streamed("rw.bin", buf, len, 5);
 	/* Parts 1, 2 and 3 (1-based) are written again, in two byte ranges. */
 	tm_pattern(buf + (3 << 20), 0, 100, 92);
 	put_at(fd, buf + (3 << 20), 100, 3 << 20);
@@ -684,11 +694,7 @@ START_TEST(test_s3_stream_truncate_rename)
 	tm_pattern(buf, 0, len, 94);
 	/* Cut to 20 MiB + 1, then 10 MiB more from there. */
 	memcpy(want, buf, len);
-	fd = open(tm_path(m.mnt, "cut.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	write_in_order(fd, buf, len);
-	wait_parts(4);
+	fd = open_streamed("cut.bin", buf, len, 4);
 	ck_assert_int_eq(ftruncate(fd, (20 << 20) + 1), 0);
 	tm_pattern(want + (20 << 20) + 1, 0, 10 << 20, 95);
 	put_at(fd, want + (20 << 20) + 1, 10 << 20, (20 << 20) + 1);
@@ -696,11 +702,7 @@ START_TEST(test_s3_stream_truncate_rename)
 	stored_is("cut.bin", want, (30 << 20) + 1);
 
 	/* Cut to 10 MiB: small enough for one PUT. */
-	fd = open(tm_path(m.mnt, "small.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	write_in_order(fd, buf, len);
-	wait_parts(4);
+	fd = open_streamed("small.bin", buf, len, 4);
 	ck_assert_int_eq(ftruncate(fd, 10 << 20), 0);
 	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
 	ck_assert_int_eq(close(fd), 0);
@@ -709,11 +711,7 @@ START_TEST(test_s3_stream_truncate_rename)
 	stored_is("small.bin", buf, 10 << 20);
 
 	/* Renamed while streaming. */
-	fd = open(tm_path(m.mnt, "old.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	write_in_order(fd, buf, 36 << 20);
-	wait_parts(2);
+	fd = open_streamed("old.bin", buf, 36 << 20, 2);
 	ck_assert_int_eq(rename(tm_path(m.mnt, "old.bin"), tm_path(m.mnt, "new.bin")), 0);
 	write_in_order(fd, buf + (36 << 20), len - (36 << 20));
 	ck_assert_int_eq(close(fd), 0);
@@ -743,11 +741,7 @@ START_TEST(test_s3_stream_part_fails)
 	         "\"prefix\":\"%s\"}",
 	         store_s3_prefix(&st));
 	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
-	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
-	fd = open(tm_path(m.mnt, "flaky.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	write_in_order(fd, buf, len);
-	wait_parts(4);
+	fd = open_streamed("flaky.bin", buf, len, 4);
 	wait_counter("faults", "503", 1);
 	ck_assert_int_eq(store_control("POST", "/counters/reset", NULL), 0);
 	ck_assert_int_eq(close(fd), 0);
@@ -759,9 +753,7 @@ START_TEST(test_s3_stream_part_fails)
 	         "{\"rate\":1,\"kinds\":\"503\",\"methods\":\"UploadPart\",\"prefix\":\"%s\"}",
 	         store_s3_prefix(&st));
 	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
-	fd = open(tm_path(m.mnt, "lost.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	write_in_order(fd, buf, len);
+	fd = open_streamed("lost.bin", buf, len, 0);
 	ck_assert_int_eq(close(fd), -1);
 	ck_assert_int_eq(errno, EIO);
 	ck_assert(!store_has(&st, "lost.bin"));

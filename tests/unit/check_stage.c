@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "mount.h"
 #include "recovery.h"
+#include "suites.h"
 
 static struct chunkfs fs;
 static struct chunkfs_opts opts;
@@ -259,12 +260,5 @@ static Suite *stage_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(stage_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suites_run(stage_suite());
 }
