@@ -157,7 +157,7 @@ static void stream_write(struct chunkfs *fs, struct node *node, uint64_t off, ui
 	if (off <= s->seq_end && off + n > s->seq_end)
 		s->seq_end = off + n;
 	if (s->upload == NULL && min > 0 && s->seq_end >= min && s->orig_limit == 0 &&
-	    fs->be->ops->upload_begin != NULL) {
+	    !node->unlinked && fs->be->ops->upload_begin != NULL) {
 		struct backend_save_attrs a = s->attrs;
 		char *key = inode_key(fs->inodes, node, NULL);
 

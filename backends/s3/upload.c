@@ -133,8 +133,10 @@ static size_t parts_below(const struct s3_upload *u, uint64_t end)
 	size_t n = parts_for(u, end);
 	uint64_t off, len;
 
-	if (n == 0 || n > MAX_PARTS)
-		return n > MAX_PARTS ? MAX_PARTS : 0;
+	if (n > MAX_PARTS)
+		return MAX_PARTS;
+	if (n == 0)
+		return 0;
 	part_span(u, n - 1, &off, &len);
 	return off + len <= end ? n : n - 1;
 }
@@ -153,8 +155,6 @@ static int parts_reserve(struct s3_upload *u, size_t n)
 	if (p == NULL)
 		return -ENOMEM;
 	memset(p + u->n_alloc, 0, (cap - u->n_alloc) * sizeof(*p));
-	for (size_t i = u->n_alloc; i < cap; i++)
-		p[i].gen = 1;
 	u->parts = p;
 	u->n_alloc = cap;
 	return 0;
@@ -260,6 +260,10 @@ static int complete_upload(struct s3 *s3, const char *key, const char *upload_id
 	r.body = body;
 	r.body_len = strlen(body);
 	ret = s3_do(s3, &r, &res, NULL);
+	/* NoSuchUpload on a retry: the first attempt may have completed it,
+	 * or not.  An I/O error, not "no such file": the data is kept. */
+	if (ret == -ENOENT)
+		ret = -EIO;
 	/* S3 may report a failed completion inside a 200 answer. */
 	if (ret == 0 &&
 	    s3xml_parse_result_etag(res.body, res.body_len, etag, BACKEND_ETAG_MAX, &xerr) < 0) {
