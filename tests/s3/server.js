@@ -800,6 +800,21 @@ async function partialBody(ctx, rec, fault) {
 const FilesystemStore = require('s3rver/lib/stores/filesystem');
 const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
 
+// The file for a new version of an object, with its directory made.  An
+// existing file is unlinked, not truncated and rewritten: ext4
+// (auto_da_alloc) writes back a file truncated to zero and rewritten as soon
+// as it is closed, which made replacing an object cost up to 1 s more per GiB
+// than creating one (and made the writers that create an empty object first,
+// as s3fs and chunkfs on an early flush do, look slower).  That is a cost of
+// this server's disk layout, not of S3.  Writes hold the key's exclusive
+// lock, so no reader sees the object missing in between.
+async function freshObjectPath(store, bucket, key) {
+  const objectPath = store.getResourcePath(bucket, key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  await fs.promises.rm(objectPath, { force: true });
+  return objectPath;
+}
+
 // s3rver 3.7.1's putObject resolves when the request body has been read,
 // not when the object's file is written (it never waits for the write
 // stream), so the answer to a PUT could go out, and the object lock here be
@@ -807,8 +822,7 @@ const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
 // read a short or empty object. S3 is read-after-write consistent; so is
 // this server: the file is complete before putObject returns.
 FilesystemStore.prototype.putObject = async function putObject(object) {
-  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
-  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const objectPath = await freshObjectPath(this, object.bucket, object.key);
   const md5 = crypto.createHash('md5');
   let size = 0;
   await new Promise((resolve, reject) => {
@@ -879,8 +893,7 @@ FilesystemStore.prototype.putObjectMultipart = async function putObjectMultipart
     files.push(file);
     digests.push(Buffer.from(md5, 'hex'));
   }
-  const objectPath = this.getResourcePath(bucket, key, 'object');
-  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const objectPath = await freshObjectPath(this, bucket, key);
   const out = await fs.promises.open(objectPath, 'w');
   const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
   let size = 0;
