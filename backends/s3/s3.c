@@ -70,7 +70,7 @@ void s3_opts_init(struct s3_opts *o)
 	o->retries = 6;
 	o->connect_timeout = 5;
 	o->read_timeout = 30;
-	o->part_size_mb = 8;
+	o->part_size_mb = 16;
 	o->upload_concurrency = 8;
 }
 
@@ -101,7 +101,7 @@ void s3_opts_usage(FILE *out)
 	    "    -o retries=N           retries of a failed request (default 6)\n"
 	    "    -o connect_timeout=S   seconds to connect (default 5)\n"
 	    "    -o read_timeout=S      seconds without progress before a retry (default 30)\n"
-	    "    -o part_size_mb=N      multipart upload part size (default 8)\n"
+	    "    -o part_size_mb=N      multipart upload part size (default 16)\n"
 	    "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
 	    "                           with UploadPartCopy (default 5120, S3's limit)\n"
 	    "    -o upload_concurrency=N  parts uploaded in parallel (default 8)\n"
@@ -1254,7 +1254,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	s3->base.ops = &s3_ops;
 	pthread_mutex_init(&s3->stats_lock, NULL);
 	s3->max_attempts = o->retries + 1;
-	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 8) << 20;
+	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 16) << 20;
 	s3->unsigned_payload = o->unsigned_payload;
 	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_PART_SIZE;
 	if (s3->part_size < (5u << 20))

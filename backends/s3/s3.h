@@ -27,7 +27,7 @@ struct s3_opts {
 	unsigned retries;         /* -o retries=N: attempts after the first (default 6) */
 	unsigned connect_timeout; /* -o connect_timeout=SECS (default 5) */
 	unsigned read_timeout;    /* -o read_timeout=SECS without progress (default 30) */
-	unsigned part_size_mb;    /* -o part_size_mb=N for multipart uploads (default 8) */
+	unsigned part_size_mb;    /* -o part_size_mb=N for multipart uploads (default 16) */
 	unsigned max_copy_mb;     /* -o max_copy_mb=N: larger objects are copied in parts
 	                           * (UploadPartCopy); 0: 5120, S3's CopyObject limit */
 	unsigned upload_concurrency; /* -o upload_concurrency=N parts in flight (default 8) */
