@@ -166,6 +166,48 @@ out=$(aws s3api complete-multipart-upload --bucket data --key mp/small --upload-
 check "a part under 5 MiB before the last -> EntityTooSmall" grep -q EntityTooSmall <<<"$out"
 check "...and no object was made" bash -c "! aws s3api head-object --bucket data --key mp/small >/dev/null 2>&1"
 
+# Parts of one size (but the last) are completed in place, with no copy,
+# whatever order they arrive in; any other layout is copied, and right.
+head -c $((6 * 1024 * 1024)) /dev/urandom >"$work/p6"
+head -c $((5 * 1024 * 1024)) /dev/urandom >"$work/p1b"
+mpu_parts() { # mpu_parts KEY N:FILE... : upload those parts in that order; prints the id
+    local key=$1 id np
+    shift
+    id=$(aws s3api create-multipart-upload --bucket data --key "$key" --query UploadId --output text 2>/dev/null)
+    for np in "$@"; do
+        aws s3api upload-part --bucket data --key "$key" --upload-id "$id" \
+            --part-number "${np%%:*}" --body "$work/${np#*:}" >/dev/null 2>&1
+    done
+    echo "$id"
+}
+complete_parts() { # complete_parts KEY ID N:FILE... (the parts to list)
+    local key=$1 id=$2 np list=""
+    shift 2
+    for np in "$@"; do
+        list="$list${list:+,}{\"PartNumber\":${np%%:*},\"ETag\":\"$(md5sum <"$work/${np#*:}" | cut -d' ' -f1)\"}"
+    done
+    aws s3api complete-multipart-upload --bucket data --key "$key" --upload-id "$id" \
+        --multipart-upload "{\"Parts\":[$list]}" >/dev/null 2>&1
+}
+layout_case() { # layout_case KEY WANT(in_place|copied) LISTED -- UPLOADED...
+    local key=$1 want=$2 listed=() np
+    shift 2
+    while [ "$1" != -- ]; do listed+=("$1"); shift; done
+    shift
+    ctl POST /counters/reset >/dev/null
+    id=$(mpu_parts "$key" "$@")
+    complete_parts "$key" "$id" "${listed[@]}"
+    aws s3api get-object --bucket data --key "$key" "$work/got" >/dev/null 2>&1
+    for np in "${listed[@]}"; do cat "$work/${np#*:}"; done >"$work/want"
+    check "multipart $key: the listed parts in order, $want" \
+        bash -c "cmp -s '$work/got' '$work/want' && test \"\$(curl -sS '$S3_CONTROL/counters' | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).completions.$want))')\" = 1"
+}
+layout_case mp/order in_place 1:p1 2:p1b 3:p2 -- 2:p1b 3:p2 1:p1
+layout_case mp/lastfirst copied 1:p1 2:p1b 3:p2 -- 3:p2 1:p1 2:p1b
+layout_case mp/bigger copied 1:p1 2:p6 3:p2 -- 1:p1 2:p6 3:p2
+layout_case mp/gap copied 1:p1 3:p2 -- 1:p1 2:p1b 3:p2
+layout_case mp/again in_place 1:p1 2:p1 3:p2 -- 1:p1 2:p1b 3:p2 2:p1
+
 aws s3api copy-object --bucket data --copy-source data/plain/obj.bin --key plain/copy.bin >/dev/null 2>&1
 aws s3api get-object --bucket data --key plain/copy.bin "$work/got" >/dev/null 2>&1
 check "copy-object" cmp -s "$work/obj" "$work/got"
