@@ -29,14 +29,14 @@
 # Staging: every writer stages on tmpfs (BENCH_STAGE_DIR, default a
 # directory in /dev/shm), except the row "chunkfs-disk", which stages on the
 # disk the server stores its objects on.  The server runs on this machine;
-# S3 does not.  Here the kernel's dirty-page budget is shared: the server
-# holds 2 GiB dirty by the end of each upload (its parts, then the object it
-# concatenates from them), a writer's 1 GiB staging file on disk pushes the
-# total past the point where the kernel throttles writers (about 2.3 GiB
-# here), and the server's completion of the upload then runs at the disk's
-# writeback rate: 2.6-3.2 s where raw's took 2.0-2.5 in the same run
-# (sampled from /proc/meminfo).  That cost falls on the server, which a remote server
-# would not share; chunkfs-disk shows it.
+# S3 does not.  Here the kernel's dirty-page budget and the disk are
+# shared: a writer's 1 GiB staging file on disk adds to the server's 1 GiB
+# of parts, and the writeback of the sum slows the server.  When the server
+# still copied the parts at completion (2 GiB dirty per upload), a staging
+# file on disk took the total past the point where the kernel starts
+# writeback (about 2.3 GB here), and the completion ran at the disk's rate:
+# 2.6-3.2 s where raw's took 2.0-2.5 in the same run (sampled from
+# /proc/meminfo).  chunkfs-disk shows what staging on this disk costs.
 #
 # Environment:
 #   BENCH_WRITE_PEERS="chunkfs chunkfs-disk chunkfs-signed s3fs rclone raw"
