@@ -84,7 +84,6 @@ struct s3_upload {
 	int stop;          /* abort: take no more parts */
 	int error;         /* first failure of the final round */
 	unsigned running;
-	unsigned bg_slots; /* of running: those holding a background slot */
 };
 
 static const struct backend_upload_ops stream_ops;
@@ -325,10 +324,10 @@ static int want_create(const struct s3_upload *u)
 	       !u->stop && u->ready > 2 * u->part_size;
 }
 
-static void *worker(void *arg)
+/* Send parts until there are none to take.  bg: the thread holds one of
+ * the backend's background slots (bg_slot_take), given back at the end. */
+static void work(struct s3_upload *u, int bg)
 {
-	struct s3_upload *u = arg;
-
 	pthread_mutex_lock(&u->lock);
 	for (;;) {
 		const struct backend_source *src;
@@ -385,13 +384,22 @@ static void *worker(void *arg)
 			          i + 1, u->key, strerror(-ret));
 		}
 	}
-	if (u->bg_slots > 0) {
-		u->bg_slots--;
+	if (bg)
 		__atomic_fetch_sub(&u->s3->bg_workers, 1, __ATOMIC_RELAXED);
-	}
 	if (--u->running == 0)
 		pthread_cond_broadcast(&u->idle);
 	pthread_mutex_unlock(&u->lock);
+}
+
+static void *worker_bg(void *arg)
+{
+	work(arg, 1);
+	return NULL;
+}
+
+static void *worker_final(void *arg)
+{
+	work(arg, 0);
 	return NULL;
 }
 
@@ -430,17 +438,14 @@ static void spawn_workers(struct s3_upload *u)
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		u->running++;
-		u->bg_slots += (unsigned)slot;
-		ok = pthread_create(&t, &attr, worker, u) == 0;
+		ok = pthread_create(&t, &attr, slot ? worker_bg : worker_final, u) == 0;
 		pthread_attr_destroy(&attr);
 		if (ok) /* for ps and tests: the background ones are bounded */
 			pthread_setname_np(t, slot ? "upload-bg" : "upload");
 		if (!ok) {
 			u->running--;
-			if (slot) {
-				u->bg_slots--;
+			if (slot)
 				__atomic_fetch_sub(&u->s3->bg_workers, 1, __ATOMIC_RELAXED);
-			}
 			break;
 		}
 	}
@@ -532,7 +537,7 @@ static int upload_finish(struct s3_upload *u, const struct backend_source *src, 
 			/* No thread could start: send the parts from here. */
 			u->running++;
 			pthread_mutex_unlock(&u->lock);
-			worker(u);
+			work(u, 0);
 			pthread_mutex_lock(&u->lock);
 		}
 		wait_idle(u);

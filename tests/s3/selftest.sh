@@ -199,8 +199,8 @@ layout_case() { # layout_case KEY WANT(in_place|copied) LISTED -- UPLOADED...
     complete_parts "$key" "$id" "${listed[@]}"
     aws s3api get-object --bucket data --key "$key" "$work/got" >/dev/null 2>&1
     for np in "${listed[@]}"; do cat "$work/${np#*:}"; done >"$work/want"
-    check "multipart $key: the listed parts in order, $want" \
-        bash -c "cmp -s '$work/got' '$work/want' && test \"\$(curl -sS '$S3_CONTROL/counters' | node -e 'let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).completions.$want))')\" = 1"
+    check "multipart $key: the listed parts in order" cmp -s "$work/got" "$work/want"
+    check "...completed $want" test "$(counter "j.completions.$want")" = 1
 }
 layout_case mp/order in_place 1:p1 2:p1b 3:p2 -- 2:p1b 3:p2 1:p1
 layout_case mp/lastfirst copied 1:p1 2:p1b 3:p2 -- 3:p2 1:p1 2:p1b

@@ -551,7 +551,7 @@ function installReplay(ctx, spool) {
   stream.complete = true;
   stream.aborted = false;
   // The body's size, known before s3rver reads it (putPart places a part by it).
-  stream.bodySize = spool.file ? spool.size : spool.chunks.reduce((n, c) => n + c.length, 0);
+  stream.bodySize = spool.size;
   ctx.req = ctx.request.req = ctx.response.req = stream;
   return stream;
 }
@@ -921,6 +921,10 @@ FilesystemStore.prototype.putPart = async function putPart(bucket, uploadId, par
   await before;
   try {
     await fs.promises.mkdir(uploadDir, { recursive: true });
+    // The old version's ETag goes first: a write that fails halfway leaves
+    // the part missing (InvalidPart at completion), never its old ETag over
+    // new bytes.
+    await fs.promises.rm(`${file}.md5`, { force: true });
     const size = typeof content.bodySize === 'number' ? content.bodySize : null;
     const offset = size === null ? null : placePart(l, n, size);
     let got;
@@ -1809,7 +1813,7 @@ async function uploadPartCopy(ctx, rec, app, next) {
   delete req.headers['x-amz-copy-source'];
   delete req.headers['x-amz-copy-source-range'];
   req.headers['content-length'] = String(data.length);
-  installReplay(ctx, { chunks: [data], file: null });
+  installReplay(ctx, { chunks: [data], file: null, size: data.length });
   await next();
   if (ctx.status === 200) {
     const etag = ctx.response.get('ETag');
