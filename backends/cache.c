@@ -63,6 +63,8 @@
  *   "prefetched and never read"; if not even one block fits, the job ends
  *   (prefetch_dropped).  A reader that waited on a prefetched block whose
  *   fetch failed or came back empty drops it and fetches the block itself.
+ *   A reader that misses a block whose job is still queued takes the job
+ *   and runs it in its own thread (cache_job_take()).
  *   destroy sets stopping, wakes and joins the workers (each finishes the
  *   inner read it is in) and frees the queued jobs.
  *
@@ -193,6 +195,8 @@ struct cache_job {
 };
 
 static const struct backend_ops cache_ops;
+static void cache_run_job(struct cache *c, const struct cache_job *j);
+static void cache_job_free(struct cache_job *j);
 
 static struct cache *cache_of(struct backend *b)
 {
@@ -552,6 +556,31 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	pthread_cond_broadcast(&c->fetched);
 }
 
+/*
+ * Take out of the queue the job of (key, etag) whose part holds block idx,
+ * or return NULL.  Caller holds c->lock.
+ */
+static struct cache_job *cache_job_take(struct cache *c, const char *key, const char *etag,
+                                        uint64_t idx)
+{
+	uint64_t pos = idx << c->block_shift;
+
+	for (struct cache_job **p = &c->jobs; *p != NULL; p = &(*p)->next) {
+		struct cache_job *j = *p;
+
+		if (pos < j->off || pos - j->off >= j->len || strcmp(j->etag, etag) != 0 ||
+		    strcmp(j->key, key) != 0)
+			continue;
+		*p = j->next;
+		if (c->jobs_tail == &j->next)
+			c->jobs_tail = p;
+		c->n_jobs--;
+		j->next = NULL;
+		return j;
+	}
+	return NULL;
+}
+
 /* --- reading ------------------------------------------------------------ */
 
 /*
@@ -572,6 +601,7 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 	uint64_t hash = cache_block_hash(key, etag, idx);
 	struct cache_block *b;
 	struct cache_slab *slab;
+	struct cache_job *j;
 	ssize_t n, ret;
 
 	*eof = 0;
@@ -598,6 +628,18 @@ again:
 			c->stats.prefetch_hits++;
 		b->touched = 1;
 		goto copy;
+	}
+	j = cache_job_take(c, key, etag, idx);
+	if (j != NULL) {
+		/* Its part is queued behind others: fetch the whole part now,
+		 * in this thread, rather than wait for a worker or send a
+		 * block-sized request of our own. */
+		c->stats.jobs_jumped++;
+		pthread_mutex_unlock(&c->lock);
+		cache_run_job(c, j);
+		cache_job_free(j);
+		pthread_mutex_lock(&c->lock);
+		goto again;
 	}
 	c->stats.misses++;
 	if (!cache_make_room(c, bs, 0)) {
@@ -1065,6 +1107,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "cache", "prefetch_dropped", s.prefetch_dropped);
 	emit(ctx, "cache", "buffers_reused", s.buffers_reused);
 	emit(ctx, "cache", "prefetch_jobs", s.prefetch_jobs);
+	emit(ctx, "cache", "jobs_jumped", s.jobs_jumped);
 	backend_stats(c->inner, emit, ctx);
 }
 

@@ -31,7 +31,10 @@
  * blocks readers have used (LRU) but not blocks prefetched and not yet
  * read, and when nothing more fits it stops (the rest of the job is
  * dropped, counted in prefetch_dropped).  Without an etag a job stats the
- * inner backend first and prefetches the version found.
+ * inner backend first and prefetches the version found.  A reader that
+ * misses a block whose part is still queued takes that job out of the
+ * queue and runs it itself at once: the part being waited for goes first,
+ * and it costs one part-sized read, not a block-sized one.
  *
  * save, remove, copy and rename go to the inner backend and then drop
  * every cached block of the keys they touched (all versions); a fetch that
@@ -81,6 +84,8 @@ struct cache_stats {
 	uint64_t prefetch_dropped; /* prefetch jobs cut short: budget full */
 	uint64_t buffers_reused;   /* fetches into a pooled buffer, not a new one */
 	uint64_t prefetch_jobs;    /* now: prefetch parts queued or being fetched */
+	uint64_t jobs_jumped;      /* queued parts a reader waiting for one of
+	                            * their blocks fetched itself, at once */
 };
 
 /* Fill *o with the defaults. */

@@ -665,6 +665,49 @@ START_TEST(test_invalidate_during_fetch)
 }
 END_TEST
 
+/*
+ * A whole object prefetched in parts by one worker over a slow store: a
+ * reader of the last part does not wait behind the others, nor send a
+ * block-sized request of its own; it fetches its queued part at once.  The
+ * store sees exactly one read per part.
+ */
+START_TEST(test_waited_part_jumps_queue)
+{
+	const size_t bs = 64 * KIB, part = 4 * bs, size = 4 * part;
+	unsigned char *buf = malloc(bs);
+	struct backend_stat st;
+	struct cache_opts o;
+
+	ck_assert_ptr_nonnull(buf);
+	cache_opts_init(&o);
+	o.block_size = bs;
+	o.mem_budget = 4 * size;
+	o.part_size = part;
+	o.fetch_threads = 1;
+	g_mem = mem_backend_create();
+	ck_assert_ptr_nonnull(g_mem);
+	g_slow = testbe_create(g_mem, 0);
+	ck_assert_ptr_nonnull(g_slow);
+	g_cache = cache_create(&g_slow->base, &o);
+	ck_assert_ptr_nonnull(g_cache);
+	put_pat("w", size, 21, &st);
+	__atomic_store_n(&g_slow->delay_ms, 100, __ATOMIC_RELAXED);
+	ck_assert_int_eq(g_cache->ops->prefetch(g_cache, "w", st.etag, 0, size), 0);
+	/* The last block: its part is fourth in the queue. */
+	ck_assert_int_eq(cread("w", size - bs, buf, bs, st.etag), (ssize_t)bs);
+	ck_assert_uint_eq(tm_pattern_check(buf, size - bs, bs, 21), bs);
+	ck_assert_uint_eq(cstats().jobs_jumped, 1);
+	/* The rest arrives through the worker; every byte right, one read a part. */
+	for (size_t off = 0; off < size; off += bs) {
+		ck_assert_int_eq(cread("w", off, buf, bs, st.etag), (ssize_t)bs);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, bs, 21), bs);
+	}
+	ck_assert_int_eq(__atomic_load_n(&g_slow->reads, __ATOMIC_ACQUIRE), (int)(size / part));
+	cache_debug_check(g_cache);
+	free(buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cache");
@@ -684,6 +727,7 @@ int main(void)
 	tcase_add_test(tc, test_buffers_reused);
 	tcase_add_test(tc, test_read_ref);
 	tcase_add_test(tc, test_invalidate_during_fetch);
+	tcase_add_test(tc, test_waited_part_jumps_queue);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
