@@ -5,7 +5,7 @@
  * as files in a local directory, so they survive an unmount and are reused
  * at the next mount.  It sits under the memory block cache:
  *
- *     prefetch -> cache -> diskcache -> s3
+ *     cache -> diskcache -> s3
  *
  * A block is named by (key, etag, block index) and holds block_size bytes
  * of that version (the last block of an object is shorter).  A read is

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "inode.h"
 #include "pagefill.h"
+#include "readpolicy.h"
 #include "stage.h"
 
 /* Command-line options of the driver (main.c parses them). */
@@ -35,7 +36,9 @@ struct chunkfs_opts {
 	unsigned read_ahead_kb; /* kernel readahead for the mount, 0: leave it */
 	unsigned max_read;      /* largest read request the kernel sends */
 	char *log_level;
-	unsigned fill_max_mb;   /* largest file fetched whole on random reads, 0: never */
+	unsigned fill_max_mb;  /* largest file fetched whole on random reads, 0: never */
+	unsigned whole_max_mb; /* largest file fetched whole from its first read, 0: never */
+	struct readpolicy_opts policy; /* what open files fetch ahead (from the above) */
 	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
 	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
 	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM */
@@ -82,8 +85,9 @@ struct fh {
 	char etag[BACKEND_ETAG_MAX]; /* version being read, pinned at open */
 	int fd;                      /* that version as a local file, or -1 */
 	uint64_t size;               /* its size, when fd >= 0 */
-	uint64_t next_off;           /* furthest read end since a seek (pagefill.c) */
-	unsigned seeks;              /* reads that did not follow on (atomic) */
+	int policy_on;               /* reads come from the store: policy is used */
+	pthread_mutex_t policy_lock; /* serialises the reads' calls to policy */
+	struct readpolicy policy;    /* what to fetch ahead (readpolicy.h) */
 };
 
 /* The low-level operations table (ops.c). */

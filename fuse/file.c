@@ -42,6 +42,67 @@ static struct fh *fh_of(struct fuse_file_info *fi)
 	return (struct fh *)(uintptr_t)fi->fh;
 }
 
+static struct fh *fh_new(struct node *node, int writable)
+{
+	struct fh *fh = calloc(1, sizeof(*fh));
+
+	if (fh == NULL)
+		return NULL;
+	fh->node = node;
+	fh->writable = writable;
+	fh->fd = -1;
+	pthread_mutex_init(&fh->policy_lock, NULL);
+	return fh;
+}
+
+static void fh_free(struct fh *fh)
+{
+	if (fh == NULL)
+		return;
+	if (fh->fd >= 0)
+		close(fh->fd);
+	pthread_mutex_destroy(&fh->policy_lock);
+	free(fh);
+}
+
+/* Have the cache fetch what the policy asked for (a hint: errors ignored). */
+static void policy_act(struct chunkfs *fs, struct fh *fh, const char *key, const char *etag,
+                       const struct readpolicy_action *a)
+{
+	if (a->len > 0 && fs->be->ops->prefetch != NULL)
+		fs->be->ops->prefetch(fs->be, key, etag, a->off, a->len);
+	if (a->fill)
+		pagefill_start(fs, fh);
+}
+
+/* A handle that reads size bytes of the store's version fh->etag: its
+ * read policy starts, and with it the fetch of a whole object. */
+static void policy_start(struct chunkfs *fs, struct fh *fh, uint64_t size)
+{
+	struct readpolicy_action a;
+	const char *name;
+	char *key = inode_key(fs->inodes, fh->node, NULL);
+
+	if (key == NULL)
+		return;
+	name = strrchr(key, '/');
+	readpolicy_open(&fh->policy, &fs->opts->policy, size, name ? name + 1 : key, &a);
+	fh->policy_on = 1;
+	policy_act(fs, fh, key, fh->etag, &a);
+	free(key);
+}
+
+static void policy_read(struct chunkfs *fs, struct fh *fh, const char *key, const char *etag,
+                        uint64_t off, size_t size)
+{
+	struct readpolicy_action a;
+
+	pthread_mutex_lock(&fh->policy_lock);
+	readpolicy_read(&fh->policy, off, size, &a);
+	pthread_mutex_unlock(&fh->policy_lock);
+	policy_act(fs, fh, key, etag, &a);
+}
+
 int file_save(struct chunkfs *fs, struct node *node)
 {
 	struct stage *s = node->stage;
@@ -166,6 +227,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *node = inode_from_ino(fs->inodes, ino);
 	int writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct backend_stat st;
+	int from_store = 0;
 	struct fh *fh;
 	int ret = 0;
 
@@ -176,14 +238,11 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fh = calloc(1, sizeof(*fh));
+	fh = fh_new(node, writable);
 	if (fh == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fh->node = node;
-	fh->writable = writable;
-	fh->fd = -1;
 
 	pthread_mutex_lock(&node->lock);
 	if (writable && node->stage == NULL) {
@@ -214,6 +273,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			memcpy(fh->etag, st.etag, sizeof(fh->etag));
 			node->st = st;
 			node->st_time = chunkfs_now();
+			from_store = fh->fd < 0 && st.etag[0] != '\0';
 		}
 	}
 	if (ret == 0)
@@ -225,20 +285,18 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	else if (ret == 0)
 		pagefill_cancel_other(fs, node, fh->etag);
 	if (ret < 0) {
-		if (fh->fd >= 0)
-			close(fh->fd);
-		free(fh);
+		fh_free(fh);
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (from_store)
+		policy_start(fs, fh, st.size);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_open(req, fi) != 0) {
 		pthread_mutex_lock(&node->lock);
 		node->nopen--;
 		pthread_mutex_unlock(&node->lock);
-		if (fh->fd >= 0)
-			close(fh->fd);
-		free(fh);
+		fh_free(fh);
 	}
 }
 
@@ -285,7 +343,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	}
 	free(key);
 	node = inode_link(fs->inodes, pnode, name, S_IFREG);
-	fh = calloc(1, sizeof(*fh));
+	fh = node ? fh_new(node, 1) : NULL;
 	if (node == NULL || fh == NULL) {
 		ret = -ENOMEM;
 		goto fail;
@@ -301,9 +359,6 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	pthread_mutex_unlock(&node->lock);
 	if (ret < 0)
 		goto fail;
-	fh->node = node;
-	fh->writable = 1;
-	fh->fd = -1;
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	memset(&e, 0, sizeof(e));
 	e.ino = inode_to_ino(node);
@@ -321,7 +376,7 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 fail:
 	if (node != NULL)
 		inode_forget(fs->inodes, node, 1);
-	free(fh);
+	fh_free(fh);
 	fuse_reply_err(req, -ret);
 }
 
@@ -437,12 +492,11 @@ void file_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		goto out;
 	}
 	pthread_mutex_unlock(&node->lock);
-	pagefill_note_read(fs, fh, (uint64_t)off, size);
-	if (pagefill_reply_spill(fs, req, fh, size, off) == 0)
-		return;
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		goto out;
+	if (fh->policy_on)
+		policy_read(fs, fh, key, etag, (uint64_t)off, size);
 	n = reply_from_cache(fs, req, key, etag, size, off);
 	if (n == 1) {
 		free(key);
@@ -539,9 +593,7 @@ void file_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	pthread_mutex_unlock(&node->lock);
-	if (fh->fd >= 0)
-		close(fh->fd);
-	free(fh);
+	fh_free(fh);
 	if (req != NULL)
 		fuse_reply_err(req, 0);
 }

@@ -28,7 +28,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "mountinfo.h"
-#include "prefetch.h"
 #include "recovery.h"
 #include "s3/s3.h"
 #include "shutdown.h"
@@ -61,6 +60,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("read_ahead_kb=%u", read_ahead_kb),
     OPT("log_level=%s", log_level),
     OPT("fill_max=%u", fill_max_mb),
+    OPT("whole_max=%u", whole_max_mb),
     OPT("stream_min=%u", stream_min_mb),
     OPT("recover=%s", recover),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
@@ -106,6 +106,9 @@ static void usage(const char *prog)
 	    "    -o shutdown_timeout=S  at SIGTERM/SIGINT, how long files still open are\n"
 	    "                           served before giving up (default 60, 0: no limit)\n"
 	    "    -o metrics_port=PORT   serve Prometheus metrics on 127.0.0.1:PORT/metrics\n"
+	    "    -o whole_max=MiB       a file up to this size opened for reading is fetched\n"
+	    "                           whole from the first read, in parallel parts\n"
+	    "                           (default 256; 0: never; S3 sources)\n"
 	    "    -o fill_max=MiB        after random reads of a file up to this size, fetch it\n"
 	    "                           whole into the page cache (default 4096, at most half\n"
 	    "                           the available memory; 0: never)\n"
@@ -201,7 +204,7 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
                                     const struct diskcache_opts *dco, const struct fault_opts *fo)
 {
 	const char *path = source;
-	struct backend *be, *cache, *top;
+	struct backend *be, *cache;
 	char err[1024];
 
 	if (strncmp(source, "s3://", 5) == 0) {
@@ -235,22 +238,15 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 		}
 		if (no_cache)
 			return be;
-		/* prefetch -> cache -> [diskcache ->] s3; each layer owns the one
-		 * below. */
+		/* cache -> [diskcache ->] s3; each layer owns the one below.
+		 * What to fetch ahead is decided per open file (readpolicy.h). */
 		cache = cache_create(be, co);
 		if (cache == NULL) {
 			fprintf(stderr, "chunkfs: cannot set up the read cache: %s\n",
 			        strerror(errno));
 			backend_destroy(be);
-			return NULL;
 		}
-		top = prefetch_create(cache, NULL);
-		if (top == NULL) {
-			fprintf(stderr, "chunkfs: cannot set up prefetching: %s\n",
-			        strerror(errno));
-			backend_destroy(cache);
-		}
-		return top;
+		return cache;
 	}
 	/* Local files are read by splicing from their descriptors (read_fd);
 	 * the kernel's page cache is their cache. */
@@ -482,6 +478,24 @@ static int stats_command(int argc, char *argv[])
 	return 0;
 }
 
+/*
+ * What open files fetch ahead: whole objects up to whole_max, ahead of the
+ * reads by at most half the memory cache (its other half serves readers
+ * of other files and the kernel's readahead).
+ */
+static void policy_opts_set(struct chunkfs_opts *opts, const struct cache_opts *co)
+{
+	struct readpolicy_opts *p = &opts->policy;
+
+	readpolicy_opts_init(p);
+	p->whole_max = (uint64_t)opts->whole_max_mb << 20;
+	p->ahead_max = (co->mem_budget ? co->mem_budget : CACHE_DEFAULT_MEM_BUDGET) / 2;
+	if (p->max_window > p->ahead_max)
+		p->max_window = p->ahead_max;
+	if (opts->fill_max_mb == 0)
+		p->random_seeks = 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -494,6 +508,7 @@ int main(int argc, char *argv[])
 	            .read_ahead_kb = 4096,
 	            .shutdown_timeout = 60,
 	            .fill_max_mb = 4096,
+	            .whole_max_mb = 256,
 	            .stream_min_mb = 32,
 	        },
 	};
@@ -565,6 +580,7 @@ int main(int argc, char *argv[])
 		opts->max_threads = 1;
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
+	policy_opts_set(opts, &cache_o);
 	be =
 	    stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o, faults ? &fault_o : NULL);
 	if (be == NULL)

@@ -14,18 +14,16 @@
  *   evict; they count against no budget of ours, and our own memory stays
  *   that of the block cache plus one piece buffer per fill.
  *
- * When (pagefill_note_read)
- *   A read that starts more than PAGEFILL_SLACK away from the furthest end
- *   the handle's reads reached since its last seek is a seek (the kernel's
- *   readahead, answered by many worker threads, arrives out of order by up
- *   to twice its window); the PAGEFILL_SEEKS-th seek of a
- *   handle starts a fill if the file is read-only here (no stage), was
- *   read from the store (not a local file), is at most -o fill_max MiB and
- *   at most half of the memory available now, no fill of it is running,
- *   and fewer than PAGEFILL_MAX_RUNNING fills run.  Every further
- *   PAGEFILL_SEEKS seeks try again: once a file is filled its reads no
- *   longer reach the daemon, so seeks that do show the kernel dropped the
- *   pages (memory pressure, fadvise DONTNEED, drop_caches).
+ * When (pagefill_start)
+ *   The handle's read policy (readpolicy.h) decides: a file read at random
+ *   (a handle that seeked, once for a safetensors file).  A fill starts if
+ *   the file is read-only here (no stage), was read from the store (not a
+ *   local file), is at most -o fill_max MiB and at most half of the memory
+ *   available now, no fill of it is running, and fewer than
+ *   PAGEFILL_MAX_RUNNING fills run.  Its parts are fetched by the block
+ *   cache's workers in file order; a read that waits for a part still
+ *   queued fetches it at once (the cache's queue jump), so the reads of
+ *   the program go first.
  *
  * Correctness
  *   A fill reads the version pinned at open (etag), so it stores only
@@ -45,52 +43,23 @@
  *   pagefill_shutdown() stops them and waits (call it after the session is
  *   unmounted, when a store can no longer block).
  *
- * Local copies ("spills")
- *   A fill also writes what it fetches to an unnamed file (O_TMPFILE) in
- *   the staging directory, when that filesystem keeps at least
- *   PAGEFILL_SPILL_FREE percent of its space free afterwards.  Once
- *   complete, the copy answers reads of that version that reach the daemon
- *   (spliced, as on the filesystem backend) and feeds later fills of it,
- *   so a file whose pages the kernel dropped is back in the page cache at
- *   disk speed, not the network's.  Copies are named by etag (an etag
- *   names one content) and dropped oldest first to keep their total under
- *   -o fill_max; they vanish with the process.  A copy in use is freed by
- *   its last user (refs).
- *
- * Locking: set.lock guards every field of struct pagefill_set, of struct
- * pagefill and of struct pagefill_spill, and node->fill.
+ * Locking: set.lock guards every field of struct pagefill_set and of
+ * struct pagefill, and node->fill.
  */
 #include "pagefill.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "chunkfs_i.h"
-#include "io.h"
 #include "log.h"
 
-#define PAGEFILL_SLACK       ((uint64_t)8 << 20) /* kernel readahead reorders this much */
-#define PAGEFILL_SEEKS       4
 #define PAGEFILL_MAX_RUNNING 2
 #define PAGEFILL_PIECE       ((size_t)1 << 20)    /* one read and one store: a cache block */
 #define PAGEFILL_AHEAD       ((uint64_t)64 << 20) /* prefetch this far ahead */
-
-#define PAGEFILL_SPILL_FREE 10 /* percent of the staging filesystem left free */
-
-struct pagefill_spill {
-	struct pagefill_spill *next;
-	char etag[BACKEND_ETAG_MAX];
-	uint64_t size;
-	int fd;
-	unsigned refs; /* the list, readers and fills using fd */
-	int listed;    /* in set->spills (complete) */
-};
 
 struct pagefill {
 	struct chunkfs *fs;
@@ -99,10 +68,8 @@ struct pagefill {
 	char *key;
 	char etag[BACKEND_ETAG_MAX];
 	uint64_t size;
-	int stop;                    /* set by cancel or shutdown */
-	int storing;                 /* inside notify_store */
-	struct pagefill_spill *from; /* a complete copy to fill from (a ref) */
-	struct pagefill_spill *to;   /* a copy being written (a ref), or NULL */
+	int stop;    /* set by cancel or shutdown */
+	int storing; /* inside notify_store */
 };
 
 int pagefill_set_init(struct pagefill_set *set)
@@ -121,132 +88,6 @@ void pagefill_set_destroy(struct pagefill_set *set)
 {
 	pthread_cond_destroy(&set->changed);
 	pthread_mutex_destroy(&set->lock);
-}
-
-/* --- local copies (set->lock held unless said) ----------------------- */
-
-static void spill_unref(struct pagefill_set *set, struct pagefill_spill *s)
-{
-	if (--s->refs == 0) {
-		close(s->fd);
-		set->spill_bytes -= s->size;
-		free(s);
-	}
-}
-
-/* The complete copy of version etag, or NULL. */
-static struct pagefill_spill *spill_find(struct pagefill_set *set, const char *etag)
-{
-	for (struct pagefill_spill *s = set->spills; s != NULL; s = s->next)
-		if (strcmp(s->etag, etag) == 0)
-			return s;
-	return NULL;
-}
-
-/* The complete copy of version etag with a reference taken, or NULL. */
-static struct pagefill_spill *spill_get(struct pagefill_set *set, const char *etag)
-{
-	struct pagefill_spill *s = spill_find(set, etag);
-
-	if (s != NULL)
-		s->refs++;
-	return s;
-}
-
-/* Take s out of the list (dropping the list's reference). */
-static void spill_unlist(struct pagefill_set *set, struct pagefill_spill *s)
-{
-	struct pagefill_spill **pp = &set->spills;
-
-	while (*pp != s)
-		pp = &(*pp)->next;
-	__atomic_store_n(pp, s->next, __ATOMIC_RELAXED); /* may be set->spills */
-	s->listed = 0;
-	spill_unref(set, s);
-}
-
-/*
- * A new, empty copy for size bytes of etag (one reference), or NULL when
- * the staging filesystem would keep too little free.  Complete copies are
- * dropped, oldest first, to keep the total under fill_max.  Lock not held.
- */
-static struct pagefill_spill *spill_new(struct chunkfs *fs, const char *etag, uint64_t size)
-{
-	struct pagefill_set *set = &fs->fills;
-	uint64_t cap = (uint64_t)fs->opts->fill_max_mb << 20, avail, total;
-	struct pagefill_spill *s;
-	struct statvfs sv;
-	int fd;
-
-	if (statvfs(fs->staging_dir, &sv) < 0)
-		return NULL;
-	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	total = (uint64_t)sv.f_blocks * sv.f_frsize;
-	if (avail < size || (avail - size) * 100 < total * PAGEFILL_SPILL_FREE)
-		return NULL;
-	fd = open(fs->staging_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return NULL;
-	s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
-		return NULL;
-	}
-	s->fd = fd;
-	s->size = size;
-	snprintf(s->etag, sizeof(s->etag), "%s", etag);
-	s->refs = 1;
-	pthread_mutex_lock(&set->lock);
-	while (set->spill_bytes + size > cap && set->spills != NULL) {
-		struct pagefill_spill *last = set->spills;
-
-		while (last->next != NULL)
-			last = last->next;
-		spill_unlist(set, last);
-	}
-	set->spill_bytes += size;
-	pthread_mutex_unlock(&set->lock);
-	return s;
-}
-
-/* A fill wrote the whole copy: list it, most recent first, replacing any
- * other copy of the version.  Takes over the fill's reference. */
-static void spill_publish(struct pagefill_set *set, struct pagefill_spill *s)
-{
-	struct pagefill_spill *old;
-
-	pthread_mutex_lock(&set->lock);
-	old = spill_find(set, s->etag);
-	if (old != NULL)
-		spill_unlist(set, old);
-	s->listed = 1;
-	s->next = set->spills;
-	__atomic_store_n(&set->spills, s, __ATOMIC_RELAXED); /* peeked by reads */
-	pthread_mutex_unlock(&set->lock);
-}
-
-int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh, size_t size,
-                         off_t off)
-{
-	struct pagefill_set *set = &fs->fills;
-	struct pagefill_spill *s;
-
-	/* Every read of the store comes here: no lock while there are no
-	 * copies at all (a stale peek only costs the lock, or one miss). */
-	if (fh->etag[0] == '\0' || __atomic_load_n(&set->spills, __ATOMIC_RELAXED) == NULL)
-		return -1;
-	pthread_mutex_lock(&set->lock);
-	s = spill_get(set, fh->etag);
-	if (s != NULL)
-		set->spill_reads++;
-	pthread_mutex_unlock(&set->lock);
-	if (s == NULL)
-		return -1;
-	file_reply_fd(fs, req, s->fd, s->size, size, off);
-	pthread_mutex_lock(&set->lock);
-	spill_unref(set, s);
-	pthread_mutex_unlock(&set->lock);
-	return 0;
 }
 
 /* Bytes of memory available now (MemAvailable), or 0 if unknown. */
@@ -320,23 +161,6 @@ static int pagefill_store(struct pagefill *f, uint64_t off, const void *data, si
 	return ret == 0;
 }
 
-/* Copy a fetched piece into the local copy being made; on failure (a full
- * disk) give the copy up, never the fill. */
-static void spill_write(struct pagefill *f, uint64_t off, const void *data, size_t n)
-{
-	struct pagefill_set *set = &f->fs->fills;
-
-	int ret;
-
-	if (f->to == NULL || (ret = io_pwrite_all(f->to->fd, data, n, (off_t)off)) == 0)
-		return;
-	log_debug("page-cache fill of \"%s\": no local copy: %s", f->key, strerror(-ret));
-	pthread_mutex_lock(&set->lock);
-	spill_unref(set, f->to);
-	pthread_mutex_unlock(&set->lock);
-	f->to = NULL;
-}
-
 /*
  * Fetch the object front to back and store it in the page cache, a piece
  * at a time: the cache's own block when it can lend one (no copy), else a
@@ -362,19 +186,12 @@ static void pagefill_run(struct pagefill *f, char *buf)
 		pthread_mutex_unlock(&set->lock);
 		if (stop)
 			return;
-		if (f->from != NULL) { /* a local copy: no request */
-			n = pread(f->from->fd, buf, len, (off_t)off);
-			if (n < 0)
-				n = -errno;
-			goto got;
-		}
 		if (be->ops->prefetch != NULL && asked < ahead &&
 		    be->ops->prefetch(be, f->key, f->etag, asked, ahead - asked) == 0)
 			asked = ahead;
 		if (be->ops->read_ref != NULL) {
 			n = be->ops->read_ref(be, f->key, off, len, f->etag, &ref, NULL);
 			if (n > 0 && ref.n == 1) {
-				spill_write(f, off, ref.seg[0].data, (size_t)n);
 				stored = pagefill_store(f, off, ref.seg[0].data, (size_t)n);
 				backend_release_ref(&ref);
 				if (!stored)
@@ -387,9 +204,6 @@ static void pagefill_run(struct pagefill *f, char *buf)
 		}
 		if (n == -ENOBUFS || n > 0)
 			n = backend_read_full(be, f->key, off, buf, len, f->etag);
-		if (n > 0)
-			spill_write(f, off, buf, (size_t)n);
-	got:
 		if (n <= 0) {
 			if (n < 0)
 				log_debug("page-cache fill of \"%s\" stopped at %" PRIu64 ": %s",
@@ -400,14 +214,8 @@ static void pagefill_run(struct pagefill *f, char *buf)
 			return;
 		off += (uint64_t)n;
 	}
-	if (f->to != NULL) {
-		spill_publish(set, f->to);
-		f->to = NULL;
-	}
 	pthread_mutex_lock(&set->lock);
 	set->completed++;
-	if (f->from != NULL)
-		set->spill_fills++;
 	pthread_mutex_unlock(&set->lock);
 }
 
@@ -423,10 +231,6 @@ static void *pagefill_thread(void *arg)
 	free(buf);
 
 	pthread_mutex_lock(&set->lock);
-	if (f->from != NULL)
-		spill_unref(set, f->from);
-	if (f->to != NULL) /* incomplete: dropped */
-		spill_unref(set, f->to);
 	f->node->fill = NULL;
 	set->running--;
 	pthread_cond_broadcast(&set->changed);
@@ -437,8 +241,7 @@ static void *pagefill_thread(void *arg)
 	return NULL;
 }
 
-/* Start a fill of the handle's file if every condition of the header holds. */
-static void pagefill_start(struct chunkfs *fs, struct fh *fh)
+void pagefill_start(struct chunkfs *fs, struct fh *fh)
 {
 	struct pagefill_set *set = &fs->fills;
 	struct node *node = fh->node;
@@ -457,7 +260,7 @@ static void pagefill_start(struct chunkfs *fs, struct fh *fh)
 	size = node->st.size;
 	skip = node->stage != NULL || strcmp(node->open_etag, fh->etag) != 0;
 	pthread_mutex_unlock(&node->lock);
-	if (skip || size == 0 || size > limit)
+	if (skip || size == 0 || size > limit || fs->se == NULL)
 		return;
 	avail = mem_available();
 	if (avail != 0 && size > avail / 2) {
@@ -477,11 +280,6 @@ static void pagefill_start(struct chunkfs *fs, struct fh *fh)
 	f->ino = inode_to_ino(node);
 	f->size = size;
 	memcpy(f->etag, fh->etag, sizeof(f->etag));
-	pthread_mutex_lock(&set->lock);
-	f->from = spill_get(set, f->etag);
-	pthread_mutex_unlock(&set->lock);
-	if (f->from == NULL)
-		f->to = spill_new(fs, f->etag, size);
 
 	pthread_mutex_lock(&set->lock);
 	if (set->shutdown || node->fill != NULL || set->running >= PAGEFILL_MAX_RUNNING) {
@@ -511,23 +309,6 @@ static void pagefill_start(struct chunkfs *fs, struct fh *fh)
 	pthread_mutex_unlock(&set->lock);
 	log_debug("random reads of \"%s\": fetching its %" PRIu64 " bytes into the page cache",
 	          f->key, size);
-}
-
-void pagefill_note_read(struct chunkfs *fs, struct fh *fh, uint64_t off, size_t len)
-{
-	/* A hint: concurrent reads of one handle may race on next_off. */
-	uint64_t next = __atomic_load_n(&fh->next_off, __ATOMIC_RELAXED);
-	unsigned seeks;
-
-	if (off + PAGEFILL_SLACK >= next && off <= next + PAGEFILL_SLACK) {
-		if (off + len > next)
-			__atomic_store_n(&fh->next_off, off + len, __ATOMIC_RELAXED);
-		return;
-	}
-	__atomic_store_n(&fh->next_off, off + len, __ATOMIC_RELAXED);
-	seeks = __atomic_add_fetch(&fh->seeks, 1, __ATOMIC_RELAXED);
-	if (seeks % PAGEFILL_SEEKS == 0 && fs->opts->fill_max_mb > 0 && fs->se != NULL)
-		pagefill_start(fs, fh);
 }
 
 /* Stop the node's fill if it is not of version keep (NULL: any). */
@@ -566,8 +347,6 @@ void pagefill_shutdown(struct chunkfs *fs)
 	set->shutdown = 1; /* every fill checks it before each read and store */
 	while (set->running > 0)
 		pthread_cond_wait(&set->changed, &set->lock);
-	while (set->spills != NULL)
-		spill_unlist(set, set->spills);
 	pthread_mutex_unlock(&set->lock);
 }
 
@@ -584,7 +363,4 @@ void pagefill_stats(struct chunkfs *fs, void (*emit)(void *ctx, const char *name
 	emit(ctx, "completed", c.completed);
 	emit(ctx, "cancelled", c.cancelled);
 	emit(ctx, "stored_bytes", c.stored_bytes);
-	emit(ctx, "local_copy_bytes", c.spill_bytes);
-	emit(ctx, "local_copy_reads", c.spill_reads);
-	emit(ctx, "local_copy_fills", c.spill_fills);
 }

@@ -14,7 +14,6 @@
 struct chunkfs;
 struct fh;
 struct node;
-struct pagefill_spill;
 
 /* The fills of one mount (struct chunkfs.fills). */
 struct pagefill_set {
@@ -23,20 +22,17 @@ struct pagefill_set {
 	unsigned running;
 	int shutdown;
 	uint64_t started, completed, cancelled, stored_bytes;
-	struct pagefill_spill *spills;     /* local copies, most recently made first */
-	uint64_t spill_bytes;              /* their sizes */
-	uint64_t spill_reads, spill_fills; /* answered / refilled from them */
 };
 
 int pagefill_set_init(struct pagefill_set *set);
 void pagefill_set_destroy(struct pagefill_set *set);
 
 /*
- * Account a read of [off, off + len) through handle fh (a handle reading
- * from the store) and start a fill when the handle has been seeking.
- * Cheap; called for every such read.
+ * Start a fill of the file handle fh reads (a handle reading from the
+ * store, whose read policy asked for it), unless a condition in pagefill.c
+ * forbids it.  Returns at once.
  */
-void pagefill_note_read(struct chunkfs *fs, struct fh *fh, uint64_t off, size_t len);
+void pagefill_start(struct chunkfs *fs, struct fh *fh);
 
 /*
  * Stop the node's fill, if any, and return once it can store nothing
@@ -44,13 +40,6 @@ void pagefill_note_read(struct chunkfs *fs, struct fh *fh, uint64_t off, size_t 
  * open finds a new version.  No node lock may be held.
  */
 void pagefill_cancel(struct chunkfs *fs, struct node *node);
-
-/*
- * Answer a read of handle fh from a complete local copy of its version, if
- * there is one (spliced from the file).  Returns 0 when answered.
- */
-int pagefill_reply_spill(struct chunkfs *fs, fuse_req_t req, const struct fh *fh, size_t size,
-                         off_t off);
 
 /* pagefill_cancel() if the node's fill is of another version than etag. */
 void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag);

@@ -1,7 +1,7 @@
 /*
  * check_read.c - the read path through a real mount over the S3 test
- * server: the page-cache fill of randomly read files, and what must stop
- * it (writers, truncates, new versions).
+ * server: whole objects fetched in parts, the page-cache fill of randomly
+ * read files, and what must stop it (writers, truncates, new versions).
  *
  * NOT RUN without the S3 test server (tests/check.sh starts it).
  */
@@ -128,7 +128,7 @@ START_TEST(test_random_reads_fill_page_cache)
 	int fd;
 
 	put_pattern("weights.bin", size, 41);
-	mount_with("ro");
+	mount_with("ro,whole_max=0");
 	fd = open(tm_path(m.mnt, "weights.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, size, 41, 8);
@@ -151,48 +151,33 @@ START_TEST(test_random_reads_fill_page_cache)
 }
 END_TEST
 
-/* A filled file keeps a local copy: once the kernel drops its pages, it is
- * read again from that copy (no GET) and filled again from it; with the
- * staging filesystem too small, there is no copy and all still works. */
-START_TEST(test_local_copy_after_eviction)
+/*
+ * A file within whole_max is fetched whole at open, in part-sized GETs,
+ * whatever order it is read in (torch.load: the start, the end, then the
+ * middle): one GET per 8 MiB part, no block-sized GET, every byte right.
+ */
+START_TEST(test_whole_object_in_parts)
 {
-	const uint64_t size = 24 << 20;
+	const uint64_t size = (40 << 20) + 12345, part = 8 << 20;
+	char got[4096], want[4096];
 	long long gets;
 	int fd;
 
-	put_pattern("lc.bin", size, 23);
+	put_pattern("whole.bin", size, 43);
 	mount_with("ro");
-	fd = open(tm_path(m.mnt, "lc.bin"), O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	scattered_reads(fd, size, 23, 8);
-	ck_assert_int_eq(wait_fills(1), 0);
-	ck_assert_int_eq(stat_num("pagefill", "local_copy_bytes"), (long long)size);
+	ck_assert_int_eq(store_control("POST", "/latency?ms=20", NULL), 0);
 	gets = store_counter("GET", NULL);
-	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-	whole_file_equals(fd, size, 23);
-	ck_assert_int_gt(stat_num("pagefill", "local_copy_reads"), 0);
-	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-	scattered_reads(fd, size, 23, 8); /* seeks again: a fill from the copy */
-	ck_assert_int_eq(wait_fills(2), 0);
-	ck_assert_int_ge(stat_num("pagefill", "local_copy_fills"), 1);
-	ck_assert_int_eq(store_counter("GET", NULL), gets);
-	close(fd);
-	ck_assert_int_eq(tm_unmount(&m), 0);
-	/* no data left in staging (only its empty directories) */
-	ck_assert_int_eq(tm_sh("test -z \"$(find '%s' -type f)\"", m.staging), 0);
-
-	/* A staging filesystem of 8 MiB: no room for a copy. */
-	ck_assert_int_eq(tm_sh("mount -t tmpfs -o size=8m tmpfs '%s'", m.staging), 0);
-	mount_with("ro");
-	fd = open(tm_path(m.mnt, "lc.bin"), O_RDONLY);
+	fd = open(tm_path(m.mnt, "whole.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
-	scattered_reads(fd, size, 23, 8);
-	ck_assert_int_eq(wait_fills(1), 0);
-	ck_assert_int_eq(stat_num("pagefill", "local_copy_bytes"), 0);
-	whole_file_equals(fd, size, 23);
+	ck_assert_int_eq(pread(fd, got, 64, 0), 64);
+	ck_assert_int_eq(pread(fd, got, sizeof(got), (off_t)(size - sizeof(got))),
+	                 (ssize_t)sizeof(got));
+	tm_pattern(want, size - sizeof(got), sizeof(got), 43);
+	ck_assert(memcmp(got, want, sizeof(got)) == 0);
+	whole_file_equals(fd, size, 43);
 	close(fd);
-	ck_assert_int_eq(tm_unmount(&m), 0);
-	ck_assert_int_eq(tm_sh("umount '%s'", m.staging), 0);
+	ck_assert_int_eq(store_counter("GET", NULL) - gets, (long long)((size + part - 1) / part));
+	ck_assert_int_eq(stat_num("pagefill", "started"), 0);
 }
 END_TEST
 
@@ -205,7 +190,7 @@ START_TEST(test_fill_max)
 
 	put_pattern("big.bin", big, 3);
 	put_pattern("small.bin", small, 4);
-	mount_with("ro,fill_max=0");
+	mount_with("ro,fill_max=0,whole_max=0");
 	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, big, 3, 12);
@@ -213,7 +198,7 @@ START_TEST(test_fill_max)
 	ck_assert_int_eq(stat_num("pagefill", "started"), 0);
 	ck_assert_int_eq(tm_unmount(&m), 0);
 
-	mount_with("ro,fill_max=20");
+	mount_with("ro,fill_max=20,whole_max=0");
 	fd = open(tm_path(m.mnt, "big.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, big, 3, 12);
@@ -240,7 +225,7 @@ START_TEST(test_writer_cancels_fill)
 
 	ck_assert_ptr_nonnull(want);
 	put_pattern("w.bin", size, 7);
-	mount_with("read_part_size=1,fetch_threads=1");
+	mount_with("read_part_size=1,fetch_threads=1,whole_max=0");
 	ck_assert_int_eq(store_control("POST", "/latency?ms=40", NULL), 0);
 	fd = open(tm_path(m.mnt, "w.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
@@ -276,7 +261,7 @@ START_TEST(test_new_version_not_hidden_by_fill)
 	int fd;
 
 	put_pattern("v.bin", size, 11);
-	mount_with("ro,attr_timeout=0,entry_timeout=0");
+	mount_with("ro,attr_timeout=0,entry_timeout=0,whole_max=0");
 	fd = open(tm_path(m.mnt, "v.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, size, 11, 8);
@@ -340,7 +325,7 @@ static Suite *read_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_random_reads_fill_page_cache);
 	tcase_add_test(tc, test_fill_max);
-	tcase_add_test(tc, test_local_copy_after_eviction);
+	tcase_add_test(tc, test_whole_object_in_parts);
 	tcase_add_test(tc, test_writer_cancels_fill);
 	tcase_add_test(tc, test_new_version_not_hidden_by_fill);
 	tcase_add_test(tc, test_short_bodies_asked_again);

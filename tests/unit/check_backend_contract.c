@@ -24,7 +24,6 @@
 #include "fs.h"
 #include "mem.h"
 #include "mount.h"
-#include "prefetch.h"
 #include "s3/s3.h"
 #include "suites.h"
 #include "testbe.h"
@@ -1701,30 +1700,6 @@ static struct backend *cache_factory_create(void)
 	return b;
 }
 
-/* The prefetch layer over the cache over a mem backend: small blocks and
- * parts and a small window, so the contract's reads prefetch and evict. */
-static struct backend *prefetch_factory_create(void)
-{
-	struct cache_opts co = {.block_size = 64 * 1024,
-	                        .mem_budget = MIB,
-	                        .fetch_threads = 4,
-	                        .part_size = 256 * 1024};
-	struct prefetch_opts po = {.initial_window = 64 * 1024, .max_window = 512 * 1024};
-	struct backend *inner = mem_backend_create(), *cache, *b;
-
-	if (inner == NULL)
-		return NULL;
-	cache = cache_create(inner, &co);
-	if (cache == NULL) {
-		backend_destroy(inner);
-		return NULL;
-	}
-	b = prefetch_create(cache, &po);
-	if (b == NULL)
-		backend_destroy(cache);
-	return b;
-}
-
 /* The fault layer over a mem backend, injecting nothing: a pure
  * pass-through must keep every promise of its inner backend. */
 static struct backend *fault_factory_create(void)
@@ -1846,7 +1821,6 @@ static const struct contract_factory contract_factories[] = {
      .destroy_fixture = fs_factory_destroy,
      .add_cases = add_fs_cases},
     {.name = "cache", .create = cache_factory_create, .destroy_fixture = plain_destroy},
-    {.name = "prefetch", .create = prefetch_factory_create, .destroy_fixture = plain_destroy},
     {.name = "fault", .create = fault_factory_create, .destroy_fixture = plain_destroy},
     {.name = "diskcache",
      .create = diskcache_factory_create,
