@@ -18,7 +18,7 @@ MANDIR ?= $(PREFIX)/share/man
 BUILD ?= build
 CC ?= cc
 
-PKGS := fuse3 libcurl openssl libxml-2.0 jansson inih
+PKGS := fuse3 libcurl openssl libxml-2.0 jansson inih libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS := $(shell pkg-config --cflags check)

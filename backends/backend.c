@@ -237,6 +237,29 @@ void backend_release_ref(struct backend_ref *ref)
 	ref->n = 0;
 }
 
+ssize_t backend_ref_copy(const struct backend_ref *ref, void *dst)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < ref->n; i++) {
+		const struct backend_ref_seg *sg = &ref->seg[i];
+
+		if (sg->data != NULL) {
+			memcpy((char *)dst + done, sg->data, sg->len);
+		} else {
+			ssize_t n =
+			    io_pread_all(sg->fd, (char *)dst + done, sg->len, (off_t)sg->pos);
+
+			if (n < 0)
+				return n;
+			if ((size_t)n != sg->len)
+				return -EIO;
+		}
+		done += sg->len;
+	}
+	return (ssize_t)done;
+}
+
 void backend_ops_trim(struct backend_ops *ops, const struct backend *inner)
 {
 	const struct backend_ops *in = inner->ops;

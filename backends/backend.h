@@ -40,7 +40,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define BACKEND_ABI_VERSION 2 /* 2: upload_begin, backend_source.upload */
+#define BACKEND_ABI_VERSION                                                                        \
+	3 /* 2: upload_begin, backend_source.upload; 3: file pieces in read_ref */
 
 /* Longest etag a backend may report, including the terminating NUL. */
 #define BACKEND_ETAG_MAX 80
@@ -158,9 +159,11 @@ struct backend_ref {
 	unsigned n;            /* pieces filled */
 	struct backend *owner; /* whose release_ref() to call */
 	struct backend_ref_seg {
-		const void *data;
+		const void *data; /* the bytes, or NULL for a piece of a file: */
+		int fd;           /* ... the bytes are at pos in fd (-1 for memory) */
+		uint64_t pos;
 		size_t len;
-		void *pin; /* the owner's handle on the memory */
+		void *pin; /* the owner's handle on the memory or file */
 	} seg[BACKEND_REF_SEGS];
 };
 
@@ -207,7 +210,8 @@ struct backend_ops {
 	 * read_ref (optional): read() without the copy, for a caller that
 	 * hands the bytes straight to the kernel.  Instead of filling a buffer
 	 * it fills ref with up to BACKEND_REF_SEGS pieces of the backend's own
-	 * memory holding [off, off + return value), in order; the memory stays
+	 * memory, or of local files it holds (fd >= 0: a caller splices them),
+	 * holding [off, off + return value), in order; the memory and files stay
 	 * valid and unchanged until backend_release_ref(ref), which the caller
 	 * must call once (from any thread) after a success.  etag is required (a
 	 * pinned read).  The return and st are as read()'s: short only at the
@@ -410,6 +414,12 @@ void backend_upload_abort(const struct backend_source *src);
 
 /* Give back the memory a read_ref() lent: ref->owner's release_ref(). */
 void backend_release_ref(struct backend_ref *ref);
+
+/*
+ * Copy the bytes of the pieces a read_ref() lent into dst (memory copied,
+ * file pieces read), in order.  Returns the bytes copied or -errno.
+ */
+ssize_t backend_ref_copy(const struct backend_ref *ref, void *dst);
 
 /* copy() with the fallback described at the op. */
 int backend_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st);

@@ -113,6 +113,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CACHE_GEN_STRIPES   64
 #define CACHE_POOL_SLOTS    8
@@ -154,6 +155,7 @@ struct cache {
 	struct backend base;
 	struct backend_ops ops;          /* immutable; our table, trimmed to inner's */
 	struct backend *inner;           /* owned */
+	struct tier *disk;               /* owned, or NULL */
 	size_t block_size;               /* immutable */
 	unsigned block_shift;            /* immutable; log2(block_size) */
 	uint64_t budget;                 /* immutable */
@@ -192,6 +194,8 @@ struct cache_job {
 	char *key;
 	char etag[BACKEND_ETAG_MAX]; /* "": stat and use the current version */
 	uint64_t off, len;
+	uint64_t limit; /* the end the caller asked for, if within the part:
+	                 * no run of missing blocks starts at or past it */
 };
 
 static const struct backend_ops cache_ops;
@@ -449,9 +453,52 @@ static void cache_invalidate(struct cache *c, const char *key, int prefix)
 	}
 	cache_check(c);
 	pthread_mutex_unlock(&c->lock);
+	if (c->disk != NULL)
+		c->disk->ops->drop(c->disk, key, prefix);
 }
 
 /* --- fetching ----------------------------------------------------------- */
+
+/*
+ * Fill data with the n blocks from first of (key, etag) from the disk
+ * tier.  Returns the bytes (short when the object ends in a block the tier
+ * holds), or -ENOENT when the tier lacks one of them.  No lock held.
+ */
+static ssize_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t first,
+                              size_t n, unsigned char *data, struct backend_stat *st)
+{
+	size_t got = 0;
+
+	if (c->disk == NULL)
+		return -ENOENT;
+	for (size_t i = 0; i < n; i++) {
+		struct tier_block tb = {.key = key, .etag = etag, .index = first + i};
+		ssize_t len = c->disk->ops->get(c->disk, &tb, data + got, st);
+
+		if (len < 0)
+			return -ENOENT;
+		got += (size_t)len;
+		if ((size_t)len < c->block_size)
+			break;
+	}
+	return (ssize_t)got;
+}
+
+/* Keep got bytes of blocks from first, just read from the store, in the
+ * disk tier.  No lock held. */
+static void cache_disk_put(struct cache *c, const char *key, const char *etag, uint64_t first,
+                           const unsigned char *data, size_t got, const struct backend_stat *st)
+{
+	if (c->disk == NULL || etag[0] == '\0')
+		return;
+	for (size_t off = 0; off < got; off += c->block_size) {
+		struct tier_block tb = {
+		    .key = key, .etag = etag, .index = first + off / c->block_size};
+		size_t len = got - off < c->block_size ? got - off : c->block_size;
+
+		c->disk->ops->put(c->disk, &tb, data + off, len, st);
+	}
+}
 
 /*
  * A new FETCHING block idx of (key, etag), hashed and referenced once (by
@@ -495,6 +542,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	struct backend_stat st;
 	unsigned char *data;
 	size_t alloc = want;
+	int from_disk = 0;
 	ssize_t got;
 
 	data = cache_pool_take(c, want);
@@ -502,9 +550,16 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	memset(&st, 0, sizeof(st));
 	if (data == NULL)
 		data = malloc(want);
-	got = data == NULL ? -ENOMEM
-	                   : c->inner->ops->read(c->inner, key, first << c->block_shift, data, want,
-	                                         etag, &st);
+	got = data == NULL ? -ENOMEM : cache_disk_get(c, key, etag, first, n, data, &st);
+	if (got >= 0) {
+		from_disk = 1;
+	} else if (data != NULL) {
+		memset(&st, 0, sizeof(st));
+		got = c->inner->ops->read(c->inner, key, first << c->block_shift, data, want, etag,
+		                          &st);
+		if (got > 0)
+			cache_disk_put(c, key, etag, first, data, (size_t)got, &st);
+	}
 	if (got > 0 && (size_t)got < want) {
 		unsigned char *shrunk = realloc(data, (size_t)got);
 
@@ -515,7 +570,9 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	}
 
 	pthread_mutex_lock(&c->lock);
-	if (data != NULL) {
+	if (from_disk) {
+		c->stats.disk_fills++;
+	} else if (data != NULL) {
 		c->stats.fetches++;
 		c->stats.fetch_bytes += got > 0 ? (uint64_t)got : 0;
 	}
@@ -761,12 +818,53 @@ static void cache_release_ref(struct backend *bk, struct backend_ref *ref)
 {
 	struct cache *c = cache_of(bk);
 
+	for (unsigned i = 0; i < ref->n; i++)
+		if (ref->seg[i].fd >= 0)
+			close(ref->seg[i].fd);
 	pthread_mutex_lock(&c->lock);
 	for (unsigned i = 0; i < ref->n; i++)
-		cache_unref(c, ref->seg[i].pin);
+		if (ref->seg[i].fd < 0)
+			cache_unref(c, ref->seg[i].pin);
 	cache_check(c);
 	pthread_mutex_unlock(&c->lock);
 	ref->n = 0;
+}
+
+/*
+ * Lend [in_off, in_off + want) of block idx of (key, etag) as a piece of
+ * the disk tier's file when memory neither holds nor fetches the block and
+ * the tier holds it.  1 when lent (*seg, *eof and st set), 0 when not:
+ * read it through memory.
+ */
+static int cache_ref_disk(struct cache *c, const char *key, const char *etag, uint64_t idx,
+                          size_t in_off, size_t want, struct backend_ref_seg *seg,
+                          struct backend_stat *st, int *eof)
+{
+	struct tier_block tb = {.key = key, .etag = etag, .index = idx};
+	struct backend_stat bst;
+	uint64_t data_off;
+	size_t blen;
+	int fd, in_mem;
+
+	if (c->disk == NULL || c->disk->ops->open == NULL)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	in_mem = cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (in_mem || c->disk->ops->open(c->disk, &tb, &fd, &data_off, &blen, &bst) < 0)
+		return 0;
+	if (st != NULL)
+		*st = bst;
+	seg->data = NULL;
+	seg->fd = fd;
+	seg->pos = data_off + in_off;
+	seg->len = in_off < blen ? (blen - in_off < want ? blen - in_off : want) : 0;
+	seg->pin = NULL;
+	*eof = blen < c->block_size || (idx << c->block_shift) + blen >= bst.size;
+	pthread_mutex_lock(&c->lock);
+	c->stats.spliced++;
+	pthread_mutex_unlock(&c->lock);
+	return 1;
 }
 
 /* read_ref: the blocks themselves, each held by a reference until release. */
@@ -797,6 +895,15 @@ static ssize_t cache_read_ref(struct backend *bk, const char *key, uint64_t off,
 		}
 		if (want > len - done)
 			want = len - done;
+		if (cache_ref_disk(c, key, etag, pos >> c->block_shift, in_off, want,
+		                   &ref->seg[ref->n], done == 0 ? st : NULL, &eof)) {
+			n = (ssize_t)ref->seg[ref->n].len;
+			ref->n++;
+			done += (size_t)n;
+			if (eof || (size_t)n < want)
+				break;
+			continue;
+		}
 		n = cache_read_block(c, key, etag, pos >> c->block_shift, in_off, NULL, want,
 		                     done == 0 ? st : NULL, &eof, &b, &data);
 		if (n < 0) {
@@ -804,6 +911,8 @@ static ssize_t cache_read_ref(struct backend *bk, const char *key, uint64_t off,
 			return n;
 		}
 		ref->seg[ref->n].data = data;
+		ref->seg[ref->n].fd = -1;
+		ref->seg[ref->n].pos = 0;
 		ref->seg[ref->n].len = (size_t)n;
 		ref->seg[ref->n].pin = b;
 		ref->n++;
@@ -820,6 +929,17 @@ static void cache_job_free(struct cache_job *j)
 {
 	free(j->key);
 	free(j);
+}
+
+/* 1 if block idx of (key, etag) is in memory, being fetched, or in the
+ * disk tier (prefetching it would only copy it).  Caller holds c->lock. */
+static int cache_held(const struct cache *c, const char *key, const char *etag, uint64_t idx)
+{
+	struct tier_block tb = {.key = key, .etag = etag, .index = idx};
+
+	if (cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL)
+		return 1;
+	return c->disk != NULL && c->disk->ops->has(c->disk, &tb);
 }
 
 /*
@@ -857,14 +977,11 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		struct cache_slab *slab;
 		size_t n = 0, made;
 
-		while (idx < end && cache_lookup(c, j->key, etag, idx,
-		                                 cache_block_hash(j->key, etag, idx)) != NULL)
-			idx++; /* present or in flight */
-		while (idx + n < end &&
-		       cache_lookup(c, j->key, etag, idx + n,
-		                    cache_block_hash(j->key, etag, idx + n)) == NULL)
+		while (idx < end && cache_held(c, j->key, etag, idx))
+			idx++; /* present, in flight or on disk */
+		while (idx + n < end && !cache_held(c, j->key, etag, idx + n))
 			n++;
-		if (n == 0)
+		if (n == 0 || (idx << c->block_shift) >= j->limit)
 			break;
 		if (!cache_make_room(c, n * bs, 1)) {
 			uint64_t room = c->budget - c->bytes_held;
@@ -1006,6 +1123,7 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 		snprintf(j->etag, sizeof(j->etag), "%s", etag);
 		j->off = pos;
 		j->len = pend - pos;
+		j->limit = off + len < pend && off + len > off ? off + len : pend;
 		*c->jobs_tail = j;
 		c->jobs_tail = &j->next;
 		c->n_jobs++;
@@ -1108,6 +1226,10 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "cache", "buffers_reused", s.buffers_reused);
 	emit(ctx, "cache", "prefetch_jobs", s.prefetch_jobs);
 	emit(ctx, "cache", "jobs_jumped", s.jobs_jumped);
+	emit(ctx, "cache", "disk_fills", s.disk_fills);
+	emit(ctx, "cache", "spliced", s.spliced);
+	if (c->disk != NULL)
+		c->disk->ops->stats(c->disk, emit, ctx);
 	backend_stats(c->inner, emit, ctx);
 }
 
@@ -1145,6 +1267,8 @@ static void cache_destroy(struct backend *bk)
 		free(cache_pool_take(c, c->pool_size[c->pool_n - 1]));
 	pthread_mutex_unlock(&c->lock);
 	backend_destroy(c->inner);
+	if (c->disk != NULL)
+		c->disk->ops->destroy(c->disk);
 	free(c->buckets);
 	free(c->workers);
 	pthread_cond_destroy(&c->work);
@@ -1201,7 +1325,10 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 		if (opts->part_size != 0)
 			o.part_size = opts->part_size;
 	}
+	if (opts != NULL)
+		o.disk = opts->disk;
 	if (inner == NULL || o.block_size < CACHE_MIN_BLOCK ||
+	    (o.disk != NULL && o.disk->block_size != o.block_size) ||
 	    (o.block_size & (o.block_size - 1)) != 0 || o.mem_budget < o.block_size ||
 	    o.fetch_threads > CACHE_MAX_FETCH_THREADS || o.part_size > SIZE_MAX / 2) {
 		errno = EINVAL;
@@ -1222,6 +1349,7 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	c->base.ops = &c->ops;
 	c->base.flags = inner->flags;
 	c->inner = inner;
+	c->disk = o.disk;
 	c->block_size = o.block_size;
 	while (((size_t)1 << c->block_shift) < c->block_size)
 		c->block_shift++;

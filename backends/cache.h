@@ -36,8 +36,16 @@
  * queue and runs it itself at once: the part being waited for goes first,
  * and it costs one part-sized read, not a block-sized one.
  *
+ * Disk tier (opts.disk, tier.h): a fetch first asks the tier for its
+ * blocks and reads the inner backend only when the tier lacks one; what
+ * it reads from the inner backend it puts in the tier.  read_ref lends a
+ * block the tier holds and memory does not as a piece of the tier's file
+ * (spliced by the caller, never copied into memory); a prefetch skips the
+ * blocks the tier holds.  So a warm cache costs neither requests nor
+ * copies, and only memory's blocks count against the budget.
+ *
  * save, remove, copy and rename go to the inner backend and then drop
- * every cached block of the keys they touched (all versions); a fetch that
+ * every cached block of the keys they touched (all versions, every tier); a fetch that
  * was in flight meanwhile delivers its bytes to its readers but does not
  * enter the cache.  stat and list pass through uncached.  read_fd is NULL
  * (the layer has no file to hand out).  copy, rename and space are present
@@ -47,6 +55,7 @@
 #define CHUNKFS_CACHE_H
 
 #include "backend.h"
+#include "tier.h"
 
 #include <fuse_opt.h>
 #include <stddef.h>
@@ -67,6 +76,9 @@ struct cache_opts {
 	size_t part_size;       /* largest inner read of a prefetch; rounded up to
 	                         * a multiple of block_size, capped at the budget;
 	                         * 0: default */
+	struct tier *disk;      /* a tier under memory (the disk cache), or NULL;
+	                         * its block size must be block_size.  Owned by
+	                         * the layer once cache_create() succeeds. */
 };
 
 /* Counters since creation.  bytes_cached is a level, not a counter. */
@@ -86,6 +98,9 @@ struct cache_stats {
 	uint64_t prefetch_jobs;    /* now: prefetch parts queued or being fetched */
 	uint64_t jobs_jumped;      /* queued parts a reader waiting for one of
 	                            * their blocks fetched itself, at once */
+	uint64_t disk_fills;       /* fetches answered whole by the disk tier */
+	uint64_t spliced;          /* read_ref pieces lent as the disk tier's
+	                            * files (no copy through the daemon) */
 };
 
 /* Fill *o with the defaults. */
@@ -102,9 +117,9 @@ void cache_opts_usage(FILE *out);
 
 /*
  * Create a cache layer over inner.  opts may be NULL (defaults).  On
- * success the layer owns inner: backend_destroy() of the layer destroys
- * inner too.  On failure it returns NULL with errno set (EINVAL for bad
- * options, ENOMEM) and the caller still owns inner.
+ * success the layer owns inner and opts->disk: backend_destroy() of the
+ * layer destroys them too.  On failure it returns NULL with errno set
+ * (EINVAL for bad options, ENOMEM) and the caller still owns both.
  */
 struct backend *cache_create(struct backend *inner, const struct cache_opts *opts);
 

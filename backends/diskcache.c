@@ -1,8 +1,8 @@
 /*
- * diskcache.c - the disk block cache layer (see diskcache.h).
+ * diskcache.c - the disk tier of the block cache (see diskcache.h).
  *
  * Files
- *   dir/lock                   flock()ed while a layer uses dir
+ *   dir/lock                   flock()ed while a tier uses dir
  *   dir/XX/NAME-INDEX          one block: NAME is the hex SHA-256 of
  *                              "key\0etag", XX its first two digits, INDEX
  *                              the block index in decimal
@@ -11,13 +11,19 @@
  *   A block file is a struct dc_header, the key (key_len bytes), then
  *   data_len bytes of data.  The header holds the object's stat as the
  *   fetch saw it (so a hit can answer read()'s st), the etag, the index and
- *   block size, and sum: the SHA-256 of the header (with sum zeroed), key
- *   and data.  Numbers are in host byte order (the cache is local).  A file
- *   is served only when its size is exactly header_len + data_len and every
- *   field and the sum match the read; anything else is corrupt: logged,
- *   deleted, counted, and the block fetched again.  Files are written
- *   without fsync: a crash may leave a torn file, which the sum catches.
- *   Files are 0600, directories 0700.
+ *   block size, and sum: the XXH3-64 of the header (with sum zeroed), key
+ *   and data.  Numbers are in host byte order (the cache is local).  Files
+ *   are written without fsync: a crash may leave a torn file, which the
+ *   sum catches.  Files are 0600, directories 0700, all opened relative to
+ *   the directory's descriptor with O_NOFOLLOW.
+ *
+ * Integrity
+ *   The sum is computed once when a block is stored, and checked over the
+ *   whole file the first time the block is used after the tier was
+ *   created (a mount); the entry then remembers it was checked, and later
+ *   uses check the header and the file's size only.  A file that fails is
+ *   logged, deleted, counted and reported absent: the engine fetches the
+ *   block again.  At create only the headers are read (the index rebuild).
  *
  * Index (in memory, under lock)
  *   One struct dc_entry per block file: hashed by (name hash, index) in
@@ -28,47 +34,18 @@
  *   sum of the entries' file sizes plus "reserved", the sizes of blocks
  *   being written; it never exceeds max_bytes: a writer reserves its size
  *   first, evicting from the LRU tail, and skips writing when even an empty
- *   cache could not hold it.
+ *   cache could not hold it.  A file evicted or dropped while a reader has
+ *   it open stays readable through that descriptor.
  *
- * Reading a block
- *   1. Under lock, find the entry; if there, move it to the head, drop the
- *      lock, read and check the file (a file evicted meanwhile is a miss; a
- *      file opened before its eviction is still a valid block of that
- *      version).  Corrupt: delete it (if the entry is still the same one,
- *      by serial) and go on as a miss.
- *   2. Under lock, find an in-flight fetch of the block (struct dc_flight):
- *      if there, wait for its bytes (refcount held) and copy them.  Else
- *      start one, drop the lock, read inner, publish the bytes (done, wake
- *      waiters), then write the file (reserve, free-space check, temp file,
- *      rename under lock).  The flight stays findable until the file is in
- *      place, so nobody fetches the block twice meanwhile.  A failed fetch
- *      is not stored: its waiters get the error.
- *   A read spanning several blocks first looks for a run: when its first
- *   two or more blocks are neither indexed nor in flight, they all become
- *   flights at once and are fetched with one inner read (up to
- *   DC_MAX_RUN_BYTES; the memory cache's prefetch asks for whole parts, so
- *   the store sees few large ranged reads), then stored one by one.  A
- *   block that is indexed is read from disk as above (an indexed but
- *   corrupt block is found there and refetched on its own).
- *
- * Invalidation
- *   save/remove/copy/rename call the inner op, then under lock delete the
- *   files of every entry whose key matches (exact, or a prefix for a
- *   rename of "d/") and mark matching flights cancelled and unfindable: a
- *   cancelled flight hands its bytes to the readers already waiting but
- *   does not write its file.  Invalidation scans the whole index (O(files)
- *   per write; a write costs an upload anyway).
- *
- * Locks: one mutex, lock, guards the index, the LRU list, the flights,
- * reserved and the counters.  Syscalls made under it are the unlink of an
- * evicted or invalidated file and the rename that installs a file.
+ * Locks: one mutex, lock, guards the index, the LRU list, reserved and the
+ * counters.  Syscalls made under it are the unlink of an evicted or dropped
+ * file and the rename that installs a file.
  */
 #include "diskcache.h"
 
 #include "io.h"
 #include "log.h"
 
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -82,13 +59,13 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <xxhash.h>
 
-#define DC_MAGIC           "CFSDC1\n"
-#define DC_MAX_KEY         4096 /* longer keys are read through uncached */
-#define DC_STALE_RETRIES   3
+#define DC_MAGIC           "CFSDC2\n"
+#define DC_OLD_MAGIC       "CFSDC1\n" /* SHA-256 sums: dropped quietly */
+#define DC_MAX_KEY         4096       /* longer keys are not stored */
 #define DC_NAME_HEX        64
 #define DC_INITIAL_BUCKETS 1024
-#define DC_MAX_RUN_BYTES   ((size_t)8 << 20) /* largest coalesced inner read */
 
 struct dc_header {
 	char magic[8];
@@ -101,7 +78,8 @@ struct dc_header {
 	int64_t mtime_sec, mtime_nsec;
 	uint32_t meta, mode, uid, gid;
 	char etag[BACKEND_ETAG_MAX];
-	unsigned char sum[32]; /* SHA-256 of header (sum zeroed), key, data */
+	uint64_t sum; /* XXH3-64 of header (sum zeroed), key, data */
+	unsigned char pad[24];
 };
 _Static_assert(sizeof(struct dc_header) == 192, "dc_header layout");
 
@@ -110,30 +88,14 @@ struct dc_entry {
 	uint64_t index;
 	uint64_t bytes;  /* file size */
 	uint64_t serial; /* distinguishes a replaced entry */
+	int verified;    /* its data matched the sum since create */
 	char *key;       /* for invalidation */
 	struct dc_entry *hnext;
 	struct dc_entry *prev, *next; /* LRU; head most recent */
 };
 
-struct dc_flight {
-	unsigned char name[32];
-	uint64_t index;
-	char *key;
-	int refs;      /* the fetcher and each waiter */
-	int done;      /* bytes (or error) published */
-	int cancelled; /* invalidated: do not store */
-	int listed;    /* on the flights list */
-	ssize_t n;     /* bytes or -errno */
-	char *buf;     /* block_size bytes */
-	struct backend_stat st;
-	struct dc_flight *next;
-};
-
 struct diskcache {
-	struct backend base;
-	struct backend_ops ops; /* immutable; diskcache_ops trimmed to inner's */
-	struct backend *inner;  /* owned */
-	size_t block_size;
+	struct tier base;
 	uint64_t max_bytes;
 	int min_free_percent; /* 0: none */
 	int dirfd;
@@ -141,11 +103,9 @@ struct diskcache {
 	char *dir;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;          /* flights done; under lock */
 	struct dc_entry **buckets;    /* under lock */
 	size_t nbuckets;              /* under lock; power of two */
 	struct dc_entry *head, *tail; /* LRU, under lock */
-	struct dc_flight *flights;    /* under lock */
 	uint64_t installed;           /* bytes of entries, under lock */
 	uint64_t reserved;            /* bytes being written, under lock */
 	uint64_t next_serial;         /* under lock */
@@ -153,37 +113,26 @@ struct diskcache {
 	struct diskcache_stats stats; /* under lock (levels computed on read) */
 };
 
-static const struct backend_ops diskcache_ops;
-static void dc_destroy(struct backend *b);
+static const struct tier_ops diskcache_ops;
 
-static struct diskcache *dc_of(struct backend *b)
+static struct diskcache *dc_of(struct tier *t)
 {
-	return (struct diskcache *)b;
-}
-
-static int dc_is(struct backend *b)
-{
-	return b != NULL && b->ops->destroy == dc_destroy;
+	return (struct diskcache *)t;
 }
 
 /* --- names and checksums ------------------------------------------------ */
 
-static void dc_sha256_parts(unsigned char out[32], const void *a, size_t alen, const void *b,
-                            size_t blen, const void *c, size_t clen)
+static void dc_name_hash(unsigned char out[32], const char *key, const char *etag)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int olen = 32;
 
 	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, a, alen) != 1 || EVP_DigestUpdate(ctx, b, blen) != 1 ||
-	    EVP_DigestUpdate(ctx, c, clen) != 1 || EVP_DigestFinal_ex(ctx, out, &olen) != 1)
-		memset(out, 0xff, 32); /* never matches a real sum by chance */
+	    EVP_DigestUpdate(ctx, key, strlen(key) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, etag, strlen(etag)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &olen) != 1)
+		memset(out, 0xff, 32); /* never matches a real name by chance */
 	EVP_MD_CTX_free(ctx);
-}
-
-static void dc_name_hash(unsigned char out[32], const char *key, const char *etag)
-{
-	dc_sha256_parts(out, key, strlen(key) + 1, etag, strlen(etag), "", 0);
 }
 
 static void dc_hex(char *out, const unsigned char *in, size_t n)
@@ -226,13 +175,23 @@ static void dc_path(char *out, size_t size, const unsigned char name[32], uint64
 	snprintf(out, size, "%.2s/%s-%" PRIu64, hex, hex, index);
 }
 
-static void dc_sum(const struct dc_header *h, const char *key, const void *data,
-                   unsigned char out[32])
+static uint64_t dc_sum(const struct dc_header *h, const char *key, const void *data)
 {
 	struct dc_header tmp = *h;
+	XXH3_state_t *s = XXH3_createState();
+	uint64_t sum;
 
-	memset(tmp.sum, 0, sizeof(tmp.sum));
-	dc_sha256_parts(out, &tmp, sizeof(tmp), key, h->key_len, data, h->data_len);
+	tmp.sum = 0;
+	if (s == NULL || XXH3_64bits_reset(s) != XXH_OK)
+		sum = ~h->sum; /* never matches */
+	else {
+		XXH3_64bits_update(s, &tmp, sizeof(tmp));
+		XXH3_64bits_update(s, key, h->key_len);
+		XXH3_64bits_update(s, data, h->data_len);
+		sum = XXH3_64bits_digest(s);
+	}
+	XXH3_freeState(s);
+	return sum;
 }
 
 /* --- the index (all under lock) --------------------------------------- */
@@ -366,11 +325,10 @@ static int dc_key_matches(const char *k, const char *key, int prefix)
 	return prefix ? strncmp(k, key, strlen(key)) == 0 : strcmp(k, key) == 0;
 }
 
-/* Drop every block of key (of every key under it when prefix). */
-static void dc_invalidate(struct diskcache *c, const char *key, int prefix)
+static void dc_drop(struct tier *t, const char *key, int prefix)
 {
+	struct diskcache *c = dc_of(t);
 	struct dc_entry *e, *next;
-	struct dc_flight **pp;
 
 	pthread_mutex_lock(&c->lock);
 	for (e = c->head; e != NULL; e = next) {
@@ -378,106 +336,195 @@ static void dc_invalidate(struct diskcache *c, const char *key, int prefix)
 		if (dc_key_matches(e->key, key, prefix))
 			dc_delete(c, e);
 	}
-	for (pp = &c->flights; *pp != NULL;) {
-		struct dc_flight *f = *pp;
-
-		if (dc_key_matches(f->key, key, prefix)) {
-			f->cancelled = 1;
-			f->listed = 0;
-			*pp = f->next;
-		} else {
-			pp = &f->next;
-		}
-	}
 	pthread_mutex_unlock(&c->lock);
 }
 
 /* --- block files --------------------------------------------------------- */
 
 /*
- * Read and check the block file at path for (key, etag, index).  On
- * success the data is at *data (in *buf, which the caller frees), its
- * length in *data_len, the stat in *st.  -ENOENT: no file; -EBADMSG:
- * corrupt (why in *why); other -errno: cannot read.
+ * Check the header h of the open block file fd (of file_size bytes) for
+ * (key, etag, index).  0, or -EBADMSG with the reason in *why.
  */
-static int dc_load(struct diskcache *c, const char *path, const char *key, const char *etag,
-                   uint64_t index, char **buf, const char **data, size_t *data_len,
-                   struct backend_stat *st, const char **why)
+static int dc_check_header(struct diskcache *c, int fd, const struct dc_header *h,
+                           uint64_t file_size, const struct tier_block *b, const char **why)
 {
-	size_t key_len = strlen(key);
-	size_t max = sizeof(struct dc_header) + key_len + c->block_size;
-	struct dc_header h;
-	unsigned char sum[32];
-	struct stat sb;
-	ssize_t n;
-	char *b;
-	int fd;
+	size_t key_len = strlen(b->key);
+	char key[DC_MAX_KEY];
 
-	*buf = NULL;
-	fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) < 0) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size < sizeof(h) ||
-	    (uint64_t)sb.st_size > max) {
-		close(fd);
-		*why = "bad size";
-		return -EBADMSG;
-	}
-	b = malloc((size_t)sb.st_size);
-	if (b == NULL) {
-		close(fd);
-		return -ENOMEM;
-	}
-	n = io_pread_all(fd, b, (size_t)sb.st_size, 0);
-	close(fd);
-	if (n < 0) {
-		free(b);
-		return (int)n;
-	}
-	*buf = b;
-	if ((size_t)n != (size_t)sb.st_size) {
-		*why = "short file";
-		return -EBADMSG;
-	}
-	memcpy(&h, b, sizeof(h));
-	if (memcmp(h.magic, DC_MAGIC, sizeof(h.magic)) != 0) {
+	if (memcmp(h->magic, DC_MAGIC, sizeof(h->magic)) != 0) {
 		*why = "bad magic";
 		return -EBADMSG;
 	}
-	if (h.key_len != key_len || h.header_len != sizeof(h) + key_len ||
-	    h.data_len > c->block_size || h.header_len + h.data_len != (uint64_t)n) {
+	if (h->key_len != key_len || h->header_len != sizeof(*h) + key_len ||
+	    h->data_len > c->base.block_size || h->header_len + h->data_len != file_size) {
 		*why = "bad length (truncated?)";
 		return -EBADMSG;
 	}
-	if (h.index != index || h.block_size != c->block_size ||
-	    memcmp(b + sizeof(h), key, key_len) != 0 ||
-	    memchr(h.etag, '\0', sizeof(h.etag)) == NULL || strcmp(h.etag, etag) != 0) {
+	if (h->index != b->index || h->block_size != c->base.block_size ||
+	    memchr(h->etag, '\0', sizeof(h->etag)) == NULL || strcmp(h->etag, b->etag) != 0 ||
+	    io_pread_all(fd, key, key_len, (off_t)sizeof(*h)) != (ssize_t)key_len ||
+	    memcmp(key, b->key, key_len) != 0) {
 		*why = "names another block";
 		return -EBADMSG;
 	}
-	dc_sum(&h, key, b + h.header_len, sum);
-	if (memcmp(sum, h.sum, sizeof(sum)) != 0) {
-		*why = "checksum mismatch";
-		return -EBADMSG;
-	}
-	*data = b + h.header_len;
-	*data_len = (size_t)h.data_len;
-	memset(st, 0, sizeof(*st));
-	st->size = h.obj_size;
-	st->mtime.tv_sec = (time_t)h.mtime_sec;
-	st->mtime.tv_nsec = (long)h.mtime_nsec;
-	snprintf(st->etag, sizeof(st->etag), "%s", h.etag);
-	st->meta = h.meta;
-	st->mode = h.mode;
-	st->uid = h.uid;
-	st->gid = h.gid;
 	return 0;
+}
+
+static void dc_header_stat(const struct dc_header *h, struct backend_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = h->obj_size;
+	st->mtime.tv_sec = (time_t)h->mtime_sec;
+	st->mtime.tv_nsec = (long)h->mtime_nsec;
+	snprintf(st->etag, sizeof(st->etag), "%s", h->etag);
+	st->meta = h->meta;
+	st->mode = h->mode;
+	st->uid = h->uid;
+	st->gid = h->gid;
+}
+
+/*
+ * Open block b's file and check it: the header always, the data against
+ * the sum when verify is set (then dst, of block_size bytes or NULL for a
+ * scratch buffer, receives the data).  On success *fd is open (the caller
+ * closes it), *h the header.  -ENOENT: no file; -EBADMSG: corrupt (why in
+ * *why); other -errno: cannot read.
+ */
+static int dc_open_checked(struct diskcache *c, const char *path, const struct tier_block *b,
+                           int verify, void *dst, int *fd, struct dc_header *h, const char **why)
+{
+	struct stat sb;
+	void *data = dst;
+	int ret;
+
+	*fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	ret = 0;
+	if (fstat(*fd, &sb) < 0)
+		ret = -errno;
+	else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size < sizeof(*h))
+		ret = -EBADMSG, *why = "bad size";
+	else if (io_pread_all(*fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h))
+		ret = -EBADMSG, *why = "short file";
+	else
+		ret = dc_check_header(c, *fd, h, (uint64_t)sb.st_size, b, why);
+	if (ret == 0 && verify) {
+		if (data == NULL)
+			data = malloc(c->base.block_size);
+		if (data == NULL)
+			ret = -ENOMEM;
+		else if (io_pread_all(*fd, data, (size_t)h->data_len, (off_t)h->header_len) !=
+		         (ssize_t)h->data_len)
+			ret = -EBADMSG, *why = "short file";
+		else if (dc_sum(h, b->key, data) != h->sum)
+			ret = -EBADMSG, *why = "checksum mismatch";
+		if (data != dst)
+			free(data);
+	}
+	if (ret < 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return ret;
+}
+
+/*
+ * Find block b, open and check its file (the data too on its first use
+ * since create, or when want_data asks for it in dst).  A corrupt file is
+ * deleted.  0 with *fd open, or -ENOENT / -errno.
+ */
+static int dc_find_open(struct diskcache *c, const struct tier_block *b, void *dst, int *fd,
+                        struct dc_header *h)
+{
+	unsigned char name[32];
+	char path[DC_NAME_HEX + 40];
+	const char *why = "";
+	struct dc_entry *e;
+	uint64_t serial;
+	int verified, ret;
+
+	if (strlen(b->key) >= DC_MAX_KEY)
+		return -ENOENT;
+	dc_name_hash(name, b->key, b->etag);
+	dc_path(path, sizeof(path), name, b->index);
+	pthread_mutex_lock(&c->lock);
+	e = dc_find(c, name, b->index);
+	if (e == NULL) {
+		c->stats.misses++;
+		pthread_mutex_unlock(&c->lock);
+		return -ENOENT;
+	}
+	dc_lru_unlink(c, e);
+	dc_lru_push(c, e);
+	serial = e->serial;
+	verified = e->verified;
+	pthread_mutex_unlock(&c->lock);
+
+	ret = dc_open_checked(c, path, b, !verified || dst != NULL, dst, fd, h, &why);
+	pthread_mutex_lock(&c->lock);
+	e = dc_find(c, name, b->index);
+	if (ret == 0) {
+		c->stats.hits++;
+		if (!verified && e != NULL && e->serial == serial && !e->verified) {
+			e->verified = 1;
+			c->stats.verified++;
+		}
+	} else if (e != NULL && e->serial == serial) {
+		if (ret == -EBADMSG) {
+			log_msg(LOG_LEVEL_WARN,
+			        "disk cache %s: block %s of %s is corrupt (%s); deleted, "
+			        "fetching it again",
+			        c->dir, path, b->key, why);
+			c->stats.corrupt_blocks++;
+		}
+		dc_delete(c, e);
+		c->stats.misses++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret == -EBADMSG ? -ENOENT : ret;
+}
+
+static ssize_t dc_get(struct tier *t, const struct tier_block *b, void *dst,
+                      struct backend_stat *st)
+{
+	struct diskcache *c = dc_of(t);
+	struct dc_header h;
+	int fd, ret = dc_find_open(c, b, dst, &fd, &h);
+
+	if (ret < 0)
+		return ret;
+	close(fd);
+	dc_header_stat(&h, st);
+	return (ssize_t)h.data_len;
+}
+
+static int dc_open(struct tier *t, const struct tier_block *b, int *fd, uint64_t *data_off,
+                   size_t *len, struct backend_stat *st)
+{
+	struct diskcache *c = dc_of(t);
+	struct dc_header h;
+	int ret = dc_find_open(c, b, NULL, fd, &h);
+
+	if (ret < 0)
+		return ret;
+	*data_off = h.header_len;
+	*len = (size_t)h.data_len;
+	dc_header_stat(&h, st);
+	return 0;
+}
+
+static int dc_has(struct tier *t, const struct tier_block *b)
+{
+	struct diskcache *c = dc_of(t);
+	unsigned char name[32];
+	int found;
+
+	dc_name_hash(name, b->key, b->etag);
+	pthread_mutex_lock(&c->lock);
+	found = dc_find(c, name, b->index) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return found;
 }
 
 /* Whether dir's filesystem has at least min_free_percent free. */
@@ -490,23 +537,26 @@ static int dc_space_ok(struct diskcache *c)
 	return (uint64_t)v.f_bavail * 100 >= (uint64_t)v.f_blocks * (uint64_t)c->min_free_percent;
 }
 
-/*
- * Store flight f's bytes as a block file, if room and not cancelled.
- * Called without lock.  Failures are counted, never returned.
- */
-static void dc_store(struct diskcache *c, struct dc_flight *f, const char *etag)
+/* Store len bytes as block b, if there is room.  Failures are counted. */
+static void dc_put(struct tier *t, const struct tier_block *b, const void *data, size_t len,
+                   const struct backend_stat *st)
 {
-	size_t key_len = strlen(f->key);
+	struct diskcache *c = dc_of(t);
+	size_t key_len = strlen(b->key);
 	struct dc_header h = {0};
-	uint64_t size = sizeof(h) + key_len + (uint64_t)f->n;
+	uint64_t size = sizeof(h) + key_len + (uint64_t)len;
 	char path[DC_NAME_HEX + 40], tmp[DC_NAME_HEX + 80], sub[3];
+	unsigned char name[32];
 	uint64_t serial;
 	int fd, ret;
 
-	pthread_mutex_lock(&c->lock);
-	if (f->cancelled) {
-		pthread_mutex_unlock(&c->lock);
+	if (key_len >= DC_MAX_KEY || len > c->base.block_size || b->etag[0] == '\0')
 		return;
+	dc_name_hash(name, b->key, b->etag);
+	pthread_mutex_lock(&c->lock);
+	if (dc_find(c, name, b->index) != NULL) {
+		pthread_mutex_unlock(&c->lock);
+		return; /* stored by a racing fetch of the same block */
 	}
 	if (!dc_space_ok(c)) {
 		c->stats.full_skips++;
@@ -524,20 +574,20 @@ static void dc_store(struct diskcache *c, struct dc_flight *f, const char *etag)
 	memcpy(h.magic, DC_MAGIC, sizeof(h.magic));
 	h.header_len = (uint32_t)(sizeof(h) + key_len);
 	h.key_len = (uint32_t)key_len;
-	h.index = f->index;
-	h.block_size = c->block_size;
-	h.data_len = (uint64_t)f->n;
-	h.obj_size = f->st.size;
-	h.mtime_sec = (int64_t)f->st.mtime.tv_sec;
-	h.mtime_nsec = (int64_t)f->st.mtime.tv_nsec;
-	h.meta = f->st.meta;
-	h.mode = f->st.mode;
-	h.uid = f->st.uid;
-	h.gid = f->st.gid;
-	snprintf(h.etag, sizeof(h.etag), "%s", etag);
-	dc_sum(&h, f->key, f->buf, h.sum);
+	h.index = b->index;
+	h.block_size = c->base.block_size;
+	h.data_len = (uint64_t)len;
+	h.obj_size = st->size;
+	h.mtime_sec = (int64_t)st->mtime.tv_sec;
+	h.mtime_nsec = (int64_t)st->mtime.tv_nsec;
+	h.meta = st->meta;
+	h.mode = st->mode;
+	h.uid = st->uid;
+	h.gid = st->gid;
+	snprintf(h.etag, sizeof(h.etag), "%s", b->etag);
+	h.sum = dc_sum(&h, b->key, data);
 
-	dc_path(path, sizeof(path), f->name, f->index);
+	dc_path(path, sizeof(path), name, b->index);
 	memcpy(sub, path, 2);
 	sub[2] = '\0';
 	snprintf(tmp, sizeof(tmp), "%s/.tmp.%d.%" PRIu64, sub, (int)getpid(), serial);
@@ -552,20 +602,20 @@ static void dc_store(struct diskcache *c, struct dc_flight *f, const char *etag)
 	} else {
 		ret = io_pwrite_all(fd, &h, sizeof(h), 0);
 		if (ret == 0)
-			ret = io_pwrite_all(fd, f->key, key_len, (off_t)sizeof(h));
+			ret = io_pwrite_all(fd, b->key, key_len, (off_t)sizeof(h));
 		if (ret == 0)
-			ret = io_pwrite_all(fd, f->buf, (size_t)f->n, (off_t)(sizeof(h) + key_len));
+			ret = io_pwrite_all(fd, data, len, (off_t)(sizeof(h) + key_len));
 		if (close(fd) < 0 && ret == 0)
 			ret = -errno;
 	}
 
 	pthread_mutex_lock(&c->lock);
 	c->reserved -= size;
-	if (ret == 0 && !f->cancelled) {
+	if (ret == 0) {
 		struct dc_entry *e = calloc(1, sizeof(*e)), *old;
 
 		if (e != NULL)
-			e->key = strdup(f->key);
+			e->key = strdup(b->key);
 		if (e == NULL || e->key == NULL) {
 			free(e);
 			ret = -ENOMEM;
@@ -574,506 +624,68 @@ static void dc_store(struct diskcache *c, struct dc_flight *f, const char *etag)
 			free(e->key);
 			free(e);
 		} else {
-			old = dc_find(c, f->name, f->index);
+			old = dc_find(c, name, b->index);
 			if (old != NULL)
 				dc_remove(c, old); /* its file was just replaced */
-			memcpy(e->name, f->name, 32);
-			e->index = f->index;
+			memcpy(e->name, name, 32);
+			e->index = b->index;
 			e->bytes = size;
+			e->verified = 1; /* summed from the bytes just written */
 			dc_insert(c, e);
+			c->stats.stored++;
 		}
 	}
-	if (ret != 0 || f->cancelled)
-		unlinkat(c->dirfd, tmp, 0);
 	if (ret != 0) {
+		unlinkat(c->dirfd, tmp, 0);
 		if (c->stats.write_errors++ == 0 || ret != -ENOSPC)
 			log_msg(LOG_LEVEL_WARN,
 			        "disk cache %s: cannot store a block of %s: %s (reads go on "
 			        "from the store)",
-			        c->dir, f->key, strerror(-ret));
+			        c->dir, b->key, strerror(-ret));
 	}
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* --- reading ------------------------------------------------------------- */
-
-static void dc_flight_put(struct diskcache *c, struct dc_flight *f)
-{
-	/* under lock */
-	(void)c;
-	if (--f->refs == 0) {
-		free(f->key);
-		free(f->buf);
-		free(f);
-	}
-}
-
-/* The listed flight of block index of name, or NULL.  Under lock. */
-static struct dc_flight *dc_find_flight(struct diskcache *c, const unsigned char name[32],
-                                        uint64_t index)
-{
-	for (struct dc_flight *f = c->flights; f != NULL; f = f->next)
-		if (f->index == index && memcmp(f->name, name, 32) == 0)
-			return f;
-	return NULL;
-}
-
-/* Take f off the flights list if it is still there.  Under lock. */
-static void dc_unlist(struct diskcache *c, struct dc_flight *f)
-{
-	struct dc_flight **pp = &c->flights;
-
-	if (!f->listed)
-		return;
-	while (*pp != f)
-		pp = &(*pp)->next;
-	*pp = f->next;
-	f->listed = 0;
-}
-
-/* Copy what a block of n bytes (data) holds at in_off into dst. */
-static size_t dc_copy_out(const char *data, size_t n, size_t in_off, void *dst, size_t want)
-{
-	if (in_off >= n)
-		return 0;
-	if (want > n - in_off)
-		want = n - in_off;
-	memcpy(dst, data + in_off, want);
-	return want;
-}
-
-/*
- * Read [in_off, in_off + want) of block index of (key, etag) into dst.
- * Returns the bytes copied or -errno; *eof when the block is the object's
- * last (shorter than block_size).  st as read(), may be NULL.
- */
-static ssize_t dc_read_block(struct diskcache *c, const char *key, const char *etag, uint64_t index,
-                             size_t in_off, void *dst, size_t want, struct backend_stat *st,
-                             int *eof)
-{
-	unsigned char name[32];
-	char path[DC_NAME_HEX + 40];
-	struct dc_flight *f;
-	struct backend_stat bst;
-	ssize_t n;
-
-	dc_name_hash(name, key, etag);
-	dc_path(path, sizeof(path), name, index);
-	for (;;) {
-		struct dc_entry *e;
-		uint64_t serial;
-		const char *data = NULL, *why = NULL;
-		size_t data_len = 0;
-		char *buf;
-		int ret;
-
-		pthread_mutex_lock(&c->lock);
-		e = dc_find(c, name, index);
-		if (e == NULL)
-			break; /* with lock */
-		dc_lru_unlink(c, e);
-		dc_lru_push(c, e);
-		serial = e->serial;
-		pthread_mutex_unlock(&c->lock);
-
-		ret = dc_load(c, path, key, etag, index, &buf, &data, &data_len, &bst, &why);
-		if (ret == 0) {
-			n = (ssize_t)dc_copy_out(data, data_len, in_off, dst, want);
-			free(buf);
-			*eof = data_len < c->block_size;
-			if (st != NULL)
-				*st = bst;
-			pthread_mutex_lock(&c->lock);
-			c->stats.hits++;
-			pthread_mutex_unlock(&c->lock);
-			return n;
-		}
-		free(buf);
-		pthread_mutex_lock(&c->lock);
-		e = dc_find(c, name, index);
-		if (e != NULL && e->serial == serial) {
-			if (ret == -EBADMSG) {
-				log_msg(LOG_LEVEL_WARN,
-				        "disk cache %s: block %s of %s is corrupt (%s); deleted, "
-				        "fetching it again",
-				        c->dir, path, key, why);
-				c->stats.corrupt_blocks++;
-			}
-			dc_delete(c, e);
-		}
-		pthread_mutex_unlock(&c->lock);
-		/* and look again: a miss now, unless someone stored it meanwhile */
-	}
-
-	/* Miss, under lock: join a flight or start one. */
-	c->stats.misses++;
-	f = dc_find_flight(c, name, index);
-	if (f != NULL) {
-		f->refs++;
-		while (!f->done)
-			pthread_cond_wait(&c->cond, &c->lock);
-	} else {
-		f = calloc(1, sizeof(*f));
-		if (f == NULL || (f->key = strdup(key)) == NULL ||
-		    (f->buf = malloc(c->block_size)) == NULL) {
-			if (f != NULL)
-				free(f->key);
-			free(f);
-			pthread_mutex_unlock(&c->lock);
-			return -ENOMEM;
-		}
-		memcpy(f->name, name, 32);
-		f->index = index;
-		f->refs = 1;
-		f->listed = 1;
-		f->next = c->flights;
-		c->flights = f;
-		c->stats.fetches++;
-		pthread_mutex_unlock(&c->lock);
-
-		memset(&f->st, 0, sizeof(f->st));
-		f->n = c->inner->ops->read(c->inner, key, index * c->block_size, f->buf,
-		                           c->block_size, etag, &f->st);
-		if (f->n >= 0 && f->st.etag[0] == '\0')
-			snprintf(f->st.etag, sizeof(f->st.etag), "%s", etag);
-
-		pthread_mutex_lock(&c->lock);
-		if (f->n > 0)
-			c->stats.fetch_bytes += (uint64_t)f->n;
-		f->done = 1;
-		pthread_cond_broadcast(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-
-		if (f->n > 0)
-			dc_store(c, f, etag);
-
-		pthread_mutex_lock(&c->lock);
-		dc_unlist(c, f);
-	}
-	/* under lock, f done and referenced */
-	n = f->n;
-	if (n >= 0) {
-		*eof = (size_t)n < c->block_size;
-		if (st != NULL)
-			*st = f->st;
-		n = (ssize_t)dc_copy_out(f->buf, (size_t)f->n, in_off, dst, want);
-	}
-	dc_flight_put(c, f);
-	pthread_mutex_unlock(&c->lock);
-	return n;
-}
-
-/*
- * When the read [off, off + len) starts with at least two blocks that are
- * neither on disk nor being fetched, fetch that run (up to the read's last
- * block and DC_MAX_RUN_BYTES) with one inner read, as flights other
- * readers can join, copy the read's part of it into dst and store the
- * blocks.  Returns the bytes copied (*eof when the object ended within the
- * run), -errno, or -EAGAIN when there is no such run (read block by
- * block).
- */
-static ssize_t dc_read_run(struct diskcache *c, const char *key, const char *etag, uint64_t off,
-                           void *dst, size_t len, struct backend_stat *st, int *eof)
-{
-	const size_t bs = c->block_size;
-	uint64_t first = off / bs, last = (off + len - 1) / bs;
-	size_t max = DC_MAX_RUN_BYTES / bs, run = 0, got;
-	struct dc_flight **fl;
-	unsigned char name[32];
-	struct backend_stat rst;
-	char *buf;
-	ssize_t n;
-
-	if (last == first)
-		return -EAGAIN;
-	if (max < 2)
-		max = 2;
-	if (last - first + 1 < max)
-		max = (size_t)(last - first + 1);
-	dc_name_hash(name, key, etag);
-	fl = calloc(max, sizeof(*fl));
-	buf = malloc(max * bs);
-	if (fl == NULL || buf == NULL) {
-		free(fl);
-		free(buf);
-		return -EAGAIN;
-	}
-	pthread_mutex_lock(&c->lock);
-	while (run < max && dc_find(c, name, first + run) == NULL &&
-	       dc_find_flight(c, name, first + run) == NULL)
-		run++;
-	if (run < 2) {
-		pthread_mutex_unlock(&c->lock);
-		free(fl);
-		free(buf);
-		return -EAGAIN;
-	}
-	for (size_t i = 0; i < run; i++) {
-		struct dc_flight *f = calloc(1, sizeof(*f));
-
-		if (f == NULL || (f->key = strdup(key)) == NULL || (f->buf = malloc(bs)) == NULL) {
-			if (f != NULL)
-				free(f->key);
-			free(f);
-			run = i; /* fetch what has a flight */
-			break;
-		}
-		memcpy(f->name, name, 32);
-		f->index = first + i;
-		f->refs = 1;
-		f->listed = 1;
-		f->next = c->flights;
-		c->flights = f;
-		fl[i] = f;
-	}
-	if (run > 0) {
-		c->stats.misses += run;
-		c->stats.fetches++;
-	}
-	pthread_mutex_unlock(&c->lock);
-	if (run == 0) {
-		free(fl);
-		free(buf);
-		return -EAGAIN;
-	}
-
-	memset(&rst, 0, sizeof(rst));
-	n = c->inner->ops->read(c->inner, key, first * bs, buf, run * bs, etag, &rst);
-	if (n >= 0 && rst.etag[0] == '\0')
-		snprintf(rst.etag, sizeof(rst.etag), "%s", etag);
-
-	pthread_mutex_lock(&c->lock);
-	if (n > 0)
-		c->stats.fetch_bytes += (uint64_t)n;
-	for (size_t i = 0; i < run; i++) {
-		struct dc_flight *f = fl[i];
-
-		if (n < 0) {
-			f->n = n;
-		} else {
-			uint64_t at = (uint64_t)i * bs;
-
-			f->n = (uint64_t)n <= at
-			           ? 0
-			           : ((uint64_t)n - at < bs ? (ssize_t)(n - at) : (ssize_t)bs);
-			memcpy(f->buf, buf + at, (size_t)f->n);
-			f->st = rst;
-		}
-		f->done = 1;
-	}
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-
-	got = 0;
-	if (n >= 0) {
-		uint64_t in_run = off - first * bs;
-		uint64_t end = off + len < (first + run) * bs ? off + len : (first + run) * bs;
-
-		if ((uint64_t)n > in_run) {
-			got = (size_t)(end - off);
-			if (got > (uint64_t)n - in_run)
-				got = (size_t)((uint64_t)n - in_run);
-			memcpy(dst, buf + in_run, got);
-		}
-		*eof = (uint64_t)n < (uint64_t)run * bs;
-		if (st != NULL)
-			*st = rst;
-	}
-	free(buf);
-	for (size_t i = 0; i < run; i++)
-		if (fl[i]->n > 0)
-			dc_store(c, fl[i], etag);
-	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < run; i++) {
-		dc_unlist(c, fl[i]);
-		dc_flight_put(c, fl[i]);
-	}
-	pthread_mutex_unlock(&c->lock);
-	free(fl);
-	return n < 0 ? n : (ssize_t)got;
-}
-
-/* Read len bytes at off of version etag, block by block.  st as read(). */
-static ssize_t dc_read_pinned(struct diskcache *c, const char *key, uint64_t off, void *dst,
-                              size_t len, const char *etag, struct backend_stat *st)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		uint64_t pos = off + done;
-		size_t in_off = (size_t)(pos % c->block_size);
-		size_t want = c->block_size - in_off;
-		ssize_t n;
-		int eof = 0;
-
-		if (want > len - done)
-			want = len - done;
-		n = dc_read_run(c, key, etag, pos, (char *)dst + done, len - done,
-		                done == 0 ? st : NULL, &eof);
-		if (n != -EAGAIN) {
-			if (n < 0)
-				return n;
-			done += (size_t)n;
-			if (eof)
-				break;
-			continue;
-		}
-		n = dc_read_block(c, key, etag, pos / c->block_size, in_off, (char *)dst + done,
-		                  want, done == 0 ? st : NULL, &eof);
-		if (n < 0)
-			return n;
-		done += (size_t)n;
-		if (eof || (size_t)n < want)
-			break;
-	}
-	return (ssize_t)done;
-}
-
-static ssize_t dc_pinned_cb(void *ctx, const char *key, uint64_t off, void *dst, size_t len,
-                            const char *etag, struct backend_stat *st)
-{
-	return dc_read_pinned(ctx, key, off, dst, len, etag, st);
-}
-
-static ssize_t dc_read(struct backend *b, const char *key, uint64_t off, void *dst, size_t len,
-                       const char *etag, struct backend_stat *st)
-{
-	struct diskcache *c = dc_of(b);
-	struct backend *in = c->inner;
-
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	if (len == 0 || strlen(key) > DC_MAX_KEY || !backend_key_valid(key))
-		return in->ops->read(in, key, off, dst, len, etag, st);
-	if (etag != NULL && etag[0] != '\0')
-		return dc_read_pinned(c, key, off, dst, len, etag, st);
-	return backend_read_current(in, key, off, dst, len, st, DC_STALE_RETRIES, dc_pinned_cb, c);
-}
-
-/* --- pass-through ops ----------------------------------------------------- */
-
-static int dc_stat(struct backend *b, const char *key, struct backend_stat *st)
-{
-	return dc_of(b)->inner->ops->stat(dc_of(b)->inner, key, st);
-}
-
-static int dc_save(struct backend *b, const char *key, const struct backend_source *src,
-                   const struct backend_save_attrs *attrs, struct backend_stat *st)
-{
-	struct diskcache *c = dc_of(b);
-	int ret = c->inner->ops->save(c->inner, key, src, attrs, st);
-
-	dc_invalidate(c, key, 0);
-	return ret;
-}
-
-static int dc_upload_begin(struct backend *b, const char *key, const struct backend_source *src,
-                           const struct backend_save_attrs *attrs, struct backend_upload **out)
-{
-	return dc_of(b)->inner->ops->upload_begin(dc_of(b)->inner, key, src, attrs, out);
-}
-
-static int dc_remove_op(struct backend *b, const char *key)
-{
-	struct diskcache *c = dc_of(b);
-	int ret = c->inner->ops->remove(c->inner, key);
-
-	dc_invalidate(c, key, 0);
-	return ret;
-}
-
-static int dc_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
-                   const char *token, size_t max_keys, struct backend_list *out)
-{
-	return dc_of(b)->inner->ops->list(dc_of(b)->inner, prefix, delimiter, start_after, token,
-	                                  max_keys, out);
-}
-
-static int dc_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
-{
-	struct diskcache *c = dc_of(b);
-	int ret;
-
-	if (c->inner->ops->copy == NULL)
-		return -ENOTSUP;
-	ret = c->inner->ops->copy(c->inner, src, dst, st);
-	dc_invalidate(c, dst, 0);
-	return ret;
-}
-
-/* The cached blocks are keyed by etag, which attributes do not change. */
-static int dc_setattr(struct backend *b, const char *key, const struct backend_save_attrs *attrs,
-                      struct backend_stat *st)
-{
-	struct backend *in = dc_of(b)->inner;
-
-	return in->ops->setattr ? in->ops->setattr(in, key, attrs, st) : -ENOTSUP;
-}
-
-static int dc_rename(struct backend *b, const char *src, const char *dst)
-{
-	struct diskcache *c = dc_of(b);
-	size_t sl = strlen(src), dl = strlen(dst);
-	int ret;
-
-	if (c->inner->ops->rename == NULL)
-		return -ENOTSUP;
-	ret = c->inner->ops->rename(c->inner, src, dst);
-	dc_invalidate(c, src, sl > 0 && src[sl - 1] == '/');
-	dc_invalidate(c, dst, dl > 0 && dst[dl - 1] == '/');
-	return ret;
-}
-
-static int dc_space(struct backend *b, uint64_t *total, uint64_t *avail)
-{
-	struct diskcache *c = dc_of(b);
-
-	if (c->inner->ops->space == NULL)
-		return -ENOTSUP;
-	return c->inner->ops->space(c->inner, total, avail);
-}
-
-void diskcache_get_stats(struct backend *b, struct diskcache_stats *out)
+void diskcache_get_stats(struct tier *t, struct diskcache_stats *out)
 {
 	struct diskcache *c;
 
 	memset(out, 0, sizeof(*out));
-	if (!dc_is(b))
+	if (t == NULL || t->ops != &diskcache_ops)
 		return;
-	c = dc_of(b);
+	c = dc_of(t);
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
 	out->bytes_on_disk = c->installed + c->reserved;
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void dc_stats(struct backend *b, backend_stats_fn emit, void *ctx)
+static void dc_stats(struct tier *t, backend_stats_fn emit, void *ctx)
 {
 	struct diskcache_stats s;
 
-	diskcache_get_stats(b, &s);
+	diskcache_get_stats(t, &s);
 	emit(ctx, "diskcache", "hits", s.hits);
 	emit(ctx, "diskcache", "misses", s.misses);
-	emit(ctx, "diskcache", "fetches", s.fetches);
-	emit(ctx, "diskcache", "fetch_bytes", s.fetch_bytes);
+	emit(ctx, "diskcache", "stored", s.stored);
+	emit(ctx, "diskcache", "verified", s.verified);
 	emit(ctx, "diskcache", "bytes_on_disk", s.bytes_on_disk);
 	emit(ctx, "diskcache", "files", s.files);
 	emit(ctx, "diskcache", "evictions", s.evictions);
 	emit(ctx, "diskcache", "corrupt_blocks", s.corrupt_blocks);
 	emit(ctx, "diskcache", "write_errors", s.write_errors);
 	emit(ctx, "diskcache", "full_skips", s.full_skips);
-	backend_stats(dc_of(b)->inner, emit, ctx);
 }
 
-void diskcache_debug_check(struct backend *b)
+void diskcache_debug_check(struct tier *t)
 {
 #ifndef NDEBUG
 	struct diskcache *c;
 	uint64_t bytes = 0, files = 0;
 
-	if (!dc_is(b))
+	if (t == NULL || t->ops != &diskcache_ops)
 		return;
-	c = dc_of(b);
+	c = dc_of(t);
 	pthread_mutex_lock(&c->lock);
 	for (struct dc_entry *e = c->head; e != NULL; e = e->next) {
 		if (dc_find(c, e->name, e->index) != e)
@@ -1088,7 +700,7 @@ void diskcache_debug_check(struct backend *b)
 		abort();
 	pthread_mutex_unlock(&c->lock);
 #else
-	(void)b;
+	(void)t;
 #endif
 }
 
@@ -1101,33 +713,23 @@ static void dc_free(struct diskcache *c)
 		close(c->lockfd); /* releases the flock */
 	if (c->dirfd >= 0)
 		close(c->dirfd);
-	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c->dir);
 	free(c);
 }
 
-static void dc_destroy(struct backend *b)
+static void dc_destroy(struct tier *t)
 {
-	struct diskcache *c = dc_of(b);
-
-	backend_destroy(c->inner);
-	dc_free(c);
+	dc_free(dc_of(t));
 }
 
-static const struct backend_ops diskcache_ops = {
-    .abi_version = BACKEND_ABI_VERSION,
+static const struct tier_ops diskcache_ops = {
     .name = "diskcache",
-    .stat = dc_stat,
-    .read = dc_read,
-    .save = dc_save,
-    .upload_begin = dc_upload_begin,
-    .remove = dc_remove_op,
-    .list = dc_list,
-    .copy = dc_copy,
-    .rename = dc_rename,
-    .setattr = dc_setattr,
-    .space = dc_space,
+    .get = dc_get,
+    .open = dc_open,
+    .has = dc_has,
+    .put = dc_put,
+    .drop = dc_drop,
     .stats = dc_stats,
     .destroy = dc_destroy,
 };
@@ -1173,10 +775,15 @@ static struct dc_entry *dc_scan_file(struct diskcache *c, int subfd, const char 
 	fd = openat(subfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
+	if (io_pread_all(fd, &h, 8, 0) == 8 && memcmp(h.magic, DC_OLD_MAGIC, 8) == 0) {
+		*why = NULL; /* an earlier version's block: not corrupt, just old */
+		close(fd);
+		return NULL;
+	}
 	if (io_pread_all(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    memcmp(h.magic, DC_MAGIC, sizeof(h.magic)) != 0 || h.key_len == 0 ||
-	    h.key_len > DC_MAX_KEY || h.header_len != sizeof(h) + h.key_len || h.index != index ||
-	    h.block_size != c->block_size || h.data_len > c->block_size ||
+	    h.key_len >= DC_MAX_KEY || h.header_len != sizeof(h) + h.key_len || h.index != index ||
+	    h.block_size != c->base.block_size || h.data_len > c->base.block_size ||
 	    memchr(h.etag, '\0', sizeof(h.etag)) == NULL) {
 		close(fd);
 		return NULL;
@@ -1245,6 +852,10 @@ static int dc_rebuild(struct diskcache *c)
 			if (fstatat(subfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
 			e = dc_scan_file(c, subfd, de->d_name, &sb, &why);
+			if (e == NULL && why == NULL) {
+				unlinkat(subfd, de->d_name, 0);
+				continue;
+			}
 			if (e == NULL) {
 				log_msg(LOG_LEVEL_WARN,
 				        "disk cache %s: %s/%s is corrupt (%s); deleted", c->dir,
@@ -1342,12 +953,12 @@ void diskcache_opts_init(struct diskcache_opts *o)
 	o->min_free_percent = DISKCACHE_DEFAULT_MIN_FREE;
 }
 
-struct backend *diskcache_create(struct backend *inner, const struct diskcache_opts *opts)
+struct tier *diskcache_create(const struct diskcache_opts *opts)
 {
 	struct diskcache *c;
 	int ret;
 
-	if (inner == NULL || opts == NULL || opts->dir == NULL || opts->dir[0] == '\0' ||
+	if (opts == NULL || opts->dir == NULL || opts->dir[0] == '\0' ||
 	    opts->min_free_percent < -1 || opts->min_free_percent > 99) {
 		errno = EINVAL;
 		return NULL;
@@ -1357,16 +968,16 @@ struct backend *diskcache_create(struct backend *inner, const struct diskcache_o
 		errno = ENOMEM;
 		return NULL;
 	}
+	c->base.ops = &diskcache_ops;
 	c->dirfd = c->lockfd = -1;
-	c->block_size = opts->block_size ? opts->block_size : DISKCACHE_DEFAULT_BLOCK_SIZE;
+	c->base.block_size = opts->block_size ? opts->block_size : DISKCACHE_DEFAULT_BLOCK_SIZE;
 	c->max_bytes = opts->max_bytes ? opts->max_bytes : DISKCACHE_DEFAULT_MAX_BYTES;
 	c->min_free_percent = opts->min_free_percent == 0    ? DISKCACHE_DEFAULT_MIN_FREE
 	                      : opts->min_free_percent == -1 ? 0
 	                                                     : opts->min_free_percent;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
-	if (c->block_size < 4096 || (c->block_size & (c->block_size - 1)) != 0 ||
-	    c->max_bytes < c->block_size) {
+	if (c->base.block_size < 4096 || (c->base.block_size & (c->base.block_size - 1)) != 0 ||
+	    c->max_bytes < c->base.block_size) {
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -1397,12 +1008,6 @@ struct backend *diskcache_create(struct backend *inner, const struct diskcache_o
 	ret = dc_rebuild(c);
 	if (ret < 0)
 		goto fail;
-
-	c->ops = diskcache_ops;
-	backend_ops_trim(&c->ops, inner);
-	c->base.ops = &c->ops;
-	c->base.flags = inner->flags;
-	c->inner = inner;
 	return &c->base;
 
 fail:

@@ -1,41 +1,31 @@
 /*
- * diskcache.h - the disk block cache layer.
+ * diskcache.h - the disk tier of the block cache.
  *
- * A backend that wraps an inner backend (S3) and keeps the blocks it reads
- * as files in a local directory, so they survive an unmount and are reused
- * at the next mount.  It sits under the memory block cache:
- *
- *     cache -> diskcache -> s3
+ * A tier (tier.h) that keeps blocks as files in a local directory, so they
+ * survive an unmount and are reused at the next mount.  The block cache
+ * (cache.h) owns it: blocks it fetches from the store are put here, blocks
+ * it misses in memory are looked for here first, and reads of blocks held
+ * here are answered by splicing from the block's file (the tier's open
+ * op), with no copy through the daemon.
  *
  * A block is named by (key, etag, block index) and holds block_size bytes
- * of that version (the last block of an object is shorter).  A read is
- * pinned to one etag (the caller's, or the one a stat of the inner backend
- * reports when the caller gives none); a missing block is fetched with
- * inner->read(key, index * block_size, block_size, etag), handed to the
- * reader, and written to the cache directory atomically (temporary file,
- * then rename) with a checksum over its header and bytes.  Every block read
- * from disk is checked (names, etag, length, SHA-256); a corrupted or
- * truncated file is logged, deleted and fetched again, never served.
+ * of that version (the last block of an object is shorter).  A block is
+ * written atomically (temporary file, then rename) with an XXH3-64 sum of
+ * its header and bytes; the sum is checked at the block's first use after
+ * create, and the header (names, etag, length) at every use; a corrupted
+ * or truncated file is logged, deleted and reported absent, never served.
  *
  * Space: the block files stay under max_bytes (least recently used files
- * are deleted first), and the layer stops writing while the filesystem
+ * are deleted first), and the tier stops writing while the filesystem
  * holding dir has less than min_free_percent free or answers ENOSPC; reads
- * then come from the inner backend and still succeed.
- *
- * Concurrent reads of one missing block share one inner read; a read of
- * several missing blocks fetches them with one inner read.  save,
- * remove, copy and rename go to the inner backend and then delete every
- * cached block of the keys they touched (all versions).  stat and list pass
- * through.  read_fd and prefetch are NULL (the memory cache above does the
- * prefetching, and its prefetch reads come through this layer).  copy,
- * rename and space are present exactly when the inner backend has them.
+ * then come from the store and still succeed.
  *
  * One process uses a cache directory at a time (a lock file enforces it).
  */
 #ifndef CHUNKFS_DISKCACHE_H
 #define CHUNKFS_DISKCACHE_H
 
-#include "backend.h"
+#include "tier.h"
 
 #include <fuse_opt.h>
 #include <stddef.h>
@@ -61,10 +51,10 @@ struct diskcache_opts {
 
 /* Counters since creation.  bytes_on_disk and files are levels. */
 struct diskcache_stats {
-	uint64_t hits;           /* blocks served from disk */
-	uint64_t misses;         /* blocks not on disk (fetched, or waited for) */
-	uint64_t fetches;        /* inner read() calls made for blocks */
-	uint64_t fetch_bytes;    /* bytes those calls returned */
+	uint64_t hits;           /* blocks served from disk (get or open) */
+	uint64_t misses;         /* blocks asked for and not held (or corrupt) */
+	uint64_t stored;         /* blocks written */
+	uint64_t verified;       /* blocks whose sum was checked at first use */
 	uint64_t bytes_on_disk;  /* bytes of block files, including ones being
 	                          * written */
 	uint64_t files;          /* block files in the index */
@@ -89,26 +79,24 @@ int diskcache_opts_parse(struct fuse_args *args, struct diskcache_opts *o);
 void diskcache_opts_usage(FILE *out);
 
 /*
- * Create a disk cache layer over inner, with its files in opts->dir (the
- * index is rebuilt by scanning it).  On success the layer owns inner:
- * backend_destroy() of the layer destroys inner too (and leaves the files
- * for the next mount).  On failure it returns NULL with errno set (EINVAL
- * bad options, EPERM unsafe directory, EBUSY directory in use by another
- * process, ENOMEM, or the error of creating or opening dir), logs why, and
- * the caller still owns inner.
+ * Create a disk tier with its files in opts->dir (the index is rebuilt by
+ * scanning it).  The block cache that is given it owns it; its destroy op
+ * leaves the files for the next mount.  On failure it returns NULL with
+ * errno set (EINVAL bad options, EPERM unsafe directory, EBUSY directory
+ * in use by another process, ENOMEM, or the error of creating or opening
+ * dir), and logs why.
  */
-struct backend *diskcache_create(struct backend *inner, const struct diskcache_opts *opts);
+struct tier *diskcache_create(const struct diskcache_opts *opts);
 
-/* Copy the counters of b (a disk cache layer) into *out; zeroed for any
- * other backend.  The stats op reports the same counters (group
- * "diskcache"), then the inner backend's. */
-void diskcache_get_stats(struct backend *b, struct diskcache_stats *out);
+/* Copy the counters of t (a disk tier) into *out; zeroed for any other
+ * tier.  The stats op reports the same counters (group "diskcache"). */
+void diskcache_get_stats(struct tier *t, struct diskcache_stats *out);
 
 /*
- * Check the layer's invariants (hash and LRU list agree, bytes_on_disk is
+ * Check the tier's invariants (hash and LRU list agree, bytes_on_disk is
  * the sum of file sizes plus reservations and within max_bytes) and abort
- * on a violation.  A no-op in NDEBUG builds and for other backends.
+ * on a violation.  A no-op in NDEBUG builds and for other tiers.
  */
-void diskcache_debug_check(struct backend *b);
+void diskcache_debug_check(struct tier *t);
 
 #endif /* CHUNKFS_DISKCACHE_H */

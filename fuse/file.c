@@ -435,6 +435,33 @@ static char *read_buf(size_t size)
 	return b->data;
 }
 
+/* Answer a read with lent pieces some of which are files (the disk
+ * tier's): those are spliced to the kernel, the memory ones written. */
+static void reply_pieces(fuse_req_t req, const struct backend_ref *ref)
+{
+	union {
+		struct fuse_bufvec bv;
+		char room[sizeof(struct fuse_bufvec) +
+		          (BACKEND_REF_SEGS - 1) * sizeof(struct fuse_buf)];
+	} v;
+
+	memset(&v, 0, sizeof(v));
+	v.bv.count = ref->n;
+	for (unsigned i = 0; i < ref->n; i++) {
+		struct fuse_buf *b = &v.bv.buf[i];
+
+		b->size = ref->seg[i].len;
+		if (ref->seg[i].data != NULL) {
+			b->mem = (void *)ref->seg[i].data;
+		} else {
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			b->fd = ref->seg[i].fd;
+			b->pos = (off_t)ref->seg[i].pos;
+		}
+	}
+	fuse_reply_data(req, &v.bv, FUSE_BUF_SPLICE_MOVE);
+}
+
 /*
  * Answer a read with the cache's own blocks (read_ref), copying nothing in
  * the daemon: the kernel copies the pieces once, from the iovec.  Returns
@@ -454,11 +481,16 @@ static ssize_t reply_from_cache(struct chunkfs *fs, fuse_req_t req, const char *
 	n = fs->be->ops->read_ref(fs->be, key, (uint64_t)off, size, etag, &ref, NULL);
 	if (n < 0)
 		return n;
+	stats_add(fs->counters.read_bytes, n);
 	for (unsigned i = 0; i < ref.n; i++) {
+		if (ref.seg[i].data == NULL) {
+			reply_pieces(req, &ref);
+			backend_release_ref(&ref);
+			return 1;
+		}
 		iov[i].iov_base = (void *)ref.seg[i].data;
 		iov[i].iov_len = ref.seg[i].len;
 	}
-	stats_add(fs->counters.read_bytes, n);
 	fuse_reply_iov(req, iov, (int)ref.n);
 	backend_release_ref(&ref);
 	return 1;

@@ -204,6 +204,7 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
                                     const struct diskcache_opts *dco, const struct fault_opts *fo)
 {
 	const char *path = source;
+	struct cache_opts c = *co;
 	struct backend *be, *cache;
 	char err[1024];
 
@@ -219,31 +220,34 @@ static struct backend *stack_create(const char *source, const struct s3_opts *s3
 		be = with_faults(be, fo);
 		if (be == NULL)
 			return NULL;
+		if (no_cache && dco->dir != NULL) {
+			fprintf(stderr, "chunkfs: -o cache_dir needs the block cache; drop "
+			                "-o no_cache or -o cache_dir\n");
+			backend_destroy(be);
+			return NULL;
+		}
+		if (no_cache)
+			return be;
+		/* cache -> s3, the cache over memory and the disk tier.  What to
+		 * fetch ahead is decided per open file (readpolicy.h). */
 		if (dco->dir != NULL) {
-			/* diskcache -> s3: blocks survive remounts.  Same blocks as
-			 * the memory cache above it. */
 			struct diskcache_opts d = *dco;
-			struct backend *disk;
 
-			d.block_size = co->block_size ? co->block_size : CACHE_DEFAULT_BLOCK_SIZE;
-			disk = diskcache_create(be, &d);
-
-			if (disk == NULL) {
+			d.block_size = c.block_size ? c.block_size : CACHE_DEFAULT_BLOCK_SIZE;
+			c.disk = diskcache_create(&d);
+			if (c.disk == NULL) {
 				fprintf(stderr, "chunkfs: cannot use the disk cache %s: %s\n",
 				        dco->dir, strerror(errno));
 				backend_destroy(be);
 				return NULL;
 			}
-			be = disk;
 		}
-		if (no_cache)
-			return be;
-		/* cache -> [diskcache ->] s3; each layer owns the one below.
-		 * What to fetch ahead is decided per open file (readpolicy.h). */
-		cache = cache_create(be, co);
+		cache = cache_create(be, &c);
 		if (cache == NULL) {
 			fprintf(stderr, "chunkfs: cannot set up the read cache: %s\n",
 			        strerror(errno));
+			if (c.disk != NULL)
+				c.disk->ops->destroy(c.disk);
 			backend_destroy(be);
 		}
 		return cache;

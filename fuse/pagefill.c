@@ -191,7 +191,7 @@ static void pagefill_run(struct pagefill *f, char *buf)
 			asked = ahead;
 		if (be->ops->read_ref != NULL) {
 			n = be->ops->read_ref(be, f->key, off, len, f->etag, &ref, NULL);
-			if (n > 0 && ref.n == 1) {
+			if (n > 0 && ref.n == 1 && ref.seg[0].data != NULL) {
 				stored = pagefill_store(f, off, ref.seg[0].data, (size_t)n);
 				backend_release_ref(&ref);
 				if (!stored)

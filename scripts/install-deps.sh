@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh [--check] [GROUP...]
 #
 # GROUP is one of (each includes the ones before it):
-#   build   compiler, libfuse3, libcurl, OpenSSL, Check, libxml2, jansson, inih, clang-format
+#   build   compiler, libfuse3, libcurl, OpenSSL, Check, libxml2, jansson, inih, xxhash, clang-format
 #   test    build + test tools: awscli, fio, attr, bindfs, nodejs, npm, python3-numpy,
 #           curl, man-db, python3-yaml, systemd (systemd-analyze for contrib/), ...
 #           (+ clang and its runtime for libFuzzer, and python3-torch for the
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev check
-	libxml2-dev libjansson-dev libinih-dev ca-certificates git clang-format)
+	libxml2-dev libjansson-dev libinih-dev libxxhash-dev ca-certificates git clang-format)
 TEST_PKGS=(awscli fio attr bindfs nodejs npm python3 python3-numpy procps psmisc util-linux
 	curl mount bsdutils man-db python3-yaml systemd)
 # Installed when the archive has them; their absence is not an error.

@@ -883,7 +883,7 @@ START_TEST(test_s3_retries_exhausted_eio)
 	int fd;
 
 	put_pattern("down.bin", 1 << 20, 12);
-	mount_with("retries=3");
+	mount_with("retries=3,whole_max=0"); /* no fetch at open: the read asks */
 	fd = open(tm_path(m.mnt, "down.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	snprintf(json, sizeof(json),

@@ -1248,10 +1248,9 @@ START_TEST(test_read_ref)
 			continue;
 		ck_assert_int_eq(n2, n1);
 		ck_assert_uint_le(ref.n, BACKEND_REF_SEGS);
-		for (unsigned k = 0; k < ref.n; k++) {
-			memcpy(lent + flat, ref.seg[k].data, ref.seg[k].len);
+		for (unsigned k = 0; k < ref.n; k++)
 			flat += ref.seg[k].len;
-		}
+		ck_assert_int_eq(backend_ref_copy(&ref, lent), (ssize_t)flat);
 		ck_assert_uint_eq(flat, (size_t)n2);
 		ck_assert_int_eq(memcmp(lent, got, flat), 0);
 		ck_assert_uint_eq(tm_pattern_check(lent, offs[i], flat, 31), flat);
@@ -1728,13 +1727,15 @@ static void fs_factory_destroy(struct backend *b)
 	rm_rf(g_fs_dir);
 }
 
-/* The disk cache over a mem backend, in a scratch directory under g_root,
- * with small blocks and room for 16 of them, so the cases cross blocks and
- * evict. */
+/* The block cache with a disk tier over a mem backend, in a scratch
+ * directory under g_root, with small blocks, room for 16 of them on disk
+ * and 4 in memory, so the cases cross blocks, evict, and read blocks back
+ * from disk. */
 static char g_dc_dir[1100];
 
 static struct backend *diskcache_factory_create(void)
 {
+	struct cache_opts co = {.block_size = 64 * 1024, .mem_budget = 4 * 64 * 1024};
 	struct diskcache_opts o;
 	struct backend *inner, *b;
 
@@ -1749,9 +1750,16 @@ static struct backend *diskcache_factory_create(void)
 	o.block_size = 64 * 1024;
 	o.max_bytes = 16 * (64 * 1024 + 4096);
 	o.min_free_percent = -1;
-	b = diskcache_create(inner, &o);
-	if (b == NULL)
+	co.disk = diskcache_create(&o);
+	if (co.disk == NULL) {
 		backend_destroy(inner);
+		return NULL;
+	}
+	b = cache_create(inner, &co);
+	if (b == NULL) {
+		co.disk->ops->destroy(co.disk);
+		backend_destroy(inner);
+	}
 	return b;
 }
 
