@@ -126,10 +126,10 @@ while read -r line; do
 		2>/dev/null || problems+="not a JSON array: $line; "
 done < <(sed -n 's/^\(ENTRYPOINT\|CMD\) \(\[.*\]\)$/\2/p; s/^    CMD \(\[.*\]\)$/\1/p' "$df")
 # The run stage has every library chunkfs links (Debian 12 package names).
-for lib in libfuse3-3 libcurl4 libssl3 libxml2 libjansson4 libinih1 fuse3; do
+for lib in libfuse3-3 libcurl4 libssl3 libxml2 libjansson4 libinih1 libxxhash0 fuse3; do
 	grep -q "$lib" "$df" || problems+="run stage lacks $lib; "
 done
-for so in $(ldd ./chunkfs | awk '$1 ~ /^lib(fuse3|curl|ssl|xml2|jansson|inih)\./ {print $1}'); do
+for so in $(ldd ./chunkfs | awk '$1 ~ /^lib(fuse3|curl|ssl|xml2|jansson|inih|xxhash)\./ {print $1}'); do
 	pkg=$(dpkg -S "$(ldd ./chunkfs | awk -v s="$so" '$1 == s {print $3}')" 2>/dev/null |
 		head -1 | cut -d: -f1)
 	[ -z "$pkg" ] || grep -q "$pkg" "$df" || problems+="$so comes from $pkg, not installed; "
