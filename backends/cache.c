@@ -692,10 +692,8 @@ again:
 		 * in this thread, rather than wait for a worker or send a
 		 * block-sized request of our own. */
 		c->stats.jobs_jumped++;
-		pthread_mutex_unlock(&c->lock);
 		cache_run_job(c, j);
 		cache_job_free(j);
-		pthread_mutex_lock(&c->lock);
 		goto again;
 	}
 	c->stats.misses++;
@@ -944,21 +942,29 @@ static int cache_held(const struct cache *c, const char *key, const char *etag, 
 
 /*
  * Fetch the missing blocks of job j into the cache, one inner read per run
- * of adjacent missing blocks, within the budget (see the top).
+ * of adjacent missing blocks, within the budget (see the top).  Called and
+ * returns with c->lock held; the job's blocks are claimed (FETCHING) before
+ * the lock is first dropped, except for a job without an etag, which
+ * stats the inner backend first.
  */
 static void cache_run_job(struct cache *c, const struct cache_job *j)
 {
 	const size_t bs = c->block_size;
 	char etag[BACKEND_ETAG_MAX];
 	struct cache_block **blk;
+	struct cache_slab **slabs;
+	size_t *runs, n_runs = 0, made = 0;
 	uint64_t off = j->off, len = j->len, idx, end;
 
 	snprintf(etag, sizeof(etag), "%s", j->etag);
 	if (etag[0] == '\0') {
 		struct backend_stat st;
+		int ret;
 
-		if (c->inner->ops->stat(c->inner, j->key, &st) < 0 || st.etag[0] == '\0' ||
-		    off >= st.size)
+		pthread_mutex_unlock(&c->lock);
+		ret = c->inner->ops->stat(c->inner, j->key, &st);
+		pthread_mutex_lock(&c->lock);
+		if (ret < 0 || st.etag[0] == '\0' || off >= st.size)
 			return;
 		snprintf(etag, sizeof(etag), "%s", st.etag);
 		if (len > st.size - off)
@@ -969,13 +975,17 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 	idx = off >> c->block_shift;
 	end = ((off + len - 1) >> c->block_shift) + 1;
 	blk = malloc((size_t)(end - idx) * sizeof(*blk));
-	if (blk == NULL)
-		return;
+	runs = malloc((size_t)(end - idx) * sizeof(*runs));
+	slabs = malloc((size_t)(end - idx) * sizeof(*slabs));
+	if (blk == NULL || runs == NULL || slabs == NULL)
+		goto out;
 
-	pthread_mutex_lock(&c->lock);
+	/* Claim every run of missing blocks first, in this one hold of the
+	 * lock: a reader that wants one of them from now on waits for it
+	 * instead of fetching it on its own. */
 	while (idx < end && !c->stopping) {
 		struct cache_slab *slab;
-		size_t n = 0, made;
+		size_t n = 0, k;
 
 		while (idx < end && cache_held(c, j->key, etag, idx))
 			idx++; /* present, in flight or on disk */
@@ -996,29 +1006,39 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		slab = calloc(1, sizeof(*slab));
 		if (slab == NULL)
 			break;
-		for (made = 0; made < n; made++) {
-			blk[made] = cache_block_new(c, j->key, etag, idx + made,
-			                            cache_block_hash(j->key, etag, idx + made), 1);
-			if (blk[made] == NULL)
+		for (k = 0; k < n; k++) {
+			blk[made + k] = cache_block_new(c, j->key, etag, idx + k,
+			                                cache_block_hash(j->key, etag, idx + k), 1);
+			if (blk[made + k] == NULL)
 				break;
-			blk[made]->slab = slab;
+			blk[made + k]->slab = slab;
 		}
-		if (made == 0) {
+		if (k == 0) {
 			free(slab);
 			break;
 		}
-		slab->blocks = (int)made;
-		slab->size = made * bs;
+		slab->blocks = (int)k;
+		slab->size = k * bs;
 		c->bytes_held += slab->size;
-		cache_check(c);
-		cache_fetch(c, j->key, etag, blk, made, slab);
-		for (size_t i = 0; i < made; i++)
-			cache_unref(c, blk[i]);
-		cache_check(c);
-		idx += made;
+		slabs[n_runs] = slab;
+		runs[n_runs++] = k;
+		made += k;
+		idx += k;
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_check(c);
+	/* Then fetch them, one inner read a run. */
+	made = 0;
+	for (size_t r = 0; r < n_runs; r++) {
+		cache_fetch(c, j->key, etag, blk + made, runs[r], slabs[r]);
+		for (size_t i = 0; i < runs[r]; i++)
+			cache_unref(c, blk[made + i]);
+		made += runs[r];
+		cache_check(c);
+	}
+out:
 	free(blk);
+	free(runs);
+	free(slabs);
 }
 
 static void *cache_worker(void *arg)
@@ -1039,10 +1059,8 @@ static void *cache_worker(void *arg)
 			c->jobs_tail = &c->jobs;
 		c->n_jobs--;
 		c->stats.prefetch_jobs++; /* queued or running: still counted */
-		pthread_mutex_unlock(&c->lock);
 		cache_run_job(c, j);
 		cache_job_free(j);
-		pthread_mutex_lock(&c->lock);
 		c->stats.prefetch_jobs--;
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,64 @@ START_TEST(test_whole_object_in_parts)
 }
 END_TEST
 
+/* The safetensors layout: 8-byte little-endian header length, a JSON
+ * header of tensors and their data_offsets, then the data.  Written with
+ * numpy alone: 48 float32 tensors of 128 Ki values, tensor i holding
+ * i * 1e6 + its index. */
+static const char safetensors_writer[] =
+    "import json, struct, sys, numpy as np\n"
+    "n, count = 128 * 1024, 48\n"
+    "hdr = {}\n"
+    "for i in range(count):\n"
+    "    hdr['t%d' % i] = {'dtype': 'F32', 'shape': [n],\n"
+    "                      'data_offsets': [i * n * 4, (i + 1) * n * 4]}\n"
+    "h = json.dumps(hdr).encode()\n"
+    "h += b' ' * (-len(h) % 8)\n"
+    "with open(sys.argv[1], 'wb') as f:\n"
+    "    f.write(struct.pack('<Q', len(h)) + h)\n"
+    "    for i in range(count):\n"
+    "        f.write((np.arange(n, dtype=np.float32) + i * 1e6).tobytes())\n";
+
+/* Reads tensors through numpy.memmap the way safetensors readers do, in a
+ * scattered order, and checks their values. */
+static const char safetensors_reader[] =
+    "import json, struct, sys, numpy as np\n"
+    "path = sys.argv[1]\n"
+    "with open(path, 'rb') as f:\n"
+    "    hl = struct.unpack('<Q', f.read(8))[0]\n"
+    "    hdr = json.loads(f.read(hl))\n"
+    "m = np.memmap(path, dtype=np.uint8, mode='r')\n"
+    "for i in [37, 3, 45, 11, 29, 0, 47, 18]:\n"
+    "    a, b = hdr['t%d' % i]['data_offsets']\n"
+    "    t = m[8 + hl + a:8 + hl + b].view(np.float32)\n"
+    "    want = np.arange(len(t), dtype=np.float32) + i * 1e6\n"
+    "    assert (t == want).all(), 'tensor %d differs' % i\n";
+
+/* A safetensors file larger than whole_max read through numpy.memmap: the
+ * first tensor touched starts a fill of the whole file (one seek, not
+ * four), and every tensor read is right. */
+START_TEST(test_safetensors_memmap)
+{
+	char py[PATH_MAX];
+
+	if (tm_sh("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) {
+		printf("SKIP read_s3 safetensors: /usr/bin/python3 has no numpy (python3-numpy)\n");
+		return;
+	}
+	snprintf(py, sizeof(py), "%s/st.py", m.root);
+	ck_assert_int_eq(tm_write_file(py, safetensors_writer, strlen(safetensors_writer)), 0);
+	ck_assert_int_eq(tm_sh("/usr/bin/python3 '%s' '%s/w.safetensors'", py, m.root), 0);
+	ck_assert_int_eq(store_put_file(&st, "model.safetensors", tm_path(m.root, "w.safetensors")),
+	                 0);
+	mount_with("ro,whole_max=4");
+	ck_assert_int_eq(tm_write_file(py, safetensors_reader, strlen(safetensors_reader)), 0);
+	ck_assert_int_eq(tm_sh("/usr/bin/python3 '%s' '%s/model.safetensors'", py, m.mnt), 0);
+	ck_assert_int_eq(stat_num("pagefill", "started"), 1);
+	ck_assert_msg(wait_fills(1) == 0, "the fill did not complete");
+	ck_assert_int_eq(tm_sh("/usr/bin/python3 '%s' '%s/model.safetensors'", py, m.mnt), 0);
+}
+END_TEST
+
 /* fill_max=0 turns fills off; a file larger than fill_max is not filled,
  * one within it is; a sequential reader starts none. */
 START_TEST(test_fill_max)
@@ -326,6 +385,7 @@ static Suite *read_suite(void)
 	tcase_add_test(tc, test_random_reads_fill_page_cache);
 	tcase_add_test(tc, test_fill_max);
 	tcase_add_test(tc, test_whole_object_in_parts);
+	tcase_add_test(tc, test_safetensors_memmap);
 	tcase_add_test(tc, test_writer_cancels_fill);
 	tcase_add_test(tc, test_new_version_not_hidden_by_fill);
 	tcase_add_test(tc, test_short_bodies_asked_again);
