@@ -45,13 +45,15 @@
  *
  * Buffer pool
  *   A freed slab buffer of exactly part_size or block_size bytes is kept
- *   for the next fetch of that size (pool, at most pool_cap bytes in
- *   CACHE_POOL_SLOTS slots) instead of going back to the system: a fresh
- *   mapping of 8 MiB costs 2,048 page faults and as many zeroed pages,
- *   which was a third of the daemon's CPU on a cold sequential read.  The
- *   pool is outside bytes_held; budget is the configured bound minus
- *   pool_cap, so blocks and pool together stay under the bound.
- *
+ *   for the next fetch of that size (two free lists, threaded through the
+ *   buffers themselves) instead of going back to the system, as long as
+ *   blocks and pool together stay within the budget: fresh memory costs a
+ *   page fault and a zeroed page per page (on a virtual machine, a
+ *   host-side fault too), which was most of the daemon's CPU on a cold
+ *   read.  So the daemon's memory grows to the budget once and is then
+ *   reused.  A reservation that would take blocks and pool past the
+ *   budget frees pooled buffers first (cache_pool_trim()).
+
  * Prefetch
  *   cache_prefetch() splits the range into jobs, one per part
  *   (part_size), on a FIFO queue (jobs; bounded by max_jobs, a job already
@@ -113,12 +115,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define CACHE_GEN_STRIPES   64
-#define CACHE_POOL_SLOTS    8
 #define CACHE_STALE_RETRIES 3
 #define CACHE_MIN_BLOCK     4096u
+#define CACHE_HUGE_MIN      ((size_t)2 << 20) /* a huge page */
 
 enum { CACHE_FETCHING, CACHE_READY };
 
@@ -181,11 +184,10 @@ struct cache {
 	size_t n_jobs;                /* lock */
 
 	/* Spare slab buffers (see "Buffer pool" above). */
-	void *pool[CACHE_POOL_SLOTS];       /* lock */
-	size_t pool_size[CACHE_POOL_SLOTS]; /* lock */
-	unsigned pool_n;                    /* lock */
-	uint64_t pool_bytes;                /* lock; <= pool_cap */
-	uint64_t pool_cap;                  /* immutable */
+	void *pool_parts;    /* lock; free list of part_size buffers */
+	void *pool_blocks;   /* lock; free list of block_size buffers */
+	uint64_t pool_bytes; /* lock; bytes_held + pool_bytes <= budget, but
+	                      * for a reservation about to take a pooled buffer */
 };
 
 /* One part of a prefetch: [off, off + len) of (key, etag). */
@@ -273,7 +275,7 @@ static void cache_check(const struct cache *c)
 	assert(sum == c->stats.bytes_cached);
 	assert(c->stats.bytes_cached <= c->bytes_held);
 	assert(c->bytes_held <= c->budget);
-	assert(c->pool_bytes <= c->pool_cap && c->pool_n <= CACHE_POOL_SLOTS);
+	assert(c->pool_bytes <= c->budget);
 	n_ready = 0;
 	for (const struct cache_job *j = c->jobs; j != NULL; j = j->next)
 		n_ready++;
@@ -336,36 +338,124 @@ static void cache_lru_unlink(struct cache *c, struct cache_block *b)
 	c->stats.bytes_cached -= b->len;
 }
 
+/*
+ * Slab buffers.  One of CACHE_HUGE_MIN bytes or more is its own mapping,
+ * asked to be backed by transparent huge pages: a fresh 8 MiB buffer then
+ * costs 4 page faults instead of 2,048 (faults on fresh slab memory were
+ * a third of the daemon's CPU on a cold read, and the cache fills with
+ * fresh buffers until its budget is reached).  Smaller ones come from
+ * malloc.
+ */
+static void *cache_buf_alloc(size_t size)
+{
+	void *p;
+
+	if (size < CACHE_HUGE_MIN)
+		return malloc(size);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, size, MADV_HUGEPAGE);
+	return p;
+}
+
+static void cache_buf_free(void *p, size_t size)
+{
+	if (p == NULL)
+		return;
+	if (size < CACHE_HUGE_MIN)
+		free(p);
+	else
+		munmap(p, size);
+}
+
+/*
+ * Give back the tail of a buffer of size bytes that holds only used
+ * bytes; returns the bytes it still spans.
+ */
+static size_t cache_buf_shrink(void **p, size_t size, size_t used)
+{
+	size_t keep = (used + 4095) & ~(size_t)4095;
+
+	if (size < CACHE_HUGE_MIN) {
+		void *q = realloc(*p, used);
+
+		if (q == NULL)
+			return size;
+		*p = q;
+		return used;
+	}
+	if (keep < CACHE_HUGE_MIN || keep >= size)
+		return size; /* a mapping stays one */
+	munmap((char *)*p + keep, size - keep);
+	return keep;
+}
+
+/* The free list buffers of size bytes are kept in, or NULL. */
+static void **cache_pool_list(struct cache *c, size_t size)
+{
+	if (size == c->part_size)
+		return &c->pool_parts;
+	if (size == c->block_size)
+		return &c->pool_blocks;
+	return NULL;
+}
+
 /* A spare buffer of exactly size bytes from the pool, or NULL. */
 static void *cache_pool_take(struct cache *c, size_t size)
 {
-	for (unsigned i = 0; i < c->pool_n; i++) {
-		void *p = c->pool[i];
+	void **list = cache_pool_list(c, size), *p;
 
-		if (c->pool_size[i] != size)
-			continue;
-		c->pool_bytes -= size;
-		c->pool_n--;
-		c->pool[i] = c->pool[c->pool_n];
-		c->pool_size[i] = c->pool_size[c->pool_n];
-		c->stats.buffers_reused++;
-		return p;
-	}
-	return NULL;
+	if (list == NULL || *list == NULL)
+		return NULL;
+	p = *list;
+	memcpy(list, p, sizeof(void *));
+	c->pool_bytes -= size;
+	c->stats.buffers_reused++;
+	return p;
 }
 
 /* Keep a freed slab buffer for reuse if it has a usual size and fits. */
 static void cache_pool_put(struct cache *c, void *p, size_t size)
 {
-	if (p != NULL && (size == c->part_size || size == c->block_size) &&
-	    c->pool_n < CACHE_POOL_SLOTS && c->pool_bytes + size <= c->pool_cap) {
-		c->pool[c->pool_n] = p;
-		c->pool_size[c->pool_n] = size;
-		c->pool_n++;
+	void **list = cache_pool_list(c, size);
+
+	if (p != NULL && list != NULL && c->bytes_held + c->pool_bytes + size <= c->budget) {
+		memcpy(p, list, sizeof(void *));
+		*list = p;
 		c->pool_bytes += size;
 		return;
 	}
-	free(p);
+	cache_buf_free(p, size);
+}
+
+/*
+ * After a reservation of size bytes (already added to bytes_held): free
+ * pooled buffers until blocks and pool fit the budget again, sparing one
+ * buffer of exactly size (the fetch takes it).
+ */
+static void cache_pool_trim(struct cache *c, size_t size)
+{
+	void **same = cache_pool_list(c, size);
+	int keep = same != NULL && *same != NULL;
+
+	while (c->bytes_held + c->pool_bytes > c->budget + (keep ? size : 0)) {
+		void **victim = NULL;
+		size_t vsize = 0;
+
+		if (c->pool_blocks != NULL && &c->pool_blocks != same)
+			victim = &c->pool_blocks, vsize = c->block_size;
+		else if (c->pool_parts != NULL && &c->pool_parts != same)
+			victim = &c->pool_parts, vsize = c->part_size;
+		else if (same != NULL && *same != NULL)
+			victim = same, vsize = size;
+		else
+			break;
+		cache_buf_free(cache_pool_take(c, vsize), vsize);
+		c->stats.buffers_reused--; /* freed, not reused */
+		if (victim == same && *same == NULL)
+			keep = 0;
+	}
 }
 
 static void cache_block_free(struct cache *c, struct cache_block *b)
@@ -549,7 +639,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	pthread_mutex_unlock(&c->lock);
 	memset(&st, 0, sizeof(st));
 	if (data == NULL)
-		data = malloc(want);
+		data = cache_buf_alloc(want);
 	got = data == NULL ? -ENOMEM : cache_disk_get(c, key, etag, first, n, data, &st);
 	if (got >= 0) {
 		from_disk = 1;
@@ -561,12 +651,10 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 			cache_disk_put(c, key, etag, first, data, (size_t)got, &st);
 	}
 	if (got > 0 && (size_t)got < want) {
-		unsigned char *shrunk = realloc(data, (size_t)got);
+		void *p = data;
 
-		if (shrunk != NULL) {
-			data = shrunk;
-			alloc = (size_t)got;
-		}
+		alloc = cache_buf_shrink(&p, want, (size_t)got);
+		data = p;
 	}
 
 	pthread_mutex_lock(&c->lock);
@@ -577,7 +665,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 		c->stats.fetch_bytes += got > 0 ? (uint64_t)got : 0;
 	}
 	if (got <= 0) {
-		free(data);
+		cache_buf_free(data, alloc);
 		data = NULL;
 		alloc = 0;
 	}
@@ -717,6 +805,7 @@ again:
 	slab->blocks = 1;
 	slab->size = bs; /* reserved before the malloc */
 	c->bytes_held += bs;
+	cache_pool_trim(c, bs);
 	cache_check(c);
 	cache_fetch(c, key, etag, &b, 1, slab);
 
@@ -1020,6 +1109,7 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		slab->blocks = (int)k;
 		slab->size = k * bs;
 		c->bytes_held += slab->size;
+		cache_pool_trim(c, slab->size);
 		slabs[n_runs] = slab;
 		runs[n_runs++] = k;
 		made += k;
@@ -1230,6 +1320,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	pthread_mutex_lock(&c->lock);
 	s = c->stats;
 	s.prefetch_jobs += c->n_jobs;
+	s.spare_bytes = c->pool_bytes;
 	pthread_mutex_unlock(&c->lock);
 	emit(ctx, "cache", "hits", s.hits);
 	emit(ctx, "cache", "misses", s.misses);
@@ -1245,6 +1336,7 @@ static void cache_stats_op(struct backend *b, backend_stats_fn emit, void *ctx)
 	emit(ctx, "cache", "prefetch_jobs", s.prefetch_jobs);
 	emit(ctx, "cache", "jobs_jumped", s.jobs_jumped);
 	emit(ctx, "cache", "disk_fills", s.disk_fills);
+	emit(ctx, "cache", "spare_bytes", s.spare_bytes);
 	emit(ctx, "cache", "spliced", s.spliced);
 	if (c->disk != NULL)
 		c->disk->ops->stats(c->disk, emit, ctx);
@@ -1281,8 +1373,10 @@ static void cache_destroy(struct backend *bk)
 			cache_drop(c, b);
 		}
 	}
-	while (c->pool_n > 0)
-		free(cache_pool_take(c, c->pool_size[c->pool_n - 1]));
+	while (c->pool_parts != NULL)
+		cache_buf_free(cache_pool_take(c, c->part_size), c->part_size);
+	while (c->pool_blocks != NULL)
+		cache_buf_free(cache_pool_take(c, c->block_size), c->block_size);
 	pthread_mutex_unlock(&c->lock);
 	backend_destroy(c->inner);
 	if (c->disk != NULL)
@@ -1371,13 +1465,7 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	c->block_size = o.block_size;
 	while (((size_t)1 << c->block_shift) < c->block_size)
 		c->block_shift++;
-	/* The pool's share of the bound: two parts, at most an eighth. */
-	c->pool_cap = 2 * (uint64_t)o.part_size;
-	if (c->pool_cap > o.mem_budget / 8)
-		c->pool_cap = o.mem_budget / 8;
-	if (o.mem_budget - c->pool_cap < o.part_size)
-		c->pool_cap = 0;
-	c->budget = o.mem_budget - c->pool_cap;
+	c->budget = o.mem_budget;
 	c->lru.next = c->lru.prev = &c->lru;
 	c->fetch_threads = o.fetch_threads;
 	c->part_size = o.part_size;
@@ -1441,6 +1529,7 @@ void cache_get_stats(struct backend *b, struct cache_stats *out)
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
 	out->prefetch_jobs += c->n_jobs;
+	out->spare_bytes = c->pool_bytes;
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -99,6 +99,7 @@ struct cache_stats {
 	uint64_t jobs_jumped;      /* queued parts a reader waiting for one of
 	                            * their blocks fetched itself, at once */
 	uint64_t disk_fills;       /* fetches answered whole by the disk tier */
+	uint64_t spare_bytes;      /* now: freed buffers kept for reuse */
 	uint64_t spliced;          /* read_ref pieces lent as the disk tier's
 	                            * files (no copy through the daemon) */
 };
