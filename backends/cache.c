@@ -1029,6 +1029,22 @@ static int cache_held(const struct cache *c, const char *key, const char *etag, 
 	return c->disk != NULL && c->disk->ops->has(c->disk, &tb);
 }
 
+/* Ask the disk tier to read ahead the blocks of [off, off + len) of (key,
+ * etag) that memory does not hold.  Called with c->lock held; drops it. */
+static void cache_disk_willneed(struct cache *c, const char *key, const char *etag, uint64_t off,
+                                uint64_t len)
+{
+	uint64_t first = off >> c->block_shift, end = ((off + len - 1) >> c->block_shift) + 1;
+
+	pthread_mutex_unlock(&c->lock);
+	for (uint64_t i = first; i < end; i++) {
+		struct tier_block tb = {.key = key, .etag = etag, .index = i};
+
+		c->disk->ops->willneed(c->disk, &tb);
+	}
+	pthread_mutex_lock(&c->lock);
+}
+
 /*
  * Fetch the missing blocks of job j into the cache, one inner read per run
  * of adjacent missing blocks, within the budget (see the top).  Called and
@@ -1116,6 +1132,10 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		idx += k;
 	}
 	cache_check(c);
+	/* Blocks the disk tier holds are read ahead there, so the reads that
+	 * splice them find them in the page cache. */
+	if (c->disk != NULL && c->disk->ops->willneed != NULL && !c->stopping)
+		cache_disk_willneed(c, j->key, etag, off, len);
 	/* Then fetch them, one inner read a run. */
 	made = 0;
 	for (size_t r = 0; r < n_runs; r++) {

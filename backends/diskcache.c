@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -66,6 +67,7 @@
 #define DC_MAX_KEY         4096       /* longer keys are not stored */
 #define DC_NAME_HEX        64
 #define DC_INITIAL_BUCKETS 1024
+#define DC_SCRATCH         4
 
 struct dc_header {
 	char magic[8];
@@ -111,6 +113,9 @@ struct diskcache {
 	uint64_t next_serial;         /* under lock */
 	uint64_t tmp_serial;          /* under lock */
 	struct diskcache_stats stats; /* under lock (levels computed on read) */
+	unsigned char *scratch;       /* DC_SCRATCH buffers; see dc_scratch_take() */
+	unsigned scratch_free;        /* under lock; a bit per free buffer */
+	pthread_cond_t scratch_cond;  /* a buffer was freed */
 };
 
 static const struct tier_ops diskcache_ops;
@@ -384,6 +389,33 @@ static void dc_header_stat(const struct dc_header *h, struct backend_stat *st)
 }
 
 /*
+ * Checking a block reads it into one of DC_SCRATCH buffers of block_size
+ * bytes, made once with the tier and kept: on a virtual machine, mapping
+ * fresh pages (or the file's pages) for each check cost several times
+ * more than reading and summing the block.  A check waits for a free one.
+ */
+static int dc_scratch_take(struct diskcache *c)
+{
+	int slot;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->scratch_free == 0)
+		pthread_cond_wait(&c->scratch_cond, &c->lock);
+	slot = __builtin_ctz(c->scratch_free);
+	c->scratch_free &= ~(1u << slot);
+	pthread_mutex_unlock(&c->lock);
+	return slot;
+}
+
+static void dc_scratch_put(struct diskcache *c, int slot)
+{
+	pthread_mutex_lock(&c->lock);
+	c->scratch_free |= 1u << slot;
+	pthread_cond_signal(&c->scratch_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
  * Open block b's file and check it: the header always, the data against
  * the sum when verify is set (then dst, of block_size bytes or NULL for a
  * scratch buffer, receives the data).  On success *fd is open (the caller
@@ -409,18 +441,22 @@ static int dc_open_checked(struct diskcache *c, const char *path, const struct t
 		ret = -EBADMSG, *why = "short file";
 	else
 		ret = dc_check_header(c, *fd, h, (uint64_t)sb.st_size, b, why);
-	if (ret == 0 && verify) {
-		if (data == NULL)
-			data = malloc(c->base.block_size);
-		if (data == NULL)
-			ret = -ENOMEM;
-		else if (io_pread_all(*fd, data, (size_t)h->data_len, (off_t)h->header_len) !=
-		         (ssize_t)h->data_len)
+	if (ret == 0 && verify && dst != NULL) {
+		if (io_pread_all(*fd, data, (size_t)h->data_len, (off_t)h->header_len) !=
+		    (ssize_t)h->data_len)
 			ret = -EBADMSG, *why = "short file";
 		else if (dc_sum(h, b->key, data) != h->sum)
 			ret = -EBADMSG, *why = "checksum mismatch";
-		if (data != dst)
-			free(data);
+	} else if (ret == 0 && verify) {
+		int slot = dc_scratch_take(c);
+
+		data = c->scratch + (size_t)slot * c->base.block_size;
+		if (io_pread_all(*fd, data, (size_t)h->data_len, (off_t)h->header_len) !=
+		    (ssize_t)h->data_len)
+			ret = -EBADMSG, *why = "short file";
+		else if (dc_sum(h, b->key, data) != h->sum)
+			ret = -EBADMSG, *why = "checksum mismatch";
+		dc_scratch_put(c, slot);
 	}
 	if (ret < 0) {
 		close(*fd);
@@ -512,6 +548,22 @@ static int dc_open(struct tier *t, const struct tier_block *b, int *fd, uint64_t
 	*len = (size_t)h.data_len;
 	dc_header_stat(&h, st);
 	return 0;
+}
+
+static void dc_willneed(struct tier *t, const struct tier_block *b)
+{
+	struct diskcache *c = dc_of(t);
+	unsigned char name[32];
+	char path[DC_NAME_HEX + 40];
+	int fd;
+
+	dc_name_hash(name, b->key, b->etag);
+	dc_path(path, sizeof(path), name, b->index);
+	fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	close(fd);
 }
 
 static int dc_has(struct tier *t, const struct tier_block *b)
@@ -706,6 +758,9 @@ void diskcache_debug_check(struct tier *t)
 
 static void dc_free(struct diskcache *c)
 {
+	if (c->scratch != NULL)
+		munmap(c->scratch, DC_SCRATCH * c->base.block_size);
+	pthread_cond_destroy(&c->scratch_cond);
 	while (c->head != NULL)
 		dc_remove(c, c->head);
 	free(c->buckets);
@@ -728,6 +783,7 @@ static const struct tier_ops diskcache_ops = {
     .get = dc_get,
     .open = dc_open,
     .has = dc_has,
+    .willneed = dc_willneed,
     .put = dc_put,
     .drop = dc_drop,
     .stats = dc_stats,
@@ -976,11 +1032,21 @@ struct tier *diskcache_create(const struct diskcache_opts *opts)
 	                      : opts->min_free_percent == -1 ? 0
 	                                                     : opts->min_free_percent;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->scratch_cond, NULL);
 	if (c->base.block_size < 4096 || (c->base.block_size & (c->base.block_size - 1)) != 0 ||
 	    c->max_bytes < c->base.block_size) {
 		ret = -EINVAL;
 		goto fail;
 	}
+	c->scratch = mmap(NULL, DC_SCRATCH * c->base.block_size, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c->scratch == MAP_FAILED) {
+		c->scratch = NULL;
+		ret = -ENOMEM;
+		goto fail;
+	}
+	(void)madvise(c->scratch, DC_SCRATCH * c->base.block_size, MADV_HUGEPAGE);
+	c->scratch_free = (1u << DC_SCRATCH) - 1;
 	c->dir = strdup(opts->dir);
 	c->nbuckets = DC_INITIAL_BUCKETS;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));

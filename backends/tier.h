@@ -60,6 +60,13 @@ struct tier_ops {
 	int (*has)(struct tier *t, const struct tier_block *b);
 
 	/*
+	 * willneed (optional): the block will be read soon; start loading it
+	 * (the disk tier asks the kernel to read the file ahead) and return
+	 * at once.  A hint.
+	 */
+	void (*willneed)(struct tier *t, const struct tier_block *b);
+
+	/*
 	 * put: keep len bytes (len <= block size; shorter only for an
 	 * object's last block) and the object's stat as the block.  A hint:
 	 * a tier that is full or fails to store counts it and drops the

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -380,6 +381,117 @@ fail:
 	fuse_reply_err(req, -ret);
 }
 
+/*
+ * Splicing replies.  libfuse splices a file buffer to the kernel with
+ * SPLICE_F_NONBLOCK, and the first time that meets a page not in the page
+ * cache (EAGAIN) it stops splicing for the rest of the session: every
+ * later reply is then read into a freshly allocated buffer and copied
+ * (measured on a warm disk cache: 30,000 page faults and 0.8 CPU seconds
+ * per 240 MiB).  So the pieces are first spliced, blocking, into a pipe
+ * of the calling thread, and libfuse is handed the pipe, from which its
+ * non-blocking splice cannot fail.
+ */
+#define REPLY_PIPE_SIZE (1 << 20)
+
+struct reply_pipe {
+	int fd[2];
+	size_t size; /* what the pipe holds */
+};
+
+static pthread_key_t reply_pipe_key;
+static pthread_once_t reply_pipe_once = PTHREAD_ONCE_INIT;
+
+static void reply_pipe_close(void *arg)
+{
+	struct reply_pipe *p = arg;
+
+	close(p->fd[0]);
+	close(p->fd[1]);
+	free(p);
+}
+
+static void reply_pipe_key_create(void)
+{
+	if (pthread_key_create(&reply_pipe_key, reply_pipe_close) != 0)
+		abort();
+}
+
+/* The calling thread's empty pipe, or NULL. */
+static struct reply_pipe *reply_pipe(void)
+{
+	struct reply_pipe *p;
+	int size;
+
+	pthread_once(&reply_pipe_once, reply_pipe_key_create);
+	p = pthread_getspecific(reply_pipe_key);
+	if (p != NULL)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL || pipe2(p->fd, O_CLOEXEC) < 0) {
+		free(p);
+		return NULL;
+	}
+	size = fcntl(p->fd[0], F_SETPIPE_SZ, REPLY_PIPE_SIZE);
+	p->size = size > 0 ? (size_t)size : (size_t)fcntl(p->fd[0], F_GETPIPE_SZ);
+	pthread_setspecific(reply_pipe_key, p);
+	return p;
+}
+
+/* Drop the thread's pipe (it may hold bytes of a reply that failed). */
+static void reply_pipe_drop(struct reply_pipe *p)
+{
+	pthread_setspecific(reply_pipe_key, NULL);
+	reply_pipe_close(p);
+}
+
+/* Move the buffers of bv into the pipe, blocking.  0 or -errno. */
+static int reply_pipe_fill(struct reply_pipe *p, const struct fuse_bufvec *bv)
+{
+	for (size_t i = 0; i < bv->count; i++) {
+		const struct fuse_buf *b = &bv->buf[i];
+		loff_t pos = b->pos;
+		struct iovec iov = {.iov_base = b->mem, .iov_len = b->size};
+		size_t left = b->size;
+
+		while (left > 0) {
+			ssize_t n;
+
+			if (b->flags & FUSE_BUF_IS_FD)
+				n = splice(b->fd, &pos, p->fd[1], NULL, left, SPLICE_F_MOVE);
+			else
+				n = vmsplice(p->fd[1], &iov, 1, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			left -= (size_t)n;
+			iov.iov_base = (char *)iov.iov_base + n;
+			iov.iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Reply with the total bytes of bv (files and memory), spliced. */
+static void reply_spliced(fuse_req_t req, struct fuse_bufvec *bv, size_t total)
+{
+	struct reply_pipe *p = total > 0 ? reply_pipe() : NULL;
+	struct fuse_bufvec pv = FUSE_BUFVEC_INIT(total);
+	int left = 0;
+
+	if (p == NULL || total > p->size || reply_pipe_fill(p, bv) < 0) {
+		if (p != NULL)
+			reply_pipe_drop(p);
+		fuse_reply_data(req, bv, FUSE_BUF_NO_SPLICE); /* read and copied */
+		return;
+	}
+	pv.buf[0].flags = FUSE_BUF_IS_FD;
+	pv.buf[0].fd = p->fd[0];
+	fuse_reply_data(req, &pv, FUSE_BUF_SPLICE_MOVE);
+	if (ioctl(p->fd[0], FIONREAD, &left) != 0 || left != 0)
+		reply_pipe_drop(p);
+}
+
 /* Answer a read from the handle's local file, spliced where the kernel can. */
 void file_reply_fd(struct chunkfs *fs, fuse_req_t req, int fd, uint64_t fsize, size_t size,
                    off_t off)
@@ -395,7 +507,7 @@ void file_reply_fd(struct chunkfs *fs, fuse_req_t req, int fd, uint64_t fsize, s
 	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
 	stats_add(fs->counters.read_bytes, size);
-	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	reply_spliced(req, &bv, size);
 }
 
 /*
@@ -445,12 +557,15 @@ static void reply_pieces(fuse_req_t req, const struct backend_ref *ref)
 		          (BACKEND_REF_SEGS - 1) * sizeof(struct fuse_buf)];
 	} v;
 
+	size_t total = 0;
+
 	memset(&v, 0, sizeof(v));
 	v.bv.count = ref->n;
 	for (unsigned i = 0; i < ref->n; i++) {
 		struct fuse_buf *b = &v.bv.buf[i];
 
 		b->size = ref->seg[i].len;
+		total += b->size;
 		if (ref->seg[i].data != NULL) {
 			b->mem = (void *)ref->seg[i].data;
 		} else {
@@ -459,7 +574,7 @@ static void reply_pieces(fuse_req_t req, const struct backend_ref *ref)
 			b->pos = (off_t)ref->seg[i].pos;
 		}
 	}
-	fuse_reply_data(req, &v.bv, FUSE_BUF_SPLICE_MOVE);
+	reply_spliced(req, &v.bv, total);
 }
 
 /*
