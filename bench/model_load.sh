@@ -187,18 +187,23 @@ mount_fs() {
 # --- one timed load ---------------------------------------------------------------------
 # cell_begin [PID]: a clean start: page cache dropped, counters reset, the
 # daemon's CPU time so far noted.
-CPU0=
+CPU0='' BEGUN=0
 cell_begin() {
+	BEGUN=1
 	bench_drop_caches
 	curl -sS -m 30 -X POST "$S3_CONTROL/counters/reset" >/dev/null || say "cannot reset the server's counters"
 	CPU0=
 	[ -z "${1:-}" ] || CPU0=$(bench_cpu_seconds "$1")
 }
 # cell_end CELL REP LINE [PID]: store one run: the load's line, the server's
-# counters, the daemon's CPU seconds since cell_begin and its VmHWM.
+# counters, the daemon's CPU seconds since cell_begin and its VmHWM (the
+# counters and the daemon's figures only after a cell_begin: a cell that
+# failed before its load has none).
 cell_end() {
 	local r=$RES/$1.$2
 	echo "$3" >"$r.load"
+	[ "$BEGUN" = 1 ] || return 0
+	BEGUN=0
 	curl -sS -m 30 "$S3_CONTROL/counters" >"$r.counters" || say "cannot read the server's counters"
 	if [ -n "${4:-}" ] && [ -n "$CPU0" ]; then
 		echo "$(awk -v a="$CPU0" -v b="$(bench_cpu_seconds "$4")" 'BEGIN { print b - a }') $(bench_vmhwm_mib "$4")" >"$r.daemon"
