@@ -194,3 +194,21 @@ endpoint = $S3_ENDPOINT
 force_path_style = true
 EOF
 }
+
+# --- page cache and daemons ----------------------------------------------------
+
+# Write dirty pages back and drop the page cache, dentries and inodes.
+bench_drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || say "cannot drop the page cache (not root?): cells are not independent"
+}
+
+# CPU seconds (user + system) process PID has used so far; empty when gone.
+bench_cpu_seconds() { # PID
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null
+}
+
+# Peak RSS (VmHWM) of process PID in MiB; empty when gone.
+bench_vmhwm_mib() { # PID
+	awk '/^VmHWM:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$1/status" 2>/dev/null
+}

@@ -243,10 +243,6 @@ drop_file_cache() {
 	timeout -k 5 60 dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
 }
 
-vmhwm() { # PID -> MiB
-	awk '/^VmHWM:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$1/status" 2>/dev/null
-}
-
 bench_peer_configs
 
 MNT= DPID= NMOUNT=0
@@ -292,7 +288,7 @@ mount_peer() {
 declare -A COLD WARM IOPS LS TENS RSS MULTI
 hwm_max() { # PEER PID: keep the max VmHWM
 	local v
-	v=$(vmhwm "$2")
+	v=$(bench_vmhwm_mib "$2")
 	[ -n "$v" ] || return 0
 	if [ -z "${RSS[$1]:-}" ] || [ "$v" -gt "${RSS[$1]}" ]; then RSS[$1]=$v; fi
 }
@@ -354,7 +350,7 @@ bench_peer() {
 		for j in "${pids[@]}"; do wait "$j" || bad=1; done
 		t1=$(date +%s.%N)
 		if [ $bad = 0 ]; then
-			MULTI[$peer]=$(awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" -v r="$(vmhwm "$DPID")" \
+			MULTI[$peer]=$(awk -v b="$BYTES" -v t0="$t0" -v t1="$t1" -v r="$(bench_vmhwm_mib "$DPID")" \
 				'BEGIN { printf "%.0f MB/s, %s MiB", 4 * b / (t1 - t0) / 1e6, r }')
 		else
 			MULTI[$peer]=error

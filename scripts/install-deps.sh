@@ -9,7 +9,8 @@
 #           curl, man-db, python3-yaml, systemd (systemd-analyze for contrib/), ...
 #           (+ clang and its runtime for libFuzzer, and python3-torch for the
 #           torch.load test, when the archive has them)
-#   bench   test + the peer filesystems s3fs and rclone, and curl
+#   bench   test + the peer filesystems s3fs and rclone, curl, and for
+#           bench/model_load.sh python3-boto3 and python3-torch (required here)
 # Default: test.
 #
 # Idempotent: when everything is installed it does nothing and touches no
@@ -25,10 +26,10 @@ TEST_PKGS=(awscli fio attr bindfs nodejs npm python3 python3-numpy procps psmisc
 	curl mount bsdutils man-db python3-yaml systemd)
 # Installed when the archive has them; their absence is not an error.
 TEST_OPTIONAL=(clang libclang-rt-14-dev python3-torch)
-BENCH_PKGS=(s3fs rclone curl)
+BENCH_PKGS=(s3fs rclone curl python3-boto3 python3-torch)
 
 usage() {
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 check_only=0
