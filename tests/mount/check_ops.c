@@ -646,7 +646,7 @@ START_TEST(test_s3_stats_latency_metrics)
 	ck_assert_int_le(stat_int(root, "s3_latency", "get_p50_us"),
 	                 stat_int(root, "s3_latency", "get_p99_us"));
 	ck_assert_int_le(stat_int(root, "s3_latency", "get_p99_us"), 60 * 1000 * 1000);
-	ck_assert_int_ge(stat_int(root, "cache", "misses"), 1);
+	ck_assert_int_ge(stat_int(root, "cache", "fetches"), 3); /* whole files, at open */
 	ck_assert_ptr_nonnull(json_object_get(root, "ratios"));
 	ck_assert_int_eq(stat_int(root, "fuse", "read_bytes"), 3 * ((2 << 20) + 5));
 	json_decref(root);
