@@ -56,7 +56,8 @@
 
  * Prefetch
  *   cache_prefetch() splits the range into jobs, one per part
- *   (part_size), on a FIFO queue (jobs; bounded by max_jobs, a job already
+ *   (part_size) it touches, each clipped to the range, on a FIFO queue (jobs; bounded by max_jobs,
+ a job already
  *   queued is not queued twice) served by worker threads started at the
  *   first prefetch.  A worker walks the blocks of its part: blocks present
  *   or in flight are skipped, each run of missing blocks becomes FETCHING
@@ -195,9 +196,7 @@ struct cache_job {
 	struct cache_job *next;
 	char *key;
 	char etag[BACKEND_ETAG_MAX]; /* "": stat and use the current version */
-	uint64_t off, len;
-	uint64_t limit; /* the end the caller asked for, if within the part:
-	                 * no run of missing blocks starts at or past it */
+	uint64_t off, len;           /* within one part */
 };
 
 static const struct backend_ops cache_ops;
@@ -1096,7 +1095,7 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 			idx++; /* present, in flight or on disk */
 		while (idx + n < end && !cache_held(c, j->key, etag, idx + n))
 			n++;
-		if (n == 0 || (idx << c->block_shift) >= j->limit)
+		if (n == 0)
 			break;
 		if (!cache_make_room(c, n * bs, 1)) {
 			uint64_t room = c->budget - c->bytes_held;
@@ -1224,16 +1223,15 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 		return 0;
 	if (strlen(etag) >= BACKEND_ETAG_MAX)
 		return -EINVAL;
-	/* Whole parts: round the end up (no overflow past the largest part). */
-	end = off + len < off || off + len > UINT64_MAX - part
-	          ? (UINT64_MAX / part) * part
-	          : (off + len + part - 1) / part * part;
+	end = off + len < off ? UINT64_MAX : off + len;
 	pthread_mutex_lock(&c->lock);
 	ret = c->stopping ? -ESHUTDOWN : cache_start_workers(c);
 	for (pos = off; ret == 0 && pos < end; pos = (pos / part + 1) * part) {
 		uint64_t pend = (pos / part + 1) * part;
 		struct cache_job *j;
 
+		if (pend > end || pend < pos)
+			pend = end;
 		if (etag[0] != '\0' && cache_range_present(c, key, etag, pos, pend))
 			continue;
 		if (cache_job_queued(c, key, etag, pos))
@@ -1251,7 +1249,6 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 		snprintf(j->etag, sizeof(j->etag), "%s", etag);
 		j->off = pos;
 		j->len = pend - pos;
-		j->limit = off + len < pend && off + len > off ? off + len : pend;
 		*c->jobs_tail = j;
 		c->jobs_tail = &j->next;
 		c->n_jobs++;

@@ -19,9 +19,10 @@
  * wait for it.  A failed fetch is not cached: its waiters get the error and
  * the next read tries again.
  *
- * Prefetch: the prefetch op queues the range as jobs of whole parts
- * (part_size, several blocks: the range's end is rounded up to a part
- * boundary) that fetch_threads worker threads (started at the first
+ * Prefetch: the prefetch op queues the range (rounded out to whole blocks)
+ * as jobs of at most a part each (split at multiples of part_size; a
+ * caller that wants whole parts asks for them) that fetch_threads worker
+ * threads (started at the first
  * prefetch, stopped by destroy) load into the cache, one inner read per run
  * of adjacent missing blocks, so the store sees few large ranged reads.
  * Prefetched blocks go through the same single-flight table: a reader that

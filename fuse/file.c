@@ -33,6 +33,11 @@
 
 #include "log.h"
 
+/* A safetensors header is read in one request of this size when it fits,
+ * else in a second of its size, up to the limit. */
+#define POLICY_HEADER_FIRST ((size_t)64 << 10)
+#define POLICY_HEADER_MAX   ((size_t)16 << 20)
+
 static struct chunkfs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -60,6 +65,7 @@ static void fh_free(struct fh *fh)
 {
 	if (fh == NULL)
 		return;
+	readpolicy_close(&fh->policy);
 	if (fh->fd >= 0)
 		close(fh->fd);
 	pthread_mutex_destroy(&fh->policy_lock);
@@ -76,6 +82,44 @@ static void policy_act(struct chunkfs *fs, struct fh *fh, const char *key, const
 		pagefill_start(fs, fh);
 }
 
+/*
+ * A safetensors file: read its header (the version the handle pinned) and
+ * give the policy its tensors.  A header that cannot be read or parsed
+ * leaves the handle as it was (reads still work; only the fetching ahead
+ * differs).
+ */
+static void policy_read_ranges(struct chunkfs *fs, struct fh *fh, const char *key, uint64_t size)
+{
+	size_t len = POLICY_HEADER_FIRST, need = 0, n = 0;
+	struct readpolicy_range *r = NULL;
+	char *buf = NULL;
+	ssize_t got;
+	int ret = -EAGAIN;
+
+	for (int tries = 0; tries < 2 && ret == -EAGAIN; tries++) {
+		char *nb = realloc(buf, len);
+
+		if (nb == NULL)
+			break;
+		buf = nb;
+		got = backend_read_full(fs->be, key, 0, buf, len, fh->etag);
+		if (got < 0)
+			break;
+		ret = readpolicy_safetensors_ranges(buf, (size_t)got, size, &r, &n, &need);
+		if (ret == -EAGAIN && (need > POLICY_HEADER_MAX || need <= (size_t)got))
+			break;
+		len = need;
+	}
+	free(buf);
+	if (ret == 0) {
+		readpolicy_set_ranges(&fh->policy, r, n);
+		log_debug("\"%s\": %zu tensors; each is fetched whole when first read", key, n);
+	} else {
+		log_debug("\"%s\": no safetensors header read (%s); read as any file", key,
+		          strerror(ret == -EAGAIN ? EFBIG : -ret));
+	}
+}
+
 /* A handle that reads size bytes of the store's version fh->etag: its
  * read policy starts, and with it the fetch of a whole object. */
 static void policy_start(struct chunkfs *fs, struct fh *fh, uint64_t size)
@@ -89,6 +133,8 @@ static void policy_start(struct chunkfs *fs, struct fh *fh, uint64_t size)
 	name = strrchr(key, '/');
 	readpolicy_open(&fh->policy, &fs->opts->policy, size, name ? name + 1 : key, &a);
 	fh->policy_on = 1;
+	if (readpolicy_wants_ranges(&fh->policy))
+		policy_read_ranges(fs, fh, key, size);
 	policy_act(fs, fh, key, fh->etag, &a);
 	free(key);
 }

@@ -496,6 +496,7 @@ static void policy_opts_set(struct chunkfs_opts *opts, const struct cache_opts *
 	p->ahead_max = (co->mem_budget ? co->mem_budget : CACHE_DEFAULT_MEM_BUDGET) / 2;
 	if (p->max_window > p->ahead_max)
 		p->max_window = p->ahead_max;
+	p->round = co->part_size ? co->part_size : CACHE_DEFAULT_PART_SIZE;
 	if (opts->fill_max_mb == 0)
 		p->random_seeks = 0;
 }

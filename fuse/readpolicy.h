@@ -22,18 +22,25 @@
  *           tolerance: the kernel's readahead arrives out of order), and
  *           drops to nothing on a seek.  The first read and the read after
  *           a seek ask for nothing, so random readers cause no prefetch.
- *   RANDOM  a STREAM handle that has seeked random_seeks times (once, for
- *           a *.safetensors file, whose readers jump from tensor to
- *           tensor): the answer says "fill": fetch the whole object into
- *           the kernel's page cache in file order (pagefill.c), while the
- *           reads that wait jump the queue.  Asked once per handle; its
- *           reads go on as STREAM's (a fill may be refused: too large).
+ *   RANGES  a larger file whose format names its pieces: a *.safetensors
+ *           file whose header (8-byte length, JSON of tensors and their
+ *           data_offsets) was read at open and given with
+ *           readpolicy_set_ranges().  A read inside a tensor asks for the
+ *           whole tensor, once: a reader that faults a tensor in page by
+ *           page (numpy.memmap) gets it in parallel part-sized requests,
+ *           and a tensor nobody touches is never fetched.
+ *   RANDOM  a STREAM handle that has seeked random_seeks times: the answer
+ *           says "fill": fetch the whole object into the kernel's page
+ *           cache in file order (pagefill.c), while the reads that wait
+ *           jump the queue.  Asked once per handle; its reads go on as
+ *           STREAM's (a fill may be refused: too large).
  *
  * Not thread-safe: the caller serialises calls for one handle.
  */
 #ifndef CHUNKFS_READPOLICY_H
 #define CHUNKFS_READPOLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define READPOLICY_DEFAULT_WHOLE_MAX      ((uint64_t)256 << 20)
@@ -42,7 +49,7 @@
 #define READPOLICY_DEFAULT_TOLERANCE      ((uint64_t)8 << 20)
 #define READPOLICY_DEFAULT_RANDOM_SEEKS   4
 
-enum readpolicy_mode { READPOLICY_STREAM, READPOLICY_WHOLE, READPOLICY_RANDOM };
+enum readpolicy_mode { READPOLICY_STREAM, READPOLICY_WHOLE, READPOLICY_RANDOM, READPOLICY_RANGES };
 
 struct readpolicy_opts {
 	uint64_t whole_max;      /* objects up to this size are fetched whole; 0: none */
@@ -51,6 +58,8 @@ struct readpolicy_opts {
 	uint64_t max_window;     /* STREAM's largest window */
 	uint64_t tolerance;      /* out-of-order slack of a sequential read */
 	unsigned random_seeks;   /* seeks that make a STREAM handle RANDOM; 0: never */
+	uint64_t round;          /* STREAM asks end on a multiple of this (the
+	                          * cache's part size: whole parts); 0: exact */
 };
 
 struct readpolicy {
@@ -63,6 +72,14 @@ struct readpolicy {
 	int reads; /* reads seen */
 	int mode;  /* enum readpolicy_mode */
 	int safetensors;
+	struct readpolicy_range *ranges; /* RANGES: sorted, disjoint; owned */
+	size_t n_ranges;
+};
+
+/* One piece of a file (a tensor): [off, end), asked for once. */
+struct readpolicy_range {
+	uint64_t off, end;
+	int asked;
 };
 
 /* What to do after a call: prefetch [off, off + len) if len > 0; start a
@@ -82,5 +99,29 @@ void readpolicy_open(struct readpolicy *p, const struct readpolicy_opts *o, uint
 
 /* A read of [off, off + len) arrived; *a says what to fetch. */
 void readpolicy_read(struct readpolicy *p, uint64_t off, uint64_t len, struct readpolicy_action *a);
+
+/*
+ * Whether a handle of this policy wants the pieces of its file: 1 for a
+ * STREAM handle of a *.safetensors file.  The caller then reads the
+ * header and gives the pieces with readpolicy_set_ranges().
+ */
+int readpolicy_wants_ranges(const struct readpolicy *p);
+
+/*
+ * The tensors of a safetensors file of file_size bytes whose first bytes
+ * (the 8-byte header length and the JSON header, at least) are buf[0,
+ * len): a sorted array the caller frees, in *out, *n.  0, or -EINVAL when
+ * the header is malformed or names bytes outside the file, -EAGAIN when
+ * len does not hold the whole header (*need says how much does).
+ */
+int readpolicy_safetensors_ranges(const void *buf, size_t len, uint64_t file_size,
+                                  struct readpolicy_range **out, size_t *n, size_t *need);
+
+/* Switch a handle to RANGES over ranges (taken over: freed with the
+ * policy by readpolicy_close()). */
+void readpolicy_set_ranges(struct readpolicy *p, struct readpolicy_range *ranges, size_t n);
+
+/* Free what the policy holds. */
+void readpolicy_close(struct readpolicy *p);
 
 #endif /* CHUNKFS_READPOLICY_H */

@@ -6,7 +6,10 @@
 #include "suites.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define MIB ((uint64_t)1 << 20)
 
@@ -162,6 +165,110 @@ START_TEST(test_whole_off)
 }
 END_TEST
 
+/* A safetensors header of the given JSON, padded, as a file's first bytes. */
+static size_t st_header(char *buf, size_t cap, const char *json)
+{
+	size_t n = strlen(json);
+
+	ck_assert_uint_le(8 + n, cap);
+	for (int i = 0; i < 8; i++)
+		buf[i] = (char)((n >> (8 * i)) & 0xff);
+	memcpy(buf + 8, json, n);
+	return 8 + n;
+}
+
+/* The tensors of a header, sorted, in file offsets; malformed ones refused. */
+START_TEST(test_safetensors_header)
+{
+	char buf[512];
+	struct readpolicy_range *r;
+	size_t n, need, len;
+	const char *good = "{\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]},"
+	                   "\"__metadata__\":{\"format\":\"pt\"},"
+	                   "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+	                   "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[32,32]}}";
+
+	len = st_header(buf, sizeof(buf), good);
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 32, &r, &n, &need), 0);
+	ck_assert_uint_eq(n, 2); /* the empty tensor has no bytes */
+	ck_assert_uint_eq(r[0].off, len);
+	ck_assert_uint_eq(r[0].end, len + 16);
+	ck_assert_uint_eq(r[1].off, len + 16);
+	ck_assert_uint_eq(r[1].end, len + 32);
+	free(r);
+	/* not all of the header yet: how much is needed */
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, 20, len + 32, &r, &n, &need), -EAGAIN);
+	ck_assert_uint_eq(need, len);
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, 4, len + 32, &r, &n, &need), -EAGAIN);
+	/* bytes past the end of the file, overlaps, junk, a lying length */
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 31, &r, &n, &need), -EINVAL);
+	len = st_header(buf, sizeof(buf),
+	                "{\"a\":{\"data_offsets\":[0,16]},\"b\":{\"data_offsets\":[8,24]}}");
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 32, &r, &n, &need), -EINVAL);
+	len = st_header(buf, sizeof(buf), "{\"a\":{\"data_offsets\":[16,0]}}");
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 32, &r, &n, &need), -EINVAL);
+	len = st_header(buf, sizeof(buf), "[1,2,3]");
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 32, &r, &n, &need), -EINVAL);
+	len = st_header(buf, sizeof(buf), "{\"a\":{\"data_offsets\":[0,\"16\"]}}");
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, len, len + 32, &r, &n, &need), -EINVAL);
+	memset(buf, 0xff, 8);
+	ck_assert_int_eq(readpolicy_safetensors_ranges(buf, 64, 1 << 20, &r, &n, &need), -EINVAL);
+}
+END_TEST
+
+/* RANGES: a read inside a tensor asks for that whole tensor, once; reads
+ * between tensors (the header) ask for nothing. */
+START_TEST(test_ranges_by_tensor)
+{
+	struct readpolicy_opts o = opts();
+	struct readpolicy p;
+	struct readpolicy_action a;
+	struct readpolicy_range *r = calloc(3, sizeof(*r));
+
+	ck_assert_ptr_nonnull(r);
+	r[0] = (struct readpolicy_range){.off = 1000, .end = 1000 + 5 * MIB};
+	r[1] = (struct readpolicy_range){.off = 1000 + 5 * MIB, .end = 1000 + 13 * MIB};
+	r[2] = (struct readpolicy_range){.off = 1000 + 20 * MIB, .end = 1000 + 22 * MIB};
+	readpolicy_open(&p, &o, 2048 * MIB, "m.safetensors", &a);
+	ck_assert(readpolicy_wants_ranges(&p));
+	readpolicy_set_ranges(&p, r, 3);
+	ck_assert(!readpolicy_wants_ranges(&p));
+	readpolicy_read(&p, 0, 1000, &a);
+	ck_action(a, 0, 0, 0);
+	readpolicy_read(&p, 1000 + 7 * MIB, 4096, &a);
+	ck_action(a, 1000 + 5 * MIB, 8 * MIB, 0);
+	readpolicy_read(&p, 1000 + 6 * MIB, 4096, &a);
+	ck_action(a, 0, 0, 0); /* asked already */
+	readpolicy_read(&p, 1000 + 15 * MIB, 4096, &a);
+	ck_action(a, 0, 0, 0); /* a gap */
+	readpolicy_read(&p, 1000 + 22 * MIB - 1, 1, &a);
+	ck_action(a, 1000 + 20 * MIB, 2 * MIB, 0);
+	readpolicy_read(&p, 1000, 1, &a);
+	ck_action(a, 1000, 5 * MIB, 0);
+	for (int i = 0; i < 50; i++) {
+		readpolicy_read(&p, (uint64_t)(i * 7919 % 2000) * MIB, 4096, &a);
+		ck_assert_int_eq(a.fill, 0); /* never a whole-file fill */
+	}
+	readpolicy_close(&p);
+}
+END_TEST
+
+/* STREAM asks end on whole parts when round is set. */
+START_TEST(test_stream_rounds_to_parts)
+{
+	struct readpolicy_opts o = opts();
+	struct readpolicy p;
+	struct readpolicy_action a;
+
+	o.round = 8 * MIB;
+	readpolicy_open(&p, &o, 1024 * MIB, "data.bin", &a);
+	readpolicy_read(&p, 0, 3 * MIB, &a);
+	ck_action(a, 3 * MIB, 13 * MIB, 0); /* to 16 MiB, not 11 */
+	readpolicy_read(&p, 3 * MIB, MIB, &a);
+	ck_action(a, 16 * MIB, 8 * MIB, 0); /* 4 + 16 = 20, to 24 */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("readpolicy");
@@ -172,6 +279,9 @@ int main(void)
 	tcase_add_test(tc, test_stream_window);
 	tcase_add_test(tc, test_random_asks_fill_once);
 	tcase_add_test(tc, test_whole_off);
+	tcase_add_test(tc, test_safetensors_header);
+	tcase_add_test(tc, test_ranges_by_tensor);
+	tcase_add_test(tc, test_stream_rounds_to_parts);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
