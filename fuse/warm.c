@@ -375,6 +375,9 @@ int warm_command(int argc, char *argv[])
 		        strerror(errno));
 		return 1;
 	}
+	/* From here on Ctrl-C stops cleanly, also while listing a slow mount. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	if (manifest != NULL && add_manifest(&w, mnt, manifest) < 0)
 		goto out;
 	for (int i = 1, seen_mnt = 0; i < argc; i++) {
@@ -394,8 +397,6 @@ int warm_command(int argc, char *argv[])
 	if (make_segments(&w) < 0)
 		goto out;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	tids = calloc(threads, sizeof(*tids));
 	if (tids == NULL)
 		goto out;
@@ -436,6 +437,10 @@ int warm_command(int argc, char *argv[])
 		}
 	}
 out:
+	if (warm_stop && ret != 130) {
+		printf("chunkfs warm: stopped before reading\n");
+		ret = 130;
+	}
 	for (size_t i = 0; i < w.n_files; i++)
 		free(w.files[i].path);
 	free(w.files);
