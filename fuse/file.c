@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "manifest.h"
 
 static struct chunkfs *fs_of(fuse_req_t req)
 {
@@ -231,6 +232,8 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (!writable)
+		manifest_on_open(fs, node);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_open(req, fi) != 0) {
 		pthread_mutex_lock(&node->lock);

@@ -1,5 +1,6 @@
 /*
- * manifest.h - chunk_info.json, the manifest of a chunk set: parsing it.
+ * manifest.h - chunk_info.json: parsing it, and prefetching the next chunk
+ * when a chunk is opened through the mount.
  *
  * The format is the one the streaming_weights chunker writes
  * (/work/shared/CHUNK-LAYOUT.md; examples/bert-tiny/chunk_info.json):
@@ -69,5 +70,30 @@ ssize_t manifest_find(const struct manifest *m, const char *file);
  * manifest_parse() sets it.
  */
 int manifest_load_file(const char *path, struct manifest **out, char *err, size_t errlen);
+
+/* --- in the mount --------------------------------------------------------- */
+
+struct chunkfs;
+struct node;
+struct manifest_cache;
+
+/* The per-mount cache of manifests by directory; NULL + errno on failure. */
+struct manifest_cache *manifest_cache_create(void);
+void manifest_cache_destroy(struct manifest_cache *mc);
+
+/*
+ * A file was opened for reading (call after the open succeeded, before
+ * the reply; the kernel's lookup keeps node alive).  If the node's
+ * directory has a chunk_info.json that names this file as a chunk, start
+ * fetching the chunk that follows it (fs->be's prefetch op, which works
+ * within the memory budget).  Does nothing when prefetch is off
+ * (-o no_manifest_prefetch), the stack cannot prefetch, or nobody has
+ * looked chunk_info.json up in that directory yet.  Never fails the open.
+ */
+void manifest_on_open(struct chunkfs *fs, struct node *node);
+
+/* Report the counters ("manifest" group of the stats). */
+void manifest_stats(struct chunkfs *fs, void (*emit)(void *ctx, const char *name, uint64_t value),
+                    void *ctx);
 
 #endif
