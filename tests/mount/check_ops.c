@@ -967,6 +967,32 @@ START_TEST(test_s3_manifest_prefetch_next_chunk)
 }
 END_TEST
 
+/* The example chunk set loads through the mount the way the chunk library
+ * loads it (scripts/load-example.py: chunk_info.json, then per chunk
+ * exists, read, torch.load of the bytes) with every tensor as recorded;
+ * over S3 each chunk opened started the fetch of the next one. */
+START_TEST(test_example_torch_load)
+{
+	json_t *root;
+
+	if (tm_sh("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+		printf("SKIP example torch.load: /usr/bin/python3 has no torch (python3-torch)\n");
+		return;
+	}
+	ck_assert_int_eq(store_put_tree(&st, "examples/bert-tiny"), 0);
+	mount_with("ro");
+	ck_assert_int_eq(tm_sh("/usr/bin/python3 scripts/load-example.py --require-torch '%s' "
+	                       ">'%s/load.out' 2>&1 || { cat '%s/load.out'; exit 1; }",
+	                       m.mnt, m.root, m.root),
+	                 0);
+	ck_assert_int_eq(tm_sh("grep -q 'every value matches' '%s/load.out'", m.root), 0);
+	root = stats_doc();
+	/* embeddings -> layer_0 -> layer_1 -> pooler */
+	ck_assert_int_eq(stat_int(root, "manifest", "prefetches"), g_kind == STORE_S3 ? 3 : 0);
+	json_decref(root);
+}
+END_TEST
+
 /* log_level=debug: one line per request with its key and request id, and
  * never the secret. */
 START_TEST(test_s3_debug_log_has_requests_not_secret)
@@ -1001,6 +1027,7 @@ static Suite *ops_suite(enum store_kind kind)
 	tcase_add_test(tc, test_sigterm_spares_a_newer_mount);
 	tcase_add_test(tc, test_kill9_then_remount);
 	tcase_add_test(tc, test_warm_library_manifest);
+	tcase_add_test(tc, test_example_torch_load);
 	if (kind == STORE_FS) {
 		tcase_add_test(tc, test_mount_helper_and_fstab);
 		tcase_add_test(tc, test_access_other_user_other_namespace);
