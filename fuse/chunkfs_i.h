@@ -19,6 +19,8 @@
 #include "readpolicy.h"
 #include "stage.h"
 
+struct manifest_cache;
+
 /* Command-line options of the driver (main.c parses them). */
 struct chunkfs_opts {
 	char *source;
@@ -42,6 +44,7 @@ struct chunkfs_opts {
 	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
 	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
 	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM */
+	int manifest_off;       /* -o no_manifest_prefetch (manifest.c) */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -76,6 +79,7 @@ struct chunkfs {
 	unsigned kept_at_exit;            /* atomic: stages left unsaved at the end */
 	struct fuse_session *se;          /* set once the session exists */
 	struct pagefill_set fills;        /* pagefill.c */
+	struct manifest_cache *manifests; /* manifest.c; owned */
 };
 
 /* An open file handle (fi->fh). */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "manifest.h"
 
 /* A safetensors header is read in one request of this size when it fits,
  * else in a second of its size, up to the limit. */
@@ -338,6 +339,8 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (from_store)
 		policy_start(fs, fh, st.size);
+	if (!writable)
+		manifest_on_open(fs, node);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_open(req, fi) != 0) {
 		pthread_mutex_lock(&node->lock);

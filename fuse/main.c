@@ -26,6 +26,7 @@
 #include "fault.h"
 #include "fs.h"
 #include "log.h"
+#include "manifest.h"
 #include "metrics.h"
 #include "mountinfo.h"
 #include "recovery.h"
@@ -63,6 +64,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("whole_max=%u", whole_max_mb),
     OPT("stream_min=%u", stream_min_mb),
     OPT("recover=%s", recover),
+    OPT("no_manifest_prefetch", manifest_off),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
     FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -115,6 +117,9 @@ static void usage(const char *prog)
 	    "    -o stream_min=MiB      a file written front to back starts uploading in\n"
 	    "                           parts while still being written once it is this\n"
 	    "                           large (default 32; 0: upload only at close/fsync)\n"
+	    "    -o no_manifest_prefetch\n"
+	    "                           opening a chunk does not start fetching the next\n"
+	    "                           one its directory's chunk_info.json lists\n"
 	    "    -f                     stay in the foreground, log to stderr\n"
 	    "    -d                     debug: -f, log_level=debug and FUSE request tracing\n"
 	    "    -h, --help             this help\n"
@@ -386,6 +391,9 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
+	fs->manifests = manifest_cache_create();
+	if (fs->manifests == NULL)
+		goto fail;
 	fs->staging_dir = staging_dir_create(opts->staging_dir);
 	if (fs->staging_dir == NULL) {
 		fprintf(stderr, "chunkfs: cannot create the staging directory %s: %s\n",
@@ -406,6 +414,7 @@ fail:
 	free(fs->source_id);
 	free(fs->staging_dir);
 	inode_table_destroy(fs->inodes);
+	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
 	free(fs);
 	return NULL;
@@ -422,6 +431,7 @@ void chunkfs_destroy(struct chunkfs *fs)
 	free(fs->source_id);
 	free(fs->staging_dir);
 	inode_table_destroy(fs->inodes);
+	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
 	backend_destroy(fs->be);
 	free(fs);

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "manifest.h"
+
 static uint64_t get(const uint64_t *field)
 {
 	return __atomic_load_n(field, __ATOMIC_RELAXED);
@@ -88,6 +90,8 @@ char *chunkfs_stats_json(struct chunkfs *fs)
 	json_object_set_new(root, "fuse", f);
 	json_object_set_new(root, "pagefill", json_object());
 	pagefill_stats(fs, emit_pagefill, json_object_get(root, "pagefill"));
+	json_object_set_new(root, "manifest", json_object());
+	manifest_stats(fs, emit_pagefill, json_object_get(root, "manifest"));
 	backend_stats(fs->be, emit, root);
 	add_ratios(root);
 	text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);

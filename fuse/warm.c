@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "chunkfs_i.h"
+#include "manifest.h"
 
 #define WARM_PIECE   (8u << 20)
 #define WARM_SEGMENT (64ull << 20)
@@ -114,27 +114,47 @@ static int add_path(struct warm *w, const char *mnt, const char *path)
 	return 0;
 }
 
-/* Add the chunk files (and config) a chunk_info.json names. */
-static int add_manifest(struct warm *w, const char *mnt, const char *manifest)
+/* Add the regular file base/file, named by the manifest, if it exists;
+ * a missing file is an error when required.  0 or -1. */
+static int add_listed(struct warm *w, const char *manifest, const char *base, const char *file,
+                      const struct manifest_chunk *c, int required)
 {
-	char base[PATH_MAX], real[PATH_MAX], realmnt[PATH_MAX], full[PATH_MAX * 2];
-	json_error_t err;
-	json_t *root = json_load_file(manifest, 0, &err), *chunks, *c;
-	const char *config;
-	size_t i;
-	int ret = -1;
+	char full[PATH_MAX * 2];
+	struct stat st;
 
-	if (root == NULL) {
-		fprintf(stderr, "chunkfs warm: cannot read the manifest %s: %s (line %d)\n",
-		        manifest, err.text, err.line);
+	snprintf(full, sizeof(full), "%s/%s", base, file);
+	if (stat(full, &st) < 0) {
+		if (!required && errno == ENOENT)
+			return 0;
+		fprintf(stderr, "chunkfs warm: %s (listed in %s): %s\n", full, manifest,
+		        strerror(errno));
 		return -1;
 	}
-	chunks = json_object_get(root, "chunks");
-	if (!json_is_array(chunks)) {
-		fprintf(stderr,
-		        "chunkfs warm: %s has no \"chunks\" list; is it a chunk_info.json?\n",
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "chunkfs warm: %s (listed in %s) is not a regular file\n", full,
 		        manifest);
-		goto out;
+		return -1;
+	}
+	if (c != NULL && c->size_exact && c->size != (uint64_t)st.st_size)
+		fprintf(stderr, "chunkfs warm: %s has %lld bytes, the manifest says %llu\n", full,
+		        (long long)st.st_size, (unsigned long long)c->size);
+	return add_file(w, full, (uint64_t)st.st_size) < 0 ? -1 : 0;
+}
+
+/*
+ * Add the chunk files a chunk_info.json names (manifest.h: the chunk
+ * library's format or chunkfs's), in its order, then the config: the
+ * manifest's "config", else config.json beside the manifest if there is one.
+ */
+static int add_manifest(struct warm *w, const char *mnt, const char *manifest)
+{
+	char base[PATH_MAX], real[PATH_MAX], realmnt[PATH_MAX], err[512];
+	struct manifest *m;
+	int ret = -1;
+
+	if (manifest_load_file(manifest, &m, err, sizeof(err)) < 0) {
+		fprintf(stderr, "chunkfs warm: cannot use the manifest %s: %s\n", manifest, err);
+		return -1;
 	}
 	/* Inside the mount: relative to the manifest; outside: to the mount. */
 	snprintf(base, sizeof(base), "%s", mnt);
@@ -143,41 +163,15 @@ static int add_manifest(struct warm *w, const char *mnt, const char *manifest)
 		*strrchr(real, '/') = '\0';
 		snprintf(base, sizeof(base), "%s", real);
 	}
-	json_array_foreach(chunks, i, c)
-	{
-		const char *file = json_string_value(json_object_get(c, "file"));
-		struct stat st;
-
-		if (file == NULL) {
-			fprintf(stderr, "chunkfs warm: chunk %zu of %s has no \"file\"\n", i,
-			        manifest);
+	for (size_t i = 0; i < m->n_chunks; i++)
+		if (add_listed(w, manifest, base, m->chunks[i].file, &m->chunks[i], 1) < 0)
 			goto out;
-		}
-		snprintf(full, sizeof(full), "%s/%s", base, file);
-		if (stat(full, &st) < 0) {
-			fprintf(stderr, "chunkfs warm: chunk %s of %s: %s\n", full, manifest,
-			        strerror(errno));
-			goto out;
-		}
-		if (json_is_integer(json_object_get(c, "size")) &&
-		    json_integer_value(json_object_get(c, "size")) != (json_int_t)st.st_size)
-			fprintf(stderr, "chunkfs warm: %s has %lld bytes, the manifest says %lld\n",
-			        full, (long long)st.st_size,
-			        (long long)json_integer_value(json_object_get(c, "size")));
-		if (add_file(w, full, (uint64_t)st.st_size) < 0)
-			goto out;
-	}
-	config = json_string_value(json_object_get(root, "config"));
-	if (config != NULL) {
-		struct stat st;
-
-		snprintf(full, sizeof(full), "%s/%s", base, config);
-		if (stat(full, &st) == 0 && add_file(w, full, (uint64_t)st.st_size) < 0)
-			goto out;
-	}
+	if (add_listed(w, manifest, base, m->config ? m->config : "config.json", NULL,
+	               m->config != NULL) < 0)
+		goto out;
 	ret = 0;
 out:
-	json_decref(root);
+	manifest_free(m);
 	return ret;
 }
 
@@ -207,6 +201,33 @@ static int make_segments(struct warm *w)
 	return 0;
 }
 
+/*
+ * Open path for reading without blocking on a FIFO or a device that
+ * replaced a file since it was listed: the descriptor, or -1 after saying
+ * why.
+ */
+static int open_regular(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), flags;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "\nchunkfs warm: cannot open %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "\nchunkfs warm: %s is not a regular file\n", path);
+		close(fd);
+		return -1;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+}
+
 static void *warm_worker(void *arg)
 {
 	struct warm *w = arg;
@@ -226,10 +247,8 @@ static void *warm_worker(void *arg)
 			if (fd >= 0)
 				close(fd);
 			open_file = s->file;
-			fd = open(w->files[s->file].path, O_RDONLY);
+			fd = open_regular(w->files[s->file].path);
 			if (fd < 0) {
-				fprintf(stderr, "\nchunkfs warm: cannot open %s: %s\n",
-				        w->files[s->file].path, strerror(errno));
 				__atomic_fetch_add(&w->failed, 1, __ATOMIC_RELAXED);
 				continue;
 			}
@@ -356,6 +375,9 @@ int warm_command(int argc, char *argv[])
 		        strerror(errno));
 		return 1;
 	}
+	/* From here on Ctrl-C stops cleanly, also while listing a slow mount. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	if (manifest != NULL && add_manifest(&w, mnt, manifest) < 0)
 		goto out;
 	for (int i = 1, seen_mnt = 0; i < argc; i++) {
@@ -375,8 +397,6 @@ int warm_command(int argc, char *argv[])
 	if (make_segments(&w) < 0)
 		goto out;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	tids = calloc(threads, sizeof(*tids));
 	if (tids == NULL)
 		goto out;
@@ -417,6 +437,10 @@ int warm_command(int argc, char *argv[])
 		}
 	}
 out:
+	if (warm_stop && ret != 130) {
+		printf("chunkfs warm: stopped before reading\n");
+		ret = 130;
+	}
 	for (size_t i = 0; i < w.n_files; i++)
 		free(w.files[i].path);
 	free(w.files);

@@ -6,10 +6,13 @@
  *   chunkfs warm MOUNTPOINT [PATH...] [--manifest FILE] [-j N] [-q]
  *
  * PATHs are files or directories inside the mount (relative to it or
- * absolute; none: the whole mount).  A manifest is a chunk_info.json
- * (examples/bert-tiny): its "chunks"[].file and "config" are read,
- * relative to the manifest's directory when the manifest is inside the
- * mount, else relative to MOUNTPOINT.  Progress goes to stderr: a bar
+ * absolute; none: the whole mount).  A manifest is a chunk_info.json in
+ * the chunk library's format or chunkfs's superset of it (manifest.h):
+ * its chunk files are read in its order, then its "config" (else a
+ * config.json beside it, if any), relative to the manifest's directory
+ * when the manifest is inside the mount, else relative to MOUNTPOINT.  A
+ * file that would leave that directory, or that is not a regular file,
+ * is refused.  Progress goes to stderr: a bar
  * with bytes, rate and ETA on a terminal, a plain line every 5 s
  * otherwise.  SIGINT/SIGTERM stop it cleanly (exit 130).
  */

@@ -1,9 +1,14 @@
 #!/bin/bash
-# The README's main job, end to end: mount the example chunk store
-# examples/bert-tiny read-only with chunkfs, list it, and check every byte read
-# through the mount against examples/bert-tiny.sha256 and the store's own
-# manifest chunk_info.json.  Always unmounts and removes its temp mountpoint,
-# also on failure or Ctrl-C.  Exit status 0 only if everything matched.
+# The README's main job, end to end: mount the example chunk set
+# examples/bert-tiny (the streaming_weights chunker's layout) read-only with
+# chunkfs, list it, check every byte read through the mount against
+# examples/bert-tiny.sha256, then load it through the mount the way the chunk
+# library does (scripts/load-example.py: chunk_info.json first, then each chunk
+# in manifest order: exists, read, torch.load of the bytes) and check every
+# tensor against examples/bert-tiny.tensors.json.  Without torch the chunks are
+# still read and checked as bytes and the script says torch.load was skipped.
+# Always unmounts and removes its temp mountpoint, also on failure or Ctrl-C.
+# Exit status 0 only if everything matched.
 #
 #   scripts/example.sh            (builds ./chunkfs with make if it is missing)
 #   CHUNKFS=/usr/local/bin/chunkfs scripts/example.sh     (use another binary)
@@ -12,6 +17,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STORE=$REPO/examples/bert-tiny
 SUMS=$REPO/examples/bert-tiny.sha256
+TENSORS=$REPO/examples/bert-tiny.tensors.json
 PYTHON=/usr/bin/python3 # not a pyenv shim (see TESTING.md)
 MNT=
 
@@ -53,7 +59,7 @@ else
 		make -C "$REPO" chunkfs >&2 || fail "make failed (scripts/install-deps.sh build installs what it needs)"
 	fi
 fi
-if [ ! -f "$SUMS" ] || [ ! -f "$STORE/chunk_info.json" ]; then
+if [ ! -f "$SUMS" ] || [ ! -f "$TENSORS" ] || [ ! -f "$STORE/chunk_info.json" ]; then
 	fail "example store missing under $REPO/examples"
 fi
 command -v fusermount3 >/dev/null || fail "fusermount3 not found (apt-get install fuse3)"
@@ -78,49 +84,13 @@ echo "== sha256sum -c examples/bert-tiny.sha256 (cwd = mountpoint)"
 nfiles=$(grep -c . "$SUMS")
 (cd "$MNT" && sha256sum --strict -c "$SUMS") || fail "checksums through the mount do not match $SUMS"
 
-echo "== chunks listed in chunk_info.json (read through the mount)"
-# One line per chunk: file, size, sha256 (the manifest itself is read from the mount).
-manifest=$("$PYTHON" -c '
-import json, sys
-m = json.load(open(sys.argv[1]))
-for c in m["chunks"]:
-    f = c["file"]
-    if "/" in f or f in (".", "..") or not f:
-        sys.exit("bad chunk file name %r" % f)
-    print("%s\t%d\t%s" % (f, int(c["size"]), c["sha256"]))
-print("total\t%d\t-" % int(m["total_size"]))
-' "$MNT/chunk_info.json") || fail "cannot parse $MNT/chunk_info.json"
-
-nchunks=0
-total=0
-bad=0
-while IFS=$'\t' read -r file size sum; do
-	if [ "$file" = total ]; then
-		want_total=$size
-		continue
-	fi
-	nchunks=$((nchunks + 1))
-	path=$MNT/$file
-	if [ ! -f "$path" ]; then
-		echo "  $file: MISSING from the mount"
-		bad=$((bad + 1))
-		continue
-	fi
-	got_size=$(stat -c %s "$path")
-	got_sum=$(sha256sum <"$path" | cut -d' ' -f1)
-	got_len=$(wc -c <"$path") # bytes actually read, not just what stat says
-	if [ "$got_size" != "$size" ] || [ "$got_len" != "$size" ] || [ "$got_sum" != "$sum" ]; then
-		echo "  $file: MISMATCH size stat=$got_size read=$got_len manifest=$size sha256 $got_sum manifest $sum"
-		bad=$((bad + 1))
-	else
-		printf '  %-16s %9d bytes  sha256 %s  ok\n' "$file" "$size" "$sum"
-	fi
-	total=$((total + size))
-done <<<"$manifest"
-
-[ "$nchunks" -gt 0 ] || fail "chunk_info.json lists no chunks"
-[ "$bad" = 0 ] || fail "$bad of $nchunks chunks differ from chunk_info.json"
-[ "$total" = "${want_total:-}" ] || fail "chunk sizes add up to $total, chunk_info.json says total_size ${want_total:-?}"
+echo "== loading it as the chunk library does: chunk_info.json, then each chunk (exists, read, torch.load)"
+if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
+	echo "   (no torch in $PYTHON: the chunks are read and checked byte for byte, but torch.load is"
+	echo "    skipped; apt-get install python3-torch, or scripts/install-deps.sh test, adds it)"
+fi
+"$PYTHON" "$REPO/scripts/load-example.py" "$MNT" --sums "$SUMS" --tensors "$TENSORS" ||
+	fail "loading the chunks through the mount failed"
 
 echo "OK: chunkfs served examples/bert-tiny read-only: $nfiles files match bert-tiny.sha256," \
-	"$nchunks chunks ($total bytes) match chunk_info.json"
+	"and the chunks load through the mount in the library's order"

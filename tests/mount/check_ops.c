@@ -671,8 +671,9 @@ START_TEST(test_s3_stats_latency_metrics)
 END_TEST
 
 /* GetObject requests the server answered with data (200 or 206) since
- * the last reset, from its request log. */
-static int data_gets(void)
+ * the last reset, from its request log; with suffix, only those of keys
+ * ending in it. */
+static int data_gets_of(const char *suffix)
 {
 	json_t *log, *e;
 	size_t i;
@@ -686,13 +687,22 @@ static int data_gets(void)
 	json_array_foreach(log, i, e)
 	{
 		const char *op = json_string_value(json_object_get(e, "op"));
+		const char *key = json_string_value(json_object_get(e, "key"));
 		json_int_t status = json_integer_value(json_object_get(e, "status"));
+		size_t kl = key ? strlen(key) : 0, sl = suffix ? strlen(suffix) : 0;
 
-		if (op != NULL && strcmp(op, "GetObject") == 0 && (status == 200 || status == 206))
+		if (op == NULL || strcmp(op, "GetObject") != 0 || (status != 200 && status != 206))
+			continue;
+		if (suffix == NULL || (kl >= sl && strcmp(key + kl - sl, suffix) == 0))
 			n++;
 	}
 	json_decref(log);
 	return n;
+}
+
+static int data_gets(void)
+{
+	return data_gets_of(NULL);
 }
 
 /* chunkfs warm reads everything once; then reads cost no GET. */
@@ -804,6 +814,185 @@ START_TEST(test_s3_warm_manifest_disk_cache)
 }
 END_TEST
 
+/* Store a file of len pattern bytes (seed) as key. */
+static void put_pattern(const char *key, uint64_t len, uint32_t seed)
+{
+	ck_assert_int_eq(tm_write_pattern(tm_path(m.root, "pattern.tmp"), len, seed), 0);
+	ck_assert_int_eq(store_put_file(&st, key, tm_path(m.root, "pattern.tmp")), 0);
+}
+
+/* Read the file rel of the mount whole: size bytes of pattern(seed). */
+static void read_pattern(const char *rel, uint64_t size, uint32_t seed)
+{
+	size_t len;
+	char *data = tm_read_file(tm_path(m.mnt, rel), &len);
+
+	ck_assert_msg(data != NULL, "cannot read %s", rel);
+	ck_assert_uint_eq(len, size);
+	ck_assert_uint_eq(tm_pattern_check(data, 0, len, seed), len);
+	free(data);
+}
+
+/* Store a chunk_info.json as the chunk library writes it, under dir, for
+ * chunks files[i] of sizes[i] bytes. */
+static void put_library_manifest(const char *dir, const char *const *files, const uint64_t *sizes,
+                                 size_t n)
+{
+	json_t *root = json_object(), *chunks = json_object();
+	double total = 0;
+	char key[256], *text;
+
+	json_object_set_new(root, "model_name", json_string("chunkfs-test/tiny"));
+	json_object_set_new(root, "model_type", json_string("bert"));
+	json_object_set_new(root, "num_layers", json_integer((json_int_t)n));
+	for (size_t i = 0; i < n; i++) {
+		json_t *c = json_object();
+		char name[64];
+
+		snprintf(name, sizeof(name), "chunk_%zu", i);
+		json_object_set_new(c, "file", json_string(files[i]));
+		json_object_set_new(c, "size_mb", json_real((double)sizes[i] / 1048576.0));
+		json_object_set_new(chunks, name, c);
+		total += (double)sizes[i] / 1048576.0;
+	}
+	json_object_set_new(root, "chunks", chunks);
+	json_object_set_new(root, "total_size_mb", json_real(total));
+	text = json_dumps(root, JSON_INDENT(2));
+	ck_assert_ptr_nonnull(text);
+	snprintf(key, sizeof(key), "%s/chunk_info.json", dir);
+	ck_assert_int_eq(store_put(&st, key, text, strlen(text)), 0);
+	free(text);
+	json_decref(root);
+}
+
+/* warm --manifest on the chunk library's chunk_info.json: its chunks and
+ * the config.json beside it, nothing else; a manifest whose file leaves
+ * its directory is refused with a sentence and status 1. */
+START_TEST(test_warm_library_manifest)
+{
+	static const char *const files[] = {"embeddings.pt", "layer_0.pt"};
+	static const uint64_t sizes[] = {(512 << 10) + 1, 256 << 10};
+	static const char *const escapes[] = {"../set/layer_0.pt", "/etc/hostname"};
+	char *out;
+
+	put_pattern("set/embeddings.pt", sizes[0], 91);
+	put_pattern("set/layer_0.pt", sizes[1], 92);
+	put_pattern("set/unlisted.bin", 4096, 93);
+	ck_assert_int_eq(store_put(&st, "set/config.json", "{}\n", 3), 0);
+	put_library_manifest("set", files, sizes, 2);
+	put_library_manifest("escape", escapes, sizes, 1);
+	put_library_manifest("escape2", escapes + 1, sizes, 1);
+	mount_with(NULL);
+	ck_assert_int_eq(
+	    tm_sh("%s warm '%s' --manifest '%s/set/chunk_info.json' >'%s/warm.out' 2>&1", bin(),
+	          m.mnt, m.mnt, m.root),
+	    0);
+	out = tm_read_file(tm_path(m.root, "warm.out"), &(size_t){0});
+	ck_assert_msg(strstr(out, "chunkfs warm: 3 files") != NULL &&
+	                  strstr(out, "(786436 bytes)") != NULL,
+	              "warm said: %s", out);
+	free(out);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(tm_sh("%s warm '%s' --manifest '%s/%s/chunk_info.json' "
+		                       ">'%s/warm.out' 2>&1",
+		                       bin(), m.mnt, m.mnt, i ? "escape2" : "escape", m.root),
+		                 1);
+		out = tm_read_file(tm_path(m.root, "warm.out"), &(size_t){0});
+		ck_assert_msg(strstr(out, escapes[i]) != NULL &&
+		                  strstr(out, "not a path inside the manifest's directory") != NULL,
+		              "warm said: %s", out);
+		free(out);
+	}
+}
+END_TEST
+
+/* Opening a chunk starts the fetch of the next one that chunk_info.json
+ * lists: after layer_0.pt is opened and read, layer_1.pt is read with no
+ * GET.  With -o no_manifest_prefetch it is not fetched ahead. */
+START_TEST(test_s3_manifest_prefetch_next_chunk)
+{
+	static const char *const files[] = {"layer_0.pt", "layer_1.pt", "pooler.pt"};
+	static const uint64_t sizes[] = {(3 << 20) + 5, (3 << 20) + 7, 4099};
+	const char *opts[] = {NULL, "no_manifest_prefetch"};
+	char *data;
+	size_t len;
+
+	put_pattern("set/layer_0.pt", sizes[0], 94);
+	put_pattern("set/layer_1.pt", sizes[1], 95);
+	put_pattern("set/pooler.pt", sizes[2], 96);
+	put_library_manifest("set", files, sizes, 3);
+	for (int off = 0; off < 2; off++) {
+		json_t *root;
+		int i;
+
+		mount_with(opts[off]);
+		/* The library's sequence: the manifest first, then chunk by chunk. */
+		data = tm_read_file(tm_path(m.mnt, "set/chunk_info.json"), &len);
+		ck_assert_ptr_nonnull(data);
+		free(data);
+		reset_counters();
+		read_pattern("set/layer_0.pt", sizes[0], 94);
+		/* Wait for the prefetch to finish (or, when off, give it time). */
+		for (i = 0; i < 100; i++) {
+			root = stats_doc();
+			if (!off && stat_int(root, "manifest", "prefetches") == 1 &&
+			    stat_int(root, "cache", "prefetch_jobs") == 0 &&
+			    data_gets_of("/set/layer_1.pt") > 0) {
+				json_decref(root);
+				break;
+			}
+			json_decref(root);
+			usleep(100 * 1000);
+			if (off && i == 10)
+				break;
+		}
+		root = stats_doc();
+		ck_assert_int_eq(stat_int(root, "manifest", "prefetches"), !off);
+		ck_assert_int_eq(stat_int(root, "manifest", "loads"), !off);
+		json_decref(root);
+		if (!off)
+			ck_assert_msg(data_gets_of("/set/layer_1.pt") > 0,
+			              "layer_1.pt not fetched");
+		else
+			ck_assert_int_eq(data_gets_of("/set/layer_1.pt"), 0);
+		reset_counters();
+		read_pattern("set/layer_1.pt", sizes[1], 95);
+		/* (Opening layer_1.pt starts the fetch of pooler.pt in turn.) */
+		if (!off)
+			ck_assert_int_eq(data_gets_of("/set/layer_1.pt"), 0);
+		else
+			ck_assert_int_gt(data_gets_of("/set/layer_1.pt"), 0);
+		ck_assert_int_eq(tm_unmount(&m), 0);
+	}
+}
+END_TEST
+
+/* The example chunk set loads through the mount the way the chunk library
+ * loads it (scripts/load-example.py: chunk_info.json, then per chunk
+ * exists, read, torch.load of the bytes) with every tensor as recorded;
+ * over S3 each chunk opened started the fetch of the next one. */
+START_TEST(test_example_torch_load)
+{
+	json_t *root;
+
+	if (tm_sh("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+		printf("SKIP example torch.load: /usr/bin/python3 has no torch (python3-torch)\n");
+		return;
+	}
+	ck_assert_int_eq(store_put_tree(&st, "examples/bert-tiny"), 0);
+	mount_with("ro");
+	ck_assert_int_eq(tm_sh("/usr/bin/python3 scripts/load-example.py --require-torch '%s' "
+	                       ">'%s/load.out' 2>&1 || { cat '%s/load.out'; exit 1; }",
+	                       m.mnt, m.root, m.root),
+	                 0);
+	ck_assert_int_eq(tm_sh("grep -q 'every value matches' '%s/load.out'", m.root), 0);
+	root = stats_doc();
+	/* embeddings -> layer_0 -> layer_1 -> pooler */
+	ck_assert_int_eq(stat_int(root, "manifest", "prefetches"), g_kind == STORE_S3 ? 3 : 0);
+	json_decref(root);
+}
+END_TEST
+
 /* log_level=debug: one line per request with its key and request id, and
  * never the secret. */
 START_TEST(test_s3_debug_log_has_requests_not_secret)
@@ -837,6 +1026,8 @@ static Suite *ops_suite(enum store_kind kind)
 	tcase_add_test(tc, test_fusermount_unmount_clean);
 	tcase_add_test(tc, test_sigterm_spares_a_newer_mount);
 	tcase_add_test(tc, test_kill9_then_remount);
+	tcase_add_test(tc, test_warm_library_manifest);
+	tcase_add_test(tc, test_example_torch_load);
 	if (kind == STORE_FS) {
 		tcase_add_test(tc, test_mount_helper_and_fstab);
 		tcase_add_test(tc, test_access_other_user_other_namespace);
@@ -849,6 +1040,7 @@ static Suite *ops_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_warm_then_no_gets);
 		tcase_add_test(tc, test_s3_warm_progress_and_ctrl_c);
 		tcase_add_test(tc, test_s3_warm_manifest_disk_cache);
+		tcase_add_test(tc, test_s3_manifest_prefetch_next_chunk);
 		tcase_add_test(tc, test_s3_debug_log_has_requests_not_secret);
 	}
 	suite_add_tcase(s, tc);
