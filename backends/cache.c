@@ -202,6 +202,8 @@ struct cache_job {
 static const struct backend_ops cache_ops;
 static void cache_run_job(struct cache *c, const struct cache_job *j);
 static void cache_job_free(struct cache_job *j);
+static int cache_enqueue(struct cache *c, const char *key, const char *etag, uint64_t off,
+                         uint64_t len, int front);
 
 static struct cache *cache_of(struct backend *b)
 {
@@ -1068,11 +1070,14 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		pthread_mutex_unlock(&c->lock);
 		ret = c->inner->ops->stat(c->inner, j->key, &st);
 		pthread_mutex_lock(&c->lock);
-		if (ret < 0 || st.etag[0] == '\0' || off >= st.size)
+		if (ret < 0 || st.etag[0] == '\0' || off >= st.size || c->stopping)
 			return;
 		snprintf(etag, sizeof(etag), "%s", st.etag);
 		if (len > st.size - off)
 			len = st.size - off;
+		/* The version is known: its parts go first in the queue. */
+		cache_enqueue(c, j->key, etag, off, len, 1);
+		return;
 	}
 	if (len == 0)
 		return;
@@ -1209,12 +1214,61 @@ static int cache_job_queued(const struct cache *c, const char *key, const char *
 	return 0;
 }
 
+/*
+ * Queue [off, off + len) of (key, etag) as jobs of at most a part each, at
+ * the tail of the queue (at its head, in order, with front set).  A range
+ * without an etag is one job: its worker stats the object once and queues
+ * the parts of the version found.  0, or -EAGAIN (queue full), -ENOMEM.
+ * Caller holds c->lock.
+ */
+static int cache_enqueue(struct cache *c, const char *key, const char *etag, uint64_t off,
+                         uint64_t len, int front)
+{
+	const uint64_t part = c->part_size;
+	struct cache_job **at = front ? &c->jobs : NULL;
+	uint64_t end = off + len < off ? UINT64_MAX : off + len, pos, pend;
+
+	for (pos = off; pos < end; pos = pend) {
+		struct cache_job *j;
+
+		pend = etag[0] == '\0' ? end : (pos / part + 1) * part;
+
+		if (pend > end || pend < pos)
+			pend = end;
+		if (etag[0] != '\0' && cache_range_present(c, key, etag, pos, pend))
+			continue;
+		if (cache_job_queued(c, key, etag, pos))
+			continue;
+		if (c->n_jobs >= c->max_jobs)
+			return -EAGAIN;
+		j = calloc(1, sizeof(*j));
+		if (j == NULL || (j->key = strdup(key)) == NULL) {
+			free(j);
+			return -ENOMEM;
+		}
+		snprintf(j->etag, sizeof(j->etag), "%s", etag);
+		j->off = pos;
+		j->len = pend - pos;
+		if (at != NULL) {
+			j->next = *at;
+			*at = j;
+			if (c->jobs_tail == at)
+				c->jobs_tail = &j->next;
+			at = &j->next;
+		} else {
+			*c->jobs_tail = j;
+			c->jobs_tail = &j->next;
+		}
+		c->n_jobs++;
+		pthread_cond_signal(&c->work);
+	}
+	return 0;
+}
+
 static int cache_prefetch(struct backend *bk, const char *key, const char *etag, uint64_t off,
                           uint64_t len)
 {
 	struct cache *c = cache_of(bk);
-	const uint64_t part = c->part_size;
-	uint64_t end, pos;
 	int ret;
 
 	if (etag == NULL)
@@ -1223,37 +1277,10 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 		return 0;
 	if (strlen(etag) >= BACKEND_ETAG_MAX)
 		return -EINVAL;
-	end = off + len < off ? UINT64_MAX : off + len;
 	pthread_mutex_lock(&c->lock);
 	ret = c->stopping ? -ESHUTDOWN : cache_start_workers(c);
-	for (pos = off; ret == 0 && pos < end; pos = (pos / part + 1) * part) {
-		uint64_t pend = (pos / part + 1) * part;
-		struct cache_job *j;
-
-		if (pend > end || pend < pos)
-			pend = end;
-		if (etag[0] != '\0' && cache_range_present(c, key, etag, pos, pend))
-			continue;
-		if (cache_job_queued(c, key, etag, pos))
-			continue;
-		if (c->n_jobs >= c->max_jobs) {
-			ret = -EAGAIN;
-			break;
-		}
-		j = calloc(1, sizeof(*j));
-		if (j == NULL || (j->key = strdup(key)) == NULL) {
-			free(j);
-			ret = -ENOMEM;
-			break;
-		}
-		snprintf(j->etag, sizeof(j->etag), "%s", etag);
-		j->off = pos;
-		j->len = pend - pos;
-		*c->jobs_tail = j;
-		c->jobs_tail = &j->next;
-		c->n_jobs++;
-		pthread_cond_signal(&c->work);
-	}
+	if (ret == 0)
+		ret = cache_enqueue(c, key, etag, off, len, 0);
 	cache_check(c);
 	pthread_mutex_unlock(&c->lock);
 	return ret;

@@ -708,6 +708,45 @@ START_TEST(test_waited_part_jumps_queue)
 }
 END_TEST
 
+/* A prefetch without an etag stats the object once, then fetches its
+ * parts of the version found: one stat, one read a part. */
+START_TEST(test_prefetch_without_etag_one_stat)
+{
+	const size_t bs = 64 * KIB, part = 4 * bs, size = 5 * part + 100;
+	unsigned char *buf = malloc(bs);
+	struct backend_stat st;
+	struct mem_backend_stats ms;
+	struct cache_opts o;
+
+	ck_assert_ptr_nonnull(buf);
+	cache_opts_init(&o);
+	o.block_size = bs;
+	o.mem_budget = 4 * size;
+	o.part_size = part;
+	g_mem = mem_backend_create();
+	ck_assert_ptr_nonnull(g_mem);
+	g_cache = cache_create(g_mem, &o);
+	ck_assert_ptr_nonnull(g_cache);
+	put_pat("n", size, 22, &st);
+	mem_backend_reset_stats(g_mem);
+	ck_assert_int_eq(g_cache->ops->prefetch(g_cache, "n", NULL, 0, size + 4096), 0);
+	for (int i = 0; i < 5000 && cstats().prefetch_blocks < (size + bs - 1) / bs; i++)
+		testbe_sleep_ms(1);
+	mem_backend_get_stats(g_mem, &ms);
+	ck_assert_uint_eq(ms.stat, 1);
+	ck_assert_uint_eq(ms.read, (size + part - 1) / part);
+	for (size_t off = 0; off < size; off += bs) {
+		size_t n = size - off < bs ? size - off : bs;
+
+		ck_assert_int_eq(cread("n", off, buf, bs, st.etag), (ssize_t)n);
+		ck_assert_uint_eq(tm_pattern_check(buf, off, n, 22), n);
+	}
+	mem_backend_get_stats(g_mem, &ms);
+	ck_assert_uint_eq(ms.read, (size + part - 1) / part);
+	free(buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cache");
@@ -728,6 +767,7 @@ int main(void)
 	tcase_add_test(tc, test_read_ref);
 	tcase_add_test(tc, test_invalidate_during_fetch);
 	tcase_add_test(tc, test_waited_part_jumps_queue);
+	tcase_add_test(tc, test_prefetch_without_etag_one_stat);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
