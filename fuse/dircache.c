@@ -585,6 +585,22 @@ void dircache_put(struct dircache *dc, const char *prefix, const struct dircache
 	pthread_mutex_unlock(&dc->lock);
 }
 
+int dircache_get(struct dircache *dc, const char *prefix, struct dircache_listing *out)
+{
+	struct dir *d;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&dc->lock);
+	d = dir_find(dc, prefix);
+	if (d != NULL && d->state == DIR_READY && fresh(dc, d)) {
+		lru_touch(dc, d);
+		dc->stats.hits++;
+		ret = listing_copy(&d->list, out);
+	}
+	pthread_mutex_unlock(&dc->lock);
+	return ret;
+}
+
 void dircache_set_meta(struct dircache *dc, const char *key, const struct backend_stat *st)
 {
 	const char *name;

@@ -111,6 +111,10 @@ uint64_t dircache_gen(struct dircache *dc);
 void dircache_put(struct dircache *dc, const char *prefix, const struct dircache_listing *l,
                   uint64_t gen);
 
+/* A copy of the fresh listing of prefix into *out (empty on entry):
+ * 0, or -ENOENT when none is kept. */
+int dircache_get(struct dircache *dc, const char *prefix, struct dircache_listing *out);
+
 /* A stat of key returned *st: keep it with the item as its metadata. */
 void dircache_set_meta(struct dircache *dc, const char *key, const struct backend_stat *st);
 

@@ -1038,11 +1038,18 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t gen = fs->dirs ? dircache_gen(fs->dirs) : 0;
 	int ret = -ENOMEM;
 
-	if (d != NULL && prefix != NULL)
+	/* A pinned mount lists a directory once; others list at every
+	 * opendir, so ls shows what is there now. */
+	if (d != NULL && prefix != NULL && fs->opts->pin && fs->dirs != NULL &&
+	    dircache_get(fs->dirs, prefix, &d->list) == 0)
+		ret = 1;
+	else if (d != NULL && prefix != NULL)
 		ret = dircache_list(fs->be, prefix, 0, &d->list);
 	/* The snapshot answers lookups of its names for a while too. */
 	if (ret == 0 && fs->dirs != NULL)
 		dircache_put(fs->dirs, prefix, &d->list, gen);
+	if (ret > 0)
+		ret = 0;
 	free(key);
 	free(prefix);
 	if (ret < 0) {
