@@ -13,8 +13,10 @@
  *   possible on S3), the directory wins, in readdir and lookup alike: "a"
  *   is a directory and the object "a" is not reachable through the mount
  *   (a warning says so).  On a backend without BACKEND_REAL_DIRS a lookup
- *   is one listing of the name as a prefix (probe_by_listing()), which
- *   answers both questions in one request.
+ *   is answered by a recent listing of the parent (dircache.h), one
+ *   request for every name in the directory; in a directory too big to
+ *   keep, by one listing of the name as a prefix (probe_by_listing()),
+ *   which answers both questions in one request.
  *
  * Every op turns the request's inode into a node (inode.h), builds the
  * key, calls the backend outside any lock and replies.  Errors from the
