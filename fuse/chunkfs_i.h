@@ -14,6 +14,7 @@
 
 #include "access.h"
 #include "backend.h"
+#include "dircache.h"
 #include "inode.h"
 #include "pagefill.h"
 #include "readpolicy.h"
@@ -43,8 +44,11 @@ struct chunkfs_opts {
 	struct readpolicy_opts policy; /* what open files fetch ahead (from the above) */
 	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
 	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
-	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM */
 	int manifest_off;       /* -o no_manifest_prefetch (manifest.c) */
+	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM, no HEAD */
+	double list_ttl;        /* seconds a directory listing answers lookups */
+	unsigned list_cache_mb; /* memory for the listings kept */
+	int pin;                /* -o pin: trust what was seen for the mount's life */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -62,6 +66,7 @@ struct chunkfs_counters {
 struct chunkfs {
 	struct backend *be;         /* top of the backend stack; owned */
 	struct inode_table *inodes; /* owned */
+	struct dircache *dirs;      /* recent listings; NULL with BACKEND_REAL_DIRS; owned */
 	const struct chunkfs_opts *opts;
 	char *staging_dir;  /* resolved staging directory; owned */
 	char *session_dir;  /* this mount's stages, under it (recovery.c); owned */
@@ -100,6 +105,12 @@ extern const struct fuse_lowlevel_ops chunkfs_ops;
 /* Create and destroy the context; see main.c for who calls them. */
 struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *opts);
 void chunkfs_destroy(struct chunkfs *fs);
+
+/*
+ * ops.c: this mount changed key (a file, or a directory with tree set):
+ * the listings that may no longer be true are dropped (dircache.h).
+ */
+void chunkfs_changed(struct chunkfs *fs, const char *key, int tree);
 
 /* ops.c: the attributes the kernel sees for a node.  Node lock held. */
 void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st);

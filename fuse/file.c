@@ -179,6 +179,7 @@ int file_save(struct chunkfs *fs, struct node *node)
 	else
 		stats_add(fs->counters.save_bytes, s->size);
 	if (ret == 0) {
+		chunkfs_changed(fs, key, 0);
 		s->dirty = 0;
 		stage_note(fs, node, key);
 		node->st = st;
@@ -302,7 +303,8 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * kept when that version is the one the kernel cached. */
 		pthread_mutex_unlock(&node->lock);
 		ret = open_local_fd(fs, node, fh, &st);
-		if (ret == -ENOTSUP && !chunkfs_fresh(node->st_time, fs->opts->attr_timeout)) {
+		if (ret == -ENOTSUP && !fs->opts->pin &&
+		    !chunkfs_fresh(node->st_time, fs->opts->attr_timeout)) {
 			char *key = inode_key(fs->inodes, node, NULL);
 
 			ret = key ? fs->be->ops->stat(fs->be, key, &st) : -ENOMEM;

@@ -36,6 +36,9 @@
 
 #define CHUNKFS_VERSION "0.1.0"
 
+/* What the kernel is told to cache for with -o pin: a year. */
+#define PIN_TIMEOUT (365.0 * 24 * 3600)
+
 enum {
 	KEY_HELP,
 	KEY_VERSION,
@@ -65,6 +68,9 @@ static const struct fuse_opt option_spec[] = {
     OPT("stream_min=%u", stream_min_mb),
     OPT("recover=%s", recover),
     OPT("no_manifest_prefetch", manifest_off),
+    OPT("list_ttl=%lf", list_ttl),
+    OPT("list_cache=%u", list_cache_mb),
+    OPT("pin", pin),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
     FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -101,7 +107,15 @@ static void usage(const char *prog)
 	    "                           keep (default: report them), upload, discard\n"
 	    "    -o metadata=MODE       store (default): chmod, chown and utimens are kept in\n"
 	    "                           the objects (x-amz-meta-mode/uid/gid/mtime, as s3fs);\n"
-	    "                           refuse: chmod and chown give EPERM\n"
+	    "                           refuse: chmod and chown give EPERM; lookups send no\n"
+	    "                           HEAD (mode and owner from file_mode=, uid=, gid=)\n"
+	    "    -o list_ttl=SECS       how long a directory listing answers lookups of its\n"
+	    "                           names, found or not (default 10; 0: list every time)\n"
+	    "    -o list_cache=MiB      memory for the listings kept (default 64)\n"
+	    "    -o pin                 trust what the mount has seen for its whole life:\n"
+	    "                           listings, names and attributes never expire (only\n"
+	    "                           this mount's own changes count); others' changes\n"
+	    "                           show after a remount\n"
 	    "    -o max_threads=N       FUSE worker threads (default 16)\n"
 	    "    -o read_ahead_kb=N     kernel readahead for the mount (default 4096, 0: leave)\n"
 	    "    -o log_level=LEVEL     error, warn (default), info or debug\n"
@@ -394,6 +408,20 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	fs->manifests = manifest_cache_create();
 	if (fs->manifests == NULL)
 		goto fail;
+	if (!(be->flags & BACKEND_REAL_DIRS)) {
+		/* Local directories are cheap to stat; listings are for stores
+		 * without real directories. */
+		struct dircache_opts dco = {
+		    .ttl = opts->pin ? -1.0 : opts->list_ttl,
+		    .max_dirs = DIRCACHE_DEFAULT_MAX_DIRS,
+		    .max_entries = DIRCACHE_DEFAULT_MAX_ENTRIES,
+		    .max_bytes = (size_t)opts->list_cache_mb << 20,
+		};
+
+		fs->dirs = dircache_create(be, &dco);
+		if (fs->dirs == NULL)
+			goto fail;
+	}
 	fs->staging_dir = staging_dir_create(opts->staging_dir);
 	if (fs->staging_dir == NULL) {
 		fprintf(stderr, "chunkfs: cannot create the staging directory %s: %s\n",
@@ -413,6 +441,7 @@ fail:
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	dircache_destroy(fs->dirs);
 	inode_table_destroy(fs->inodes);
 	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
@@ -430,6 +459,7 @@ void chunkfs_destroy(struct chunkfs *fs)
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	dircache_destroy(fs->dirs);
 	inode_table_destroy(fs->inodes);
 	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
@@ -525,6 +555,8 @@ int main(int argc, char *argv[])
 	            .fill_max_mb = 4096,
 	            .whole_max_mb = 256,
 	            .stream_min_mb = 32,
+	            .list_ttl = DIRCACHE_DEFAULT_TTL,
+	            .list_cache_mb = DIRCACHE_DEFAULT_MAX_BYTES >> 20,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
@@ -593,6 +625,11 @@ int main(int argc, char *argv[])
 	log_set_level(opts->debug ? LOG_LEVEL_DEBUG : opts->log_level ? level : LOG_LEVEL_WARN);
 	if (opts->max_threads == 0)
 		opts->max_threads = 1;
+	if (opts->pin) {
+		/* The kernel keeps names and attributes as long as we do. */
+		opts->attr_timeout = PIN_TIMEOUT;
+		opts->entry_timeout = PIN_TIMEOUT;
+	}
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
 	policy_opts_set(opts, &cache_o);

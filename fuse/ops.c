@@ -13,8 +13,10 @@
  *   possible on S3), the directory wins, in readdir and lookup alike: "a"
  *   is a directory and the object "a" is not reachable through the mount
  *   (a warning says so).  On a backend without BACKEND_REAL_DIRS a lookup
- *   is one listing of the name as a prefix (probe_by_listing()), which
- *   answers both questions in one request.
+ *   is answered by a recent listing of the parent (dircache.h), one
+ *   request for every name in the directory; in a directory too big to
+ *   keep, by one listing of the name as a prefix (probe_by_listing()),
+ *   which answers both questions in one request.
  *
  * Every op turns the request's inode into a node (inode.h), builds the
  * key, calls the backend outside any lock and replies.  Errors from the
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "dircache.h"
 #include "log.h"
 #include "shutdown.h"
 
@@ -217,6 +220,28 @@ static void fill_entry(struct chunkfs *fs, struct node *node, struct fuse_entry_
 	pthread_mutex_unlock(&node->lock);
 }
 
+/*
+ * Record attributes found for a node that is not being written.  A
+ * listing carries no metadata (S3): what a stat of the same version told
+ * us stays.  Node lock held.
+ */
+static void node_set_st(struct node *node, const struct backend_stat *st)
+{
+	int keep_meta = st->meta == 0 && node->st.meta != 0 && st->etag[0] != '\0' &&
+	                strcmp(st->etag, node->st.etag) == 0;
+	struct backend_stat old = node->st;
+
+	node->st = *st;
+	if (keep_meta) {
+		node->st.meta = old.meta;
+		node->st.mode = old.mode;
+		node->st.uid = old.uid;
+		node->st.gid = old.gid;
+		node->st.mtime = old.mtime;
+	}
+	node->st_time = chunkfs_now();
+}
+
 /* Link a node for what probe() found and record its attributes. */
 static struct node *link_found(struct chunkfs *fs, struct node *parent, const char *name, int type,
                                const struct backend_stat *st)
@@ -226,25 +251,76 @@ static struct node *link_found(struct chunkfs *fs, struct node *parent, const ch
 	if (node == NULL)
 		return NULL;
 	pthread_mutex_lock(&node->lock);
-	if (node->stage == NULL) {
-		/* A listing carries no metadata (S3): what a stat of the same
-		 * version told us stays. */
-		int keep_meta = st->meta == 0 && node->st.meta != 0 && st->etag[0] != '\0' &&
-		                strcmp(st->etag, node->st.etag) == 0;
-		struct backend_stat old = node->st;
-
-		node->st = *st;
-		if (keep_meta) {
-			node->st.meta = old.meta;
-			node->st.mode = old.mode;
-			node->st.uid = old.uid;
-			node->st.gid = old.gid;
-			node->st.mtime = old.mtime;
-		}
-		node->st_time = chunkfs_now();
-	}
+	if (node->stage == NULL)
+		node_set_st(node, st);
 	pthread_mutex_unlock(&node->lock);
 	return node;
+}
+
+/*
+ * What the store has at key, on a store without real directories: the
+ * recent listing of the parent answers (listing it first if there is
+ * none); a directory too big to keep is probed by name.
+ */
+static int probe_listed(struct chunkfs *fs, const char *key, struct backend_stat *st,
+                        int *have_meta)
+{
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	*have_meta = 0;
+	ret = dircache_lookup(fs->dirs, key, 1, st, have_meta);
+	if (ret == DIRCACHE_UNKNOWN)
+		ret = probe_by_listing(fs->be, key, st);
+	return ret;
+}
+
+/* What the store has at key: a file (fills *st), a directory, or -ENOENT. */
+static int probe_ns(struct chunkfs *fs, const char *key, struct backend_stat *st)
+{
+	int have_meta;
+
+	return fs->dirs ? probe_listed(fs, key, st, &have_meta) : probe(fs->be, key, st);
+}
+
+void chunkfs_changed(struct chunkfs *fs, const char *key, int tree)
+{
+	if (fs->dirs != NULL)
+		dircache_changed(fs->dirs, key, tree);
+}
+
+/*
+ * The object's own metadata (mode, owner, mtime headers), which a listing
+ * lacks: from the node when it already has them for this version, else
+ * one stat, kept with the listing.  Only with -o metadata=store.
+ * 0, or -ENOENT when the object went away meanwhile.
+ */
+static int fetch_meta(struct chunkfs *fs, struct node *parent, const char *name, const char *key,
+                      struct backend_stat *st)
+{
+	struct node *node = inode_find(fs->inodes, parent, name);
+	struct backend_stat full;
+	int known = 0, ret;
+
+	if (node != NULL) {
+		pthread_mutex_lock(&node->lock);
+		known = node->type == S_IFREG && node->st.meta != 0 && st->etag[0] != '\0' &&
+		        strcmp(node->st.etag, st->etag) == 0;
+		pthread_mutex_unlock(&node->lock);
+		inode_forget(fs->inodes, node, 1);
+	}
+	if (known)
+		return 0; /* link_found() keeps what the node has */
+	ret = fs->be->ops->stat(fs->be, key, &full);
+	if (ret == -ENOENT) {
+		chunkfs_changed(fs, key, 0);
+		return ret;
+	}
+	if (ret == 0) {
+		*st = full;
+		dircache_set_meta(fs->dirs, key, &full);
+	}
+	return 0; /* without the headers, the listing's attributes do */
 }
 
 /*
@@ -255,21 +331,19 @@ static int lookup_node(struct chunkfs *fs, struct node *parent, const char *name
 {
 	struct backend_stat st;
 	struct node *node;
+	int ret, have_meta = 1;
 	char *key;
-	int ret;
 
 	ret = child_key(fs, parent, name, &key);
 	if (ret < 0)
 		return ret;
-	ret = probe(fs->be, key, &st);
-	/* A listing carries no metadata: ask for the object's own (mode,
-	 * owner, mtime), as s3fs does, unless metadata is not used. */
-	if (ret == S_IFREG && !(fs->be->flags & BACKEND_REAL_DIRS) && !fs->opts->metadata_refuse) {
-		struct backend_stat full;
-
-		if (fs->be->ops->stat(fs->be, key, &full) == 0)
-			st = full;
-	}
+	if (fs->dirs == NULL)
+		ret = probe(fs->be, key, &st);
+	else
+		ret = probe_listed(fs, key, &st, &have_meta);
+	if (ret == S_IFREG && !have_meta && !fs->opts->metadata_refuse &&
+	    fetch_meta(fs, parent, name, key, &st) == -ENOENT)
+		ret = -ENOENT;
 	free(key);
 	if (ret == -ENOENT) {
 		node = inode_find(fs->inodes, parent, name);
@@ -323,6 +397,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int ret = lookup_node(fs, inode_from_ino(fs->inodes, parent), name, &node);
 
 	stats_add(fs->counters.lookups, 1);
+	if (ret == -ENOENT && fs->opts->pin) {
+		/* A pinned mount trusts that the name is absent: the kernel
+		 * keeps the negative entry and stops asking. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->opts->entry_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -350,30 +432,46 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-/* Refresh a file node's attributes from the store unless it is being written. */
+/*
+ * Refresh a file node's attributes unless it is being written, the mount
+ * is pinned, or they are younger than attr_timeout: from a recent listing
+ * of its directory when that says all that is needed, else with a stat.
+ */
 static int refresh_file(struct chunkfs *fs, struct node *node)
 {
 	struct backend_stat st;
+	int ret, have_meta = 0;
 	char *key;
-	int ret;
 
 	pthread_mutex_lock(&node->lock);
-	ret = node->stage != NULL;
+	ret = node->stage != NULL || fs->opts->pin ||
+	      chunkfs_fresh(node->st_time, fs->opts->attr_timeout);
 	pthread_mutex_unlock(&node->lock);
 	if (ret)
 		return 0;
 	key = inode_key(fs->inodes, node, NULL);
 	if (key == NULL)
 		return -ENOMEM;
-	ret = fs->be->ops->stat(fs->be, key, &st);
+	/* Without metadata a listing is as good as a stat, and answers for
+	 * the file's neighbours too. */
+	ret = fs->dirs ? dircache_lookup(fs->dirs, key, fs->opts->metadata_refuse, &st, &have_meta)
+	               : DIRCACHE_UNKNOWN;
+	if (ret == S_IFREG && !have_meta && !fs->opts->metadata_refuse) {
+		pthread_mutex_lock(&node->lock);
+		have_meta = node->st.meta != 0 && strcmp(node->st.etag, st.etag) == 0;
+		pthread_mutex_unlock(&node->lock);
+	}
+	if (ret != S_IFREG || !(have_meta || fs->opts->metadata_refuse)) {
+		ret = fs->be->ops->stat(fs->be, key, &st);
+		if (ret == 0 && fs->dirs != NULL)
+			dircache_set_meta(fs->dirs, key, &st);
+	}
 	free(key);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&node->lock);
-	if (node->stage == NULL) {
-		node->st = st;
-		node->st_time = chunkfs_now();
-	}
+	if (node->stage == NULL)
+		node_set_st(node, &st);
 	pthread_mutex_unlock(&node->lock);
 	return 0;
 }
@@ -480,6 +578,8 @@ static int store_attrs(struct chunkfs *fs, struct node *node, const struct stat 
 	if (ret == 0) {
 		node->st = st;
 		node->st_time = chunkfs_now();
+		if (fs->dirs != NULL)
+			dircache_set_meta(fs->dirs, key, &st);
 	} else {
 		log_warn("cannot store the attributes of \"%s\": %s", key, strerror(-ret));
 	}
@@ -567,7 +667,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	ret = child_key(fs, pnode, name, &key);
 	if (ret < 0)
 		goto out;
-	ret = probe(fs->be, key, &st);
+	ret = probe_ns(fs, key, &st);
 	if (ret >= 0) {
 		ret = -EEXIST;
 		goto out;
@@ -578,6 +678,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	ret = marker ? backend_save_buffer(fs->be, marker, "", 0, &st) : -ENOMEM;
 	if (ret < 0)
 		goto out;
+	chunkfs_changed(fs, key, 0);
 	clock_gettime(CLOCK_REALTIME, &st.mtime);
 	node = link_found(fs, pnode, name, S_IFDIR, &st);
 	if (node == NULL) {
@@ -651,6 +752,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = 0;
 	if (ret < 0)
 		goto out;
+	chunkfs_changed(fs, key, 1);
 	node = inode_find(fs->inodes, pnode, name);
 	if (node != NULL) {
 		inode_detach(fs->inodes, node);
@@ -694,6 +796,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ret = fs->be->ops->remove(fs->be, key);
 	if (ret == -ENOENT && staged)
 		ret = 0; /* created here and never saved */
+	if (ret == 0)
+		chunkfs_changed(fs, key, 0);
 	if (node != NULL) {
 		if (ret == 0) {
 			inode_detach(fs->inodes, node);
@@ -806,7 +910,7 @@ static int type_of(struct chunkfs *fs, struct node *parent, const char *name, co
 		inode_forget(fs->inodes, node, 1);
 		return type;
 	}
-	return probe(fs->be, key, &st);
+	return probe_ns(fs, key, &st);
 }
 
 static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, struct node *npnode,
@@ -854,6 +958,8 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 				goto out;
 		}
 		ret = move_key(fs->be, src, dst, &st);
+		chunkfs_changed(fs, src, 0);
+		chunkfs_changed(fs, dst, 0);
 		if (ret == 0 && node != NULL)
 			moved_file(node, &st);
 	} else {
@@ -873,10 +979,13 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 				ret = -ENOTEMPTY;
 			if (ret == 0 && has_marker)
 				ret = fs->be->ops->remove(fs->be, dst_dir);
+			chunkfs_changed(fs, dst, 1);
 			if (ret < 0)
 				goto out;
 		}
 		ret = move_key(fs->be, src_dir, dst_dir, NULL);
+		chunkfs_changed(fs, src, 1); /* a partial move changed both */
+		chunkfs_changed(fs, dst, 1);
 		node = inode_find(fs->inodes, pnode, name);
 	}
 	if (ret == 0 && node != NULL)
@@ -908,134 +1017,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 /* --- directories ------------------------------------------------------ */
 
-struct dir_item {
-	char *name;
-	mode_t type;
-	struct backend_stat st;
-};
-
 /* A snapshot of a directory's listing taken at opendir (fi->fh). */
 struct dir_handle {
-	struct dir_item *items;
-	size_t n, cap;
+	struct dircache_listing list;
 };
-
-static int name_usable(const char *name, const char *key)
-{
-	if (*name == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-	    strlen(name) > NAME_MAX_BYTES) {
-		log_warn("key \"%s\" cannot be shown as a file name; skipped", key);
-		return 0;
-	}
-	return 1;
-}
-
-static int dir_add(struct dir_handle *d, const char *name, size_t len, mode_t type,
-                   const struct backend_stat *st)
-{
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		struct dir_item *items = realloc(d->items, cap * sizeof(*items));
-
-		if (items == NULL)
-			return -ENOMEM;
-		d->items = items;
-		d->cap = cap;
-	}
-	d->items[d->n].name = strndup(name, len);
-	if (d->items[d->n].name == NULL)
-		return -ENOMEM;
-	d->items[d->n].type = type;
-	if (st != NULL)
-		d->items[d->n].st = *st;
-	else
-		memset(&d->items[d->n].st, 0, sizeof(*st));
-	d->n++;
-	return 0;
-}
-
-static int item_cmp(const void *a, const void *b)
-{
-	const struct dir_item *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	/* Same name: the directory first, so it wins the dedup below. */
-	return c ? c : (x->type == S_IFDIR ? -1 : 0) - (y->type == S_IFDIR ? -1 : 0);
-}
 
 static void dir_handle_free(struct dir_handle *d)
 {
 	if (d == NULL)
 		return;
-	for (size_t i = 0; i < d->n; i++)
-		free(d->items[i].name);
-	free(d->items);
+	dircache_listing_free(&d->list);
 	free(d);
-}
-
-/* Read the whole listing of prefix into d, page by page. */
-static int dir_load(struct backend *be, const char *prefix, struct dir_handle *d)
-{
-	size_t plen = strlen(prefix);
-	struct backend_list l = {0};
-	char *token = NULL;
-	size_t w;
-	int ret;
-
-	do {
-		ret = be->ops->list(be, prefix, '/', NULL, token, 0, &l);
-		free(token);
-		token = NULL;
-		if (ret < 0)
-			return ret;
-		for (size_t i = 0; i < l.n_entries && ret == 0; i++) {
-			const char *name = l.entries[i].key + plen;
-
-			if (*name == '\0')
-				continue; /* the directory's own marker */
-			if (name_usable(name, l.entries[i].key))
-				ret = dir_add(d, name, strlen(name), S_IFREG, &l.entries[i].st);
-		}
-		for (size_t i = 0; i < l.n_prefixes && ret == 0; i++) {
-			const char *name = l.prefixes[i] + plen;
-			size_t len = strlen(name) - 1; /* drop the delimiter */
-			char tmp[NAME_MAX_BYTES + 2];
-
-			if (len > NAME_MAX_BYTES || len == 0) {
-				log_warn("prefix \"%s\" cannot be shown as a directory; skipped",
-				         l.prefixes[i]);
-				continue;
-			}
-			memcpy(tmp, name, len);
-			tmp[len] = '\0';
-			if (name_usable(tmp, l.prefixes[i]))
-				ret = dir_add(d, name, len, S_IFDIR, NULL);
-		}
-		if (ret == 0 && l.next_token != NULL) {
-			token = strdup(l.next_token);
-			if (token == NULL)
-				ret = -ENOMEM;
-		}
-		backend_list_free(&l);
-		if (ret < 0)
-			return ret;
-	} while (token != NULL);
-
-	/* Entries and prefixes come as two sorted lists; merge and drop an
-	 * object shadowed by a directory of the same name. */
-	qsort(d->items, d->n, sizeof(*d->items), item_cmp);
-	for (size_t r = w = 0; r < d->n; r++) {
-		if (w > 0 && strcmp(d->items[w - 1].name, d->items[r].name) == 0) {
-			log_warn(
-			    "\"%s%s\" is both an object and a directory; showing the directory",
-			    prefix, d->items[r].name);
-			free(d->items[r].name);
-			continue;
-		}
-		d->items[w++] = d->items[r];
-	}
-	d->n = w;
-	return 0;
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1045,10 +1037,21 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dir_handle *d = calloc(1, sizeof(*d));
 	char *key = inode_key(fs->inodes, node, NULL);
 	char *prefix = key ? dir_prefix(key) : NULL;
+	uint64_t gen = fs->dirs ? dircache_gen(fs->dirs) : 0;
 	int ret = -ENOMEM;
 
-	if (d != NULL && prefix != NULL)
-		ret = dir_load(fs->be, prefix, d);
+	/* A pinned mount lists a directory once; others list at every
+	 * opendir, so ls shows what is there now. */
+	if (d != NULL && prefix != NULL && fs->opts->pin && fs->dirs != NULL &&
+	    dircache_get(fs->dirs, prefix, &d->list) == 0)
+		ret = 1;
+	else if (d != NULL && prefix != NULL)
+		ret = dircache_list(fs->be, prefix, 0, &d->list);
+	/* The snapshot answers lookups of its names for a while too. */
+	if (ret == 0 && fs->dirs != NULL)
+		dircache_put(fs->dirs, prefix, &d->list, gen);
+	if (ret > 0)
+		ret = 0;
 	free(key);
 	free(prefix);
 	if (ret < 0) {
@@ -1076,8 +1079,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	/* Offsets: 0 ".", 1 "..", then item i at i + 2. */
-	for (off_t i = off; (size_t)i < d->n + 2; i++) {
-		const char *name = i == 0 ? "." : i == 1 ? ".." : d->items[i - 2].name;
+	for (off_t i = off; (size_t)i < d->list.n + 2; i++) {
+		const char *name = i == 0 ? "." : i == 1 ? ".." : d->list.items[i - 2].name;
 		struct fuse_entry_param e;
 		struct node *node = NULL;
 		size_t need;
@@ -1090,13 +1093,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
 			if (used + need > size)
 				break;
-			node = link_found(fs, dir, name, (int)d->items[i - 2].type,
-			                  &d->items[i - 2].st);
+			node = link_found(fs, dir, name, (int)d->list.items[i - 2].type,
+			                  &d->list.items[i - 2].st);
 			if (node == NULL)
 				break;
 			fill_entry(fs, node, &e);
 		} else {
-			e.attr.st_mode = d->items[i - 2].type;
+			e.attr.st_mode = d->list.items[i - 2].type;
 			e.attr.st_ino = 0; /* the kernel asks lookup for the real one */
 		}
 		if (plus)

@@ -1,0 +1,307 @@
+/*
+ * check_dircache.c - the listing cache (fuse/dircache.c) over a mem
+ * backend, counting the listings it sends: one per directory, answers
+ * positive and negative, paging, the "big" bound, ttl and pin, LRU and
+ * the memory budget, changes, metadata kept per version.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dircache.h"
+#include "mem.h"
+#include "suites.h"
+
+static struct backend *be;
+static struct dircache *dc;
+
+static struct dircache_opts opts(double ttl)
+{
+	struct dircache_opts o = {
+	    .ttl = ttl,
+	    .max_dirs = 16,
+	    .max_entries = 10000,
+	    .max_bytes = 16u << 20,
+	};
+	return o;
+}
+
+static void setup(void)
+{
+	struct dircache_opts o = opts(60);
+
+	be = mem_backend_create();
+	ck_assert_ptr_nonnull(be);
+	dc = dircache_create(be, &o);
+	ck_assert_ptr_nonnull(dc);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(dircache_check(dc), 0);
+	dircache_destroy(dc);
+	backend_destroy(be);
+}
+
+/* Replace the cache with one made with o. */
+static void recreate(struct dircache_opts o)
+{
+	dircache_destroy(dc);
+	dc = dircache_create(be, &o);
+	ck_assert_ptr_nonnull(dc);
+}
+
+static void put(const char *key, const char *text)
+{
+	struct backend_stat st;
+
+	ck_assert_int_eq(backend_save_buffer(be, key, text, strlen(text), &st), 0);
+}
+
+static uint64_t lists(void)
+{
+	struct mem_backend_stats s;
+
+	mem_backend_get_stats(be, &s);
+	return s.list;
+}
+
+static int look(const char *key)
+{
+	struct backend_stat st;
+	int have_meta;
+
+	return dircache_lookup(dc, key, 1, &st, &have_meta);
+}
+
+START_TEST(test_one_listing_answers_every_child)
+{
+	struct backend_stat st;
+	int have_meta = 1;
+	char key[64];
+
+	for (int i = 0; i < 27; i++) {
+		snprintf(key, sizeof(key), "m/layer_%d.pt", i);
+		put(key, "weights");
+	}
+	put("m/sub/x", "x");
+	for (int i = 0; i < 27; i++) {
+		snprintf(key, sizeof(key), "m/layer_%d.pt", i);
+		ck_assert_int_eq(dircache_lookup(dc, key, 1, &st, &have_meta), S_IFREG);
+		ck_assert_uint_eq(st.size, 7);
+		ck_assert_str_ne(st.etag, "");
+		ck_assert_int_eq(have_meta, 0);
+	}
+	ck_assert_int_eq(look("m/sub"), S_IFDIR);
+	ck_assert_int_eq(look("m/nope"), -ENOENT);
+	ck_assert_int_eq(look("m/layer_1"), -ENOENT);
+	ck_assert_uint_eq(lists(), 1);
+	/* The root is another directory: one more listing. */
+	ck_assert_int_eq(look("m"), S_IFDIR);
+	ck_assert_int_eq(look("absent"), -ENOENT);
+	ck_assert_uint_eq(lists(), 2);
+	/* Without load, an unlisted directory says nothing. */
+	ck_assert_int_eq(dircache_lookup(dc, "m/sub/x", 0, &st, &have_meta), DIRCACHE_UNKNOWN);
+	ck_assert_uint_eq(lists(), 2);
+}
+END_TEST
+
+START_TEST(test_directory_wins)
+{
+	put("both", "object");
+	put("both/child", "c");
+	ck_assert_int_eq(look("both"), S_IFDIR);
+	ck_assert_int_eq(look("both/child"), S_IFREG);
+}
+END_TEST
+
+START_TEST(test_paging_and_big_directories)
+{
+	struct dircache_opts o = opts(60);
+	char key[64];
+
+	for (int i = 0; i < 2500; i++) {
+		snprintf(key, sizeof(key), "many/f%05d", i);
+		put(key, "x");
+	}
+	/* 2,500 names come in three pages and are all kept. */
+	ck_assert_int_eq(look("many/f00000"), S_IFREG);
+	ck_assert_int_eq(look("many/f02499"), S_IFREG);
+	ck_assert_int_eq(look("many/f02500"), -ENOENT);
+	ck_assert_uint_eq(lists(), 3);
+	/* Past max_entries the directory is "big": the caller probes names,
+	 * and the cache does not list it again for ttl. */
+	o.max_entries = 1000;
+	recreate(o);
+	mem_backend_reset_stats(be);
+	ck_assert_int_eq(look("many/f00000"), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(look("many/f00001"), DIRCACHE_UNKNOWN);
+	ck_assert_uint_eq(lists(), 2); /* stopped after the page that went past */
+}
+END_TEST
+
+START_TEST(test_ttl_and_pin)
+{
+	put("d/a", "a");
+	recreate(opts(0.2));
+	ck_assert_int_eq(look("d/b"), -ENOENT);
+	put("d/b", "b"); /* behind the cache's back */
+	ck_assert_int_eq(look("d/b"), -ENOENT);
+	ck_assert_uint_eq(lists(), 1);
+	usleep(300 * 1000);
+	ck_assert_int_eq(look("d/b"), S_IFREG);
+	ck_assert_uint_eq(lists(), 2);
+
+	recreate(opts(-1)); /* pin: for ever */
+	ck_assert_int_eq(look("d/c"), -ENOENT);
+	put("d/c", "c");
+	usleep(300 * 1000);
+	ck_assert_int_eq(look("d/c"), -ENOENT);
+	ck_assert_uint_eq(lists(), 3);
+}
+END_TEST
+
+START_TEST(test_lru_and_budget)
+{
+	struct dircache_opts o = opts(60);
+	struct dircache_stats s;
+	char key[64];
+
+	o.max_dirs = 2;
+	recreate(o);
+	put("a/x", "x");
+	put("b/x", "x");
+	put("c/x", "x");
+	ck_assert_int_eq(look("a/x"), S_IFREG);
+	ck_assert_int_eq(look("b/x"), S_IFREG);
+	ck_assert_int_eq(look("a/x"), S_IFREG); /* a is now the most recent */
+	ck_assert_int_eq(look("c/x"), S_IFREG); /* evicts b */
+	ck_assert_uint_eq(lists(), 3);
+	ck_assert_int_eq(look("a/x"), S_IFREG);
+	ck_assert_uint_eq(lists(), 3);
+	ck_assert_int_eq(look("b/x"), S_IFREG);
+	ck_assert_uint_eq(lists(), 4);
+	dircache_get_stats(dc, &s);
+	ck_assert_uint_eq(s.dirs, 2);
+	ck_assert_uint_eq(s.evicted, 2);
+
+	/* A budget of bytes: a listing bigger than all of it is not kept. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "wide/some-long-file-name-%05d", i);
+		put(key, "x");
+	}
+	o.max_dirs = 16;
+	o.max_bytes = 8192;
+	recreate(o);
+	mem_backend_reset_stats(be);
+	ck_assert_int_eq(look("wide/some-long-file-name-00000"), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(look("a/x"), S_IFREG);
+	dircache_get_stats(dc, &s);
+	ck_assert_uint_le(s.bytes, 8192);
+	ck_assert_uint_eq(s.dirs, 2); /* "wide/" is kept as big, without names */
+}
+END_TEST
+
+START_TEST(test_changes_drop_listings)
+{
+	struct backend_stat st;
+	int have_meta;
+
+	put("d/sub/x", "x");
+	put("d/f", "f");
+	ck_assert_int_eq(look("d/new"), -ENOENT);
+	ck_assert_int_eq(look("d/sub/x"), S_IFREG);
+	ck_assert_int_eq(look("d"), S_IFDIR);
+	ck_assert_uint_eq(lists(), 3);
+	/* A file saved in d drops d/ and its ancestors, not d/sub/. */
+	put("d/new", "n");
+	dircache_changed(dc, "d/new", 0);
+	ck_assert_int_eq(dircache_lookup(dc, "d/sub/x", 0, &st, &have_meta), S_IFREG);
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 0, &st, &have_meta), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(dircache_lookup(dc, "d", 0, &st, &have_meta), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(look("d/new"), S_IFREG);
+	/* A directory changed as a tree drops what is under it too. */
+	dircache_changed(dc, "d", 1);
+	ck_assert_int_eq(dircache_lookup(dc, "d/sub/x", 0, &st, &have_meta), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(dircache_lookup(dc, "d/new", 0, &st, &have_meta), DIRCACHE_UNKNOWN);
+	ck_assert_int_eq(dircache_check(dc), 0);
+}
+END_TEST
+
+START_TEST(test_put_and_generation)
+{
+	struct dircache_listing l = {0};
+	uint64_t gen;
+
+	put("p/a", "a");
+	gen = dircache_gen(dc);
+	ck_assert_int_eq(dircache_list(be, "p/", 0, &l), 0);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_ptr_nonnull(dircache_listing_find(&l, "a"));
+	ck_assert_ptr_null(dircache_listing_find(&l, "b"));
+	/* A change after the listing was asked for: the copy is not kept. */
+	dircache_changed(dc, "p/b", 0);
+	dircache_put(dc, "p/", &l, gen);
+	ck_assert_int_eq(look("p/a"), S_IFREG);
+	ck_assert_uint_eq(lists(), 2);
+	dircache_changed(dc, "p/b", 0);
+	gen = dircache_gen(dc);
+	dircache_put(dc, "p/", &l, gen);
+	ck_assert_int_eq(look("p/a"), S_IFREG);
+	ck_assert_int_eq(look("p/b"), -ENOENT);
+	ck_assert_uint_eq(lists(), 2);
+	dircache_listing_free(&l);
+}
+END_TEST
+
+START_TEST(test_metadata_kept_per_version)
+{
+	struct backend_stat st, full;
+	int have_meta;
+
+	recreate(opts(0.2));
+	put("d/f", "one");
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_int_eq(have_meta, 0);
+	full = st;
+	full.meta = BACKEND_META_MODE;
+	full.mode = 0600;
+	dircache_set_meta(dc, "d/f", &full);
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_int_eq(have_meta, 1);
+	ck_assert_uint_eq(st.mode, 0600);
+	/* A new listing of the same version keeps it ... */
+	usleep(300 * 1000);
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_int_eq(have_meta, 1);
+	ck_assert_uint_eq(lists(), 2);
+	/* ... a new version does not. */
+	put("d/f", "two!");
+	usleep(300 * 1000);
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_int_eq(have_meta, 0);
+	ck_assert_uint_eq(st.size, 4);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dircache");
+	TCase *tc = tcase_create("listings");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_one_listing_answers_every_child);
+	tcase_add_test(tc, test_directory_wins);
+	tcase_add_test(tc, test_paging_and_big_directories);
+	tcase_add_test(tc, test_ttl_and_pin);
+	tcase_add_test(tc, test_lru_and_budget);
+	tcase_add_test(tc, test_changes_drop_listings);
+	tcase_add_test(tc, test_put_and_generation);
+	tcase_add_test(tc, test_metadata_kept_per_version);
+	suite_add_tcase(s, tc);
+	return suites_run(s);
+}
