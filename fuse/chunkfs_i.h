@@ -49,6 +49,8 @@ struct chunkfs_opts {
 	double list_ttl;        /* seconds a directory listing answers lookups */
 	unsigned list_cache_mb; /* memory for the listings kept */
 	int pin;                /* -o pin: trust what was seen for the mount's life */
+	const char *cache_dir;  /* -o cache_dir (diskcache.h), or NULL; a pinned
+	                         * mount keeps its listings in it too */
 };
 
 /* What the driver itself counts (stats.c); atomics, no lock. */
@@ -67,6 +69,7 @@ struct chunkfs {
 	struct backend *be;         /* top of the backend stack; owned */
 	struct inode_table *inodes; /* owned */
 	struct dircache *dirs;      /* recent listings; NULL with BACKEND_REAL_DIRS; owned */
+	int listings_fd;            /* cache_dir/listings of a pinned mount, or -1 */
 	const struct chunkfs_opts *opts;
 	char *staging_dir;  /* resolved staging directory; owned */
 	char *session_dir;  /* this mount's stages, under it (recovery.c); owned */

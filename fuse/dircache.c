@@ -17,16 +17,32 @@
  * list; an entry's items are sorted with unique names.
  *
  * Lock: one mutex guards everything here; nothing is called with it held
- * but memory allocation (listing happens outside it).
+ * but memory allocation (listing happens outside it) and, for a pinned
+ * mount that saves its listings, the small file operations of saving,
+ * reading back and deleting them.
+ *
+ * Saved listings (opts.save_dirfd, pinned mounts only): one JSON file a
+ * directory, named by the FNV-1a hash of its prefix, holding the prefix
+ * (checked when read back) and the items with their attributes and
+ * metadata.  Written whole (temporary file, rename) when a listing is
+ * kept or an item's metadata is stat'ed; read back when a lookup finds no
+ * listing in memory, before listing the store; every change of this mount
+ * deletes them all (a pinned mount is one that is mostly read).
  */
 #include "dircache.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -411,6 +427,144 @@ static void dir_fill(struct dircache *dc, struct dir *d, struct dircache_listing
 	enforce_budget(dc, d);
 }
 
+/* --- saved listings (pinned mounts) ------------------------------------ */
+
+static int saving(const struct dircache *dc)
+{
+	return dc->opts.ttl < 0 && dc->opts.save_dirfd >= 0;
+}
+
+static void saved_name(char *out, size_t size, const char *prefix)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const unsigned char *p = (const unsigned char *)prefix; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	snprintf(out, size, "%016" PRIx64 ".json", h);
+}
+
+/* Save the listing of d (READY).  Lock held.  Failures are only logged. */
+static void save_listing(struct dircache *dc, const struct dir *d)
+{
+	json_t *root = json_object(), *items = json_array();
+	char name[32], tmp[48];
+	char *text = NULL;
+	int fd;
+
+	if (root == NULL || items == NULL)
+		goto out;
+	json_object_set_new(root, "prefix", json_string(d->prefix));
+	for (size_t i = 0; i < d->list.n; i++) {
+		const struct dircache_item *it = &d->list.items[i];
+		const struct backend_stat *st = &it->st;
+
+		json_array_append_new(
+		    items,
+		    json_pack("[s s I s I I i i i i i]", it->name, it->type == S_IFDIR ? "d" : "f",
+		              (json_int_t)st->size, st->etag, (json_int_t)st->mtime.tv_sec,
+		              (json_int_t)st->mtime.tv_nsec, it->have_meta, (int)st->meta,
+		              (int)st->mode, (int)st->uid, (int)st->gid));
+	}
+	json_object_set(root, "items", items);
+	text = json_dumps(root, JSON_COMPACT);
+	if (text == NULL)
+		goto out;
+	saved_name(name, sizeof(name), d->prefix);
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	fd = openat(dc->opts.save_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	            0600);
+	if (fd >= 0) {
+		size_t len = strlen(text);
+		int ok = write(fd, text, len) == (ssize_t)len;
+
+		ok = close(fd) == 0 && ok;
+		if (!ok || renameat(dc->opts.save_dirfd, tmp, dc->opts.save_dirfd, name) < 0) {
+			unlinkat(dc->opts.save_dirfd, tmp, 0);
+			log_debug("cannot save the listing of \"%s\"", d->prefix);
+		}
+	}
+out:
+	free(text);
+	json_decref(items);
+	json_decref(root);
+}
+
+/* Read back the saved listing of prefix into *l (empty on entry): 0, or
+ * -ENOENT when there is none usable.  Lock held. */
+static int load_saved(struct dircache *dc, const char *prefix, struct dircache_listing *l)
+{
+	char name[32];
+	json_t *root = NULL, *items;
+	json_error_t jerr;
+	struct stat sb;
+	int fd, ret = -ENOENT;
+	size_t i;
+	json_t *it;
+
+	saved_name(name, sizeof(name), prefix);
+	fd = openat(dc->opts.save_dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -ENOENT;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < (64 << 20))
+		root = json_loadfd(fd, 0, &jerr);
+	close(fd);
+	items = json_object_get(root, "items");
+	if (!json_is_string(json_object_get(root, "prefix")) ||
+	    strcmp(json_string_value(json_object_get(root, "prefix")), prefix) != 0 ||
+	    !json_is_array(items))
+		goto out;
+	json_array_foreach(items, i, it)
+	{
+		const char *n, *type, *etag;
+		json_int_t size, sec, nsec;
+		int have_meta, meta, mode, uid, gid;
+		struct dircache_item *item;
+
+		if (json_unpack(it, "[s s I s I I i i i i i]", &n, &type, &size, &etag, &sec, &nsec,
+		                &have_meta, &meta, &mode, &uid, &gid) != 0 ||
+		    strlen(etag) >= BACKEND_ETAG_MAX ||
+		    listing_add(l, n, strlen(n), strcmp(type, "d") == 0 ? S_IFDIR : S_IFREG, NULL) <
+		        0)
+			goto bad;
+		item = &l->items[l->n - 1];
+		item->st.size = (uint64_t)size;
+		snprintf(item->st.etag, sizeof(item->st.etag), "%s", etag);
+		item->st.mtime.tv_sec = (time_t)sec;
+		item->st.mtime.tv_nsec = (long)nsec;
+		item->have_meta = have_meta;
+		item->st.meta = (unsigned)meta;
+		item->st.mode = (uint32_t)mode;
+		item->st.uid = (uint32_t)uid;
+		item->st.gid = (uint32_t)gid;
+	}
+	qsort(l->items, l->n, sizeof(*l->items), item_cmp);
+	ret = 0;
+	goto out;
+bad:
+	dircache_listing_free(l);
+out:
+	json_decref(root);
+	return ret;
+}
+
+/* Delete every saved listing.  Lock held. */
+static void forget_saved(struct dircache *dc)
+{
+	int fd = dup(dc->opts.save_dirfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (dir == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (strstr(de->d_name, ".json") != NULL)
+			unlinkat(dc->opts.save_dirfd, de->d_name, 0);
+	closedir(dir);
+}
+
 struct dircache *dircache_create(struct backend *be, const struct dircache_opts *opts)
 {
 	struct dircache *dc = calloc(1, sizeof(*dc));
@@ -491,6 +645,8 @@ static int load(struct dircache *dc, struct dir *d)
 			ret = -EAGAIN;
 		} else {
 			dir_fill(dc, d, ret == 0 ? &l : NULL, t);
+			if (saving(dc) && d->state == DIR_READY)
+				save_listing(dc, d);
 			ret = 0;
 		}
 	}
@@ -530,6 +686,16 @@ int dircache_lookup(struct dircache *dc, const char *key, int load_it, struct ba
 		if (!load_it || tries++ == 3) {
 			ret = DIRCACHE_UNKNOWN;
 			break;
+		}
+		if (d == NULL && saving(dc)) {
+			struct dircache_listing l = {0};
+
+			if (load_saved(dc, prefix, &l) == 0 && (d = dir_new(dc, prefix)) != NULL) {
+				dc->stats.saved++;
+				dir_fill(dc, d, &l, now());
+				continue; /* and answer from it */
+			}
+			dircache_listing_free(&l);
 		}
 		if (d == NULL)
 			d = dir_new(dc, prefix);
@@ -581,6 +747,8 @@ void dircache_put(struct dircache *dc, const char *prefix, const struct dircache
 			dir_fill(dc, d, &copy, t);
 		else
 			dircache_listing_free(&copy);
+		if (d != NULL && saving(dc) && d->state == DIR_READY)
+			save_listing(dc, d);
 	}
 	pthread_mutex_unlock(&dc->lock);
 }
@@ -616,6 +784,8 @@ void dircache_set_meta(struct dircache *dc, const char *key, const struct backen
 	if (it != NULL && it->type == S_IFREG) {
 		it->st = *st;
 		it->have_meta = 1;
+		if (saving(dc))
+			save_listing(dc, d);
 	}
 	pthread_mutex_unlock(&dc->lock);
 	free(prefix);
@@ -652,6 +822,8 @@ void dircache_changed(struct dircache *dc, const char *key, int tree)
 	}
 	pthread_mutex_lock(&dc->lock);
 	dc->gen++;
+	if (saving(dc))
+		forget_saved(dc);
 	if (tree) {
 		memcpy(p, key, len);
 		p[len] = '/';

@@ -57,6 +57,10 @@ struct dircache_opts {
 	size_t max_dirs;    /* listings kept at most */
 	size_t max_entries; /* longer listings are not kept (0: no bound) */
 	size_t max_bytes;   /* memory for all listings kept */
+	int save_dirfd;     /* with ttl < 0 (pin): a directory the listings
+	                     * (and the metadata stat'ed) are also saved in, so
+	                     * a later pinned mount answers from them with no
+	                     * request; -1: none.  Not owned. */
 };
 
 struct dircache_stats {
@@ -66,6 +70,7 @@ struct dircache_stats {
 	uint64_t evicted; /* listings dropped for the budget */
 	uint64_t dirs;    /* listings kept now */
 	uint64_t bytes;   /* their memory */
+	uint64_t saved;   /* listings read back from save_dirfd */
 };
 
 /*

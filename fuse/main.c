@@ -10,6 +10,7 @@
 #include "chunkfs_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -384,6 +385,34 @@ static char *staging_dir_create(const char *given)
 	return dir;
 }
 
+/*
+ * The directory a pinned mount keeps its listings in, under the disk
+ * cache's directory (which the disk tier created and checked): made 0700,
+ * opened without following a link.  The descriptor, or -1 (the mount then
+ * keeps its listings in memory only, as without cache_dir).
+ */
+static int listings_dir_open(const char *cache_dir)
+{
+	int dfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd = -1;
+	struct stat sb;
+
+	if (dfd < 0)
+		return -1;
+	if (mkdirat(dfd, "listings", 0700) < 0 && errno != EEXIST)
+		goto out;
+	fd = openat(dfd, "listings", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &sb) < 0 || sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)) {
+		log_warn("%s/listings is not a private directory of this user; listings are "
+		         "kept in memory only",
+		         cache_dir);
+		close(fd);
+		fd = -1;
+	}
+out:
+	close(dfd);
+	return fd;
+}
+
 struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *opts)
 {
 	struct chunkfs *fs = calloc(1, sizeof(*fs));
@@ -402,6 +431,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		return NULL;
 	}
 	fs->session_lock = -1;
+	fs->listings_fd = -1;
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
@@ -417,6 +447,10 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		    .max_entries = DIRCACHE_DEFAULT_MAX_ENTRIES,
 		    .max_bytes = (size_t)opts->list_cache_mb << 20,
 		};
+
+		if (opts->pin && opts->cache_dir != NULL)
+			fs->listings_fd = listings_dir_open(opts->cache_dir);
+		dco.save_dirfd = fs->listings_fd;
 
 		fs->dirs = dircache_create(be, &dco);
 		if (fs->dirs == NULL)
@@ -442,6 +476,8 @@ fail:
 	free(fs->source_id);
 	free(fs->staging_dir);
 	dircache_destroy(fs->dirs);
+	if (fs->listings_fd >= 0)
+		close(fs->listings_fd);
 	inode_table_destroy(fs->inodes);
 	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
@@ -460,6 +496,8 @@ void chunkfs_destroy(struct chunkfs *fs)
 	free(fs->source_id);
 	free(fs->staging_dir);
 	dircache_destroy(fs->dirs);
+	if (fs->listings_fd >= 0)
+		close(fs->listings_fd);
 	inode_table_destroy(fs->inodes);
 	manifest_cache_destroy(fs->manifests);
 	pagefill_set_destroy(&fs->fills);
@@ -633,6 +671,7 @@ int main(int argc, char *argv[])
 	if (check_mountpoint(opts->mountpoint, mnt, sizeof(mnt)) < 0)
 		goto out;
 	policy_opts_set(opts, &cache_o);
+	opts->cache_dir = disk_o.dir;
 	be =
 	    stack_create(opts->source, &s3o, &cache_o, no_cache, &disk_o, faults ? &fault_o : NULL);
 	if (be == NULL)

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,41 @@ START_TEST(test_s3_pin_second_load_sends_nothing)
 }
 END_TEST
 
+/* pin with cache_dir: a remount answers lookups from the listings it kept
+ * in the cache directory and reads from the disk tier: a whole load sends
+ * no request; a change through the mount forgets the kept listings. */
+START_TEST(test_s3_pin_cache_dir_remount_sends_nothing)
+{
+	char opts[PATH_MAX + 32], *text;
+	size_t len;
+
+	put_model();
+	snprintf(opts, sizeof(opts), "pin,cache_dir=%s/dcache", m.root);
+	mount_with(opts);
+	stat_model();
+	ck_assert_int_eq(tm_sh("cat '%s'/m/layer_*.pt >/dev/null", m.mnt), 0);
+	ck_assert_int_eq(tm_unmount(&m), 0);
+	ck_assert_int_eq(tm_sh("ls '%s'/dcache/listings/*.json >/dev/null", m.root), 0);
+	mount_with(opts);
+	reset_counters();
+	stat_model();
+	ck_assert_int_eq(tm_sh("cat '%s'/m/layer_*.pt >/dev/null", m.mnt), 0);
+	text = tm_read_file(tm_path(m.mnt, "m/layer_12.pt"), &len);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(len, 8);
+	ck_assert(memcmp(text, "layer 12", 8) == 0);
+	free(text);
+	assert_absent("m/nothing");
+	ck_assert_msg(requests() == 0, "%lld requests: %lld LIST, %lld HEAD, %lld GET", requests(),
+	              lists(), heads(), store_counter("GET", NULL));
+	/* a write through the mount: the kept listings are gone, a new name
+	 * is seen */
+	ck_assert_int_eq(tm_sh("echo new > '%s'/m/fresh.pt", m.mnt), 0);
+	ck_assert_int_ne(tm_sh("ls '%s'/dcache/listings/*.json >/dev/null 2>&1", m.root), 0);
+	ck_assert(exists("m/fresh.pt"));
+}
+END_TEST
+
 /* A name that is both an object and a prefix is the directory. */
 START_TEST(test_s3_directory_wins)
 {
@@ -251,6 +287,7 @@ static Suite *lookup_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_no_head_mode);
 		tcase_add_test(tc, test_s3_others_changes_after_ttl_not_with_pin);
 		tcase_add_test(tc, test_s3_pin_second_load_sends_nothing);
+		tcase_add_test(tc, test_s3_pin_cache_dir_remount_sends_nothing);
 		tcase_add_test(tc, test_s3_directory_wins);
 	}
 	suite_add_tcase(s, tc);
