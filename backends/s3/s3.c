@@ -451,15 +451,16 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 		    .src_len = r->src_len,
 		    .body = r->body,
 		    .body_len = r->body_len,
+		    .want_md5 = r->want_md5,
 		    .dst = r->dst,
 		    .dst_cap = r->dst_cap,
 		    .dst_skip = r->dst_skip,
 		};
 
 		if (attempt > 0) {
-			count(s3, &s3->stats.retries, 1);
 			if (!retry)
 				break;
+			count(s3, &s3->stats.retries, 1);
 		}
 		http_result_clear(res);
 		ret = sign_headers(s3, r, path, hash, lines, &n_lines);
@@ -475,6 +476,11 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 		count_latency(s3, r->op, t0);
 		free_lines(lines, n_lines);
 		n_lines = 0;
+		fail->attempts++;
+		if (res->body_sent)
+			fail->body_sent = 1;
+		if (res->body_md5[0] != '\0')
+			memcpy(fail->body_md5, res->body_md5, sizeof(fail->body_md5));
 		if (ret == -ENOMEM)
 			goto out;
 		if (ret < 0) {
@@ -493,13 +499,25 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 				continue;
 			}
 			log_debug("%s %s: %s (attempt %u)", r->op, r->key ? r->key : "(bucket)",
-			          res->curl_error, attempt + 1);
+			          res->curl_error, fail->attempts);
+		} else if (res->status >= 200 && res->status < 300 && r->check != NULL &&
+		           r->check(res) < 0) {
+			/* An answer in good form but not the document it must carry
+			 * (cut short by a proxy, an empty body): ask again. */
+			fail->status = res->status;
+			snprintf(fail->xml.code, sizeof(fail->xml.code), "%s", "IncompleteBody");
+			snprintf(fail->xml.message, sizeof(fail->xml.message),
+			         "a %zu-byte answer without the expected result", res->body_len);
+			retry = 1;
+			ret = -EIO;
+			log_debug("%s %s: HTTP %ld without its result document (attempt %u)", r->op,
+			          r->key ? r->key : "(bucket)", res->status, fail->attempts);
 		} else if (res->status >= 200 && res->status < 300) {
 			log_debug("%s %s%s%s: HTTP %ld, %zu bytes (request id %s, attempt %u)",
 			          r->op, r->key ? "key " : "bucket ",
 			          r->key ? s3->prefix : s3->bucket, r->key ? r->key : "",
 			          res->status, res->dst_len + res->body_len,
-			          res->request_id[0] ? res->request_id : "none", attempt + 1);
+			          res->request_id[0] ? res->request_id : "none", fail->attempts);
 			count(s3, &s3->stats.bytes_down, res->dst_len + res->body_len);
 			count(s3, &s3->stats.bytes_up, r->src ? r->src_len : r->body_len);
 			ret = 0;
@@ -512,7 +530,7 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 				goto out;
 			log_debug("%s %s: HTTP %ld %s (request id %s, attempt %u)", r->op,
 			          r->key ? r->key : "(bucket)", res->status, fail->xml.code,
-			          res->request_id, attempt + 1);
+			          res->request_id, fail->attempts);
 		}
 		if (retry && attempt + 1 < attempts)
 			backoff(attempt + 1);
@@ -521,15 +539,16 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 	if (r->quiet)
 		log_debug("%s failed (explained by the caller)", r->op);
 	else if (fail->status != 0)
-		log_warn("%s %s%s%s failed: HTTP %ld %s%s%s (request id %s)", r->op,
-		         r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
-		         r->key ? r->key : "", fail->status, fail->xml.code,
-		         fail->xml.message[0] ? ": " : "", fail->xml.message,
-		         res->request_id[0] ? res->request_id : "none");
+		log_warn("%s %s%s%s failed after %u attempt%s: HTTP %ld %s%s%s (request id %s)",
+		         r->op, r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
+		         r->key ? r->key : "", fail->attempts, fail->attempts == 1 ? "" : "s",
+		         fail->status, fail->xml.code, fail->xml.message[0] ? ": " : "",
+		         fail->xml.message, res->request_id[0] ? res->request_id : "none");
 	else
-		log_warn("%s %s%s%s failed after %u attempts: %s", r->op,
+		log_warn("%s %s%s%s failed after %u attempt%s: %s", r->op,
 		         r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
-		         r->key ? r->key : "", attempts, fail->curl_error);
+		         r->key ? r->key : "", fail->attempts, fail->attempts == 1 ? "" : "s",
+		         fail->curl_error);
 out:
 	free(path);
 	free(url);

@@ -61,6 +61,10 @@ struct s3_req {
 	int quiet_status;      /* a status that is an answer, not a failure (404 for stat) */
 	int quiet;             /* the caller explains failures itself: no warning */
 	unsigned max_attempts; /* 0: the backend's */
+	int want_md5;          /* s3_failure.body_md5: the body's MD5 (PUT) */
+	/* A 2xx answer's body is the result expected (0) or not (-1: it is
+	 * retried like a 500).  NULL: any 2xx answer will do. */
+	int (*check)(const struct http_result *res);
 };
 
 /* Why the last request failed, for the mount-time message. */
@@ -69,6 +73,9 @@ struct s3_failure {
 	int curl_code;
 	char curl_error[256];
 	struct s3xml_error xml;
+	unsigned attempts; /* made, the last included */
+	int body_sent;     /* some attempt handed the whole request body over */
+	char body_md5[33]; /* want_md5: hex MD5 of that body, or "" */
 };
 
 /*
