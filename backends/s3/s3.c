@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -725,19 +726,60 @@ void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_sa
 	}
 }
 
+int s3_stored_as(struct s3 *s3, const char *key, uint64_t size, const char *etag,
+                 const struct backend_save_attrs *a)
+{
+	struct s3_req r = {
+	    .method = "HEAD", .op = "HEAD", .key = key, .quiet_status = 404, .quiet = 1};
+	struct http_result res;
+	int stored;
+
+	if (s3_do(s3, &r, &res, NULL) < 0) {
+		http_result_clear(&res);
+		return 0;
+	}
+	stored = res.content_length == size && strcasecmp(res.etag, etag) == 0;
+	if (stored && a != NULL) {
+		unsigned want = a->meta & (BACKEND_META_MODE | BACKEND_META_UID | BACKEND_META_GID);
+
+		stored = (res.meta & want) == want &&
+		         (!(want & BACKEND_META_MODE) || (res.mode & 07777) == (a->mode & 07777)) &&
+		         (!(want & BACKEND_META_UID) || res.uid == a->uid) &&
+		         (!(want & BACKEND_META_GID) || res.gid == a->gid) &&
+		         (a->mtime.tv_sec == 0 ||
+		          (res.has_meta_mtime && res.meta_mtime.tv_sec == a->mtime.tv_sec));
+	}
+	http_result_clear(&res);
+	return stored;
+}
+
 int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *src,
                   const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
-	struct s3_req r = {
-	    .method = "PUT", .op = "PUT", .key = key, .src = src, .src_len = src->size};
+	struct s3_req r = {.method = "PUT",
+	                   .op = "PUT",
+	                   .key = key,
+	                   .src = src,
+	                   .src_len = src->size,
+	                   .want_md5 = 1};
 	struct http_result res;
+	struct s3_failure fail;
 	char meta[4][32];
 	int ret;
 
 	s3_meta_headers(&r, key, attrs, meta);
-	ret = s3_do(s3, &r, &res, NULL);
-	if (ret == 0)
+	ret = s3_do(s3, &r, &res, &fail);
+	if (ret == 0) {
 		s3_stat_after_save(src->size, res.etag, attrs, st);
+	} else if (ret != -ENOMEM && fail.body_md5[0] != '\0' &&
+	           s3_stored_as(s3, key, src->size, fail.body_md5, attrs)) {
+		/* An attempt whose answer was lost had stored it. */
+		log_info("PUT of \"%s%s\": the answer was lost, but the object is stored "
+		         "(ETag %s, %llu bytes)",
+		         s3->prefix, key, fail.body_md5, (unsigned long long)src->size);
+		s3_stat_after_save(src->size, fail.body_md5, attrs, st);
+		ret = 0;
+	}
 	http_result_clear(&res);
 	return ret;
 }
@@ -775,6 +817,21 @@ static int s3_remove(struct backend *b, const char *key)
 	return ret;
 }
 
+/* A listing answer must be a whole ListBucketResult document. */
+static int list_check(const struct http_result *res)
+{
+	static const char end[] = "</ListBucketResult>";
+	size_t n = res->body_len;
+
+	while (n > 0 &&
+	       (res->body[n - 1] == '\n' || res->body[n - 1] == '\r' || res->body[n - 1] == ' '))
+		n--;
+	return n >= sizeof(end) - 1 &&
+	               memcmp(res->body + n - (sizeof(end) - 1), end, sizeof(end) - 1) == 0
+	           ? 0
+	           : -1;
+}
+
 static int s3_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
                    const char *token, size_t max_keys, struct backend_list *out)
 {
@@ -782,7 +839,7 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 	struct sigv4_param q[6];
 	char *full_prefix = NULL, *full_after = NULL, max[24], delim[2] = {delimiter, '\0'};
 	struct http_result res;
-	struct s3_req r = {.method = "GET", .op = "LIST", .query = q};
+	struct s3_req r = {.method = "GET", .op = "LIST", .query = q, .check = list_check};
 	int ret = -ENOMEM;
 
 	memset(out, 0, sizeof(*out));
@@ -828,6 +885,18 @@ out:
 	return ret;
 }
 
+/* A CopyObject or Complete answer must carry its result's ETag (S3 may
+ * also report a failure inside a 200 answer). */
+int s3_result_check(const struct http_result *res)
+{
+	char etag[BACKEND_ETAG_MAX];
+	struct s3xml_error xerr;
+
+	return s3xml_parse_result_etag(res->body, res->body_len, etag, sizeof(etag), &xerr) == 0
+	           ? 0
+	           : -1;
+}
+
 /*
  * CopyObject of src (whose stat is *sst) to dst.  With attrs, the
  * metadata is replaced by attrs (x-amz-metadata-directive: REPLACE, which
@@ -837,7 +906,11 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
                        const struct backend_save_attrs *attrs, const struct backend_stat *sst,
                        struct backend_stat *st)
 {
-	struct s3_req r = {.method = "PUT", .op = "COPY", .key = dst, .quiet_status = 404};
+	struct s3_req r = {.method = "PUT",
+	                   .op = "COPY",
+	                   .key = dst,
+	                   .quiet_status = 404,
+	                   .check = s3_result_check};
 	struct http_result res;
 	struct s3xml_error xerr;
 	char *source = NULL, *raw = NULL, etag[BACKEND_ETAG_MAX], meta[4][32];

@@ -93,7 +93,22 @@ void s3_meta_headers(struct s3_req *r, const char *key, const struct backend_sav
 void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,
                         struct backend_stat *st);
 
-/* A PUT of the whole of src (at most 5 GiB).  0 or -errno. */
+/*
+ * 1 when a HEAD of key shows an object of size bytes with this ETag and
+ * the metadata a sets (NULL: not compared): what a save whose answer was
+ * lost would have stored.  0 when not, or when the HEAD fails.
+ */
+int s3_stored_as(struct s3 *s3, const char *key, uint64_t size, const char *etag,
+                 const struct backend_save_attrs *a);
+
+/* s3_req.check for CopyObject and CompleteMultipartUpload answers. */
+int s3_result_check(const struct http_result *res);
+
+/*
+ * A PUT of the whole of src (at most 5 GiB).  0 or -errno.  When it fails
+ * after an attempt that sent the whole body, a HEAD tells whether that
+ * attempt had stored it (ETag = the body's MD5, computed while sending).
+ */
 int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *src,
                   const struct backend_save_attrs *attrs, struct backend_stat *st);
 
