@@ -977,10 +977,19 @@ async function partBytes(uploadDir, n) {
 
 FilesystemStore.prototype.putObjectMultipart = async function putObjectMultipart(bucket, uploadId, parts) {
   const uploadDir = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId);
-  const [key, metadata] = await Promise.all([
-    fs.promises.readFile(path.join(uploadDir, 'key'), 'utf8'),
-    fs.promises.readFile(path.join(uploadDir, 'metadata'), 'utf8').then(JSON.parse),
-  ]);
+  let key;
+  let metadata;
+  try {
+    [key, metadata] = await Promise.all([
+      fs.promises.readFile(path.join(uploadDir, 'key'), 'utf8'),
+      fs.promises.readFile(path.join(uploadDir, 'metadata'), 'utf8').then(JSON.parse),
+    ]);
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+    // completed or aborted already: S3's answer to a repeated completion
+    throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID ' +
+      'may be invalid, or the upload may have been aborted or completed.', { UploadId: uploadId });
+  }
   const where = [];
   const digests = [];
   let prev = 0;
