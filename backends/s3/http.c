@@ -113,11 +113,11 @@ static void md5_update(struct xfer *x, const char *buf, size_t len, uint64_t bod
 {
 	unsigned char md[16];
 
-	if (x->md5 == NULL || x->sent != x->md5_len)
-		return; /* not contiguous from 0: no digest from this pass */
+	if (x->md5 == NULL || x->res->body_md5[0] != '\0' || x->sent != x->md5_len)
+		return; /* none asked, done, or not contiguous from 0 */
 	EVP_DigestUpdate(x->md5, buf, len);
 	x->md5_len += len;
-	if (x->md5_len < body_len || x->res->body_md5[0] != '\0')
+	if (x->md5_len < body_len)
 		return;
 	EVP_DigestFinal_ex(x->md5, md, NULL);
 	for (int i = 0; i < 16; i++)
