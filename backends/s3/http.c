@@ -5,11 +5,19 @@
  * taken for one exchange and given back afterwards with its connections
  * still open, so the next exchange reuses them (keep-alive).  Handles are
  * created on demand; at most MAX_IDLE are kept idle.
+ *
+ * Request bodies are rewindable: curl resends a body on a fresh connection
+ * when a kept-alive one turns out to be closed, and asks seek_cb to start
+ * it again.  The read position lives in the exchange's struct xfer, so
+ * every exchange (every attempt of the S3 layer) starts at offset 0 too.
+ * When asked, the body's MD5 is computed as it is handed over, so a caller
+ * can later recognise the object a lost answer had stored.
  */
 #include "http.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,17 +100,36 @@ struct xfer {
 	const struct http_call *call;
 	struct http_result *res;
 	CURL *h;
-	uint64_t sent;     /* request body bytes handed to curl */
+	uint64_t sent;     /* request body bytes handed to curl (its read position) */
 	uint64_t received; /* 2xx body bytes seen (before skipping) */
 	size_t body_cap;
 	int read_error;
+	EVP_MD_CTX *md5;  /* call->want_md5: MD5 of the body as it is handed over */
+	uint64_t md5_len; /* bytes [0, md5_len) are in md5 */
 };
+
+/* Hand the body's MD5 to the result once all of it went into md5. */
+static void md5_update(struct xfer *x, const char *buf, size_t len, uint64_t body_len)
+{
+	unsigned char md[16];
+
+	if (x->md5 == NULL || x->res->body_md5[0] != '\0' || x->sent != x->md5_len)
+		return; /* none asked, done, or not contiguous from 0 */
+	EVP_DigestUpdate(x->md5, buf, len);
+	x->md5_len += len;
+	if (x->md5_len < body_len)
+		return;
+	EVP_DigestFinal_ex(x->md5, md, NULL);
+	for (int i = 0; i < 16; i++)
+		sprintf(x->res->body_md5 + 2 * i, "%02x", md[i]);
+}
 
 static size_t read_cb(char *buf, size_t size, size_t nmemb, void *opaque)
 {
 	struct xfer *x = opaque;
 	const struct http_call *c = x->call;
 	size_t want = size * nmemb;
+	uint64_t body_len = c->src != NULL ? c->src_len : c->body_len;
 
 	if (c->src != NULL) {
 		uint64_t left = c->src_len - x->sent;
@@ -120,8 +147,31 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *opaque)
 			want = left;
 		memcpy(buf, c->body + x->sent, want);
 	}
+	md5_update(x, buf, want, body_len);
 	x->sent += want;
+	if (x->sent == body_len)
+		x->res->body_sent = 1;
 	return want;
+}
+
+/*
+ * curl rewinds the body to send it again (a kept-alive connection the
+ * server had closed, a redirect): the next read starts at offset.
+ */
+static int seek_cb(void *opaque, curl_off_t offset, int origin)
+{
+	struct xfer *x = opaque;
+	const struct http_call *c = x->call;
+	uint64_t body_len = c->src != NULL ? c->src_len : c->body_len;
+
+	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->sent = (uint64_t)offset;
+	if (offset == 0 && x->md5 != NULL && x->res->body_md5[0] == '\0') {
+		EVP_DigestInit_ex(x->md5, EVP_md5(), NULL);
+		x->md5_len = 0;
+	}
+	return CURL_SEEKFUNC_OK;
 }
 
 static int append_body(struct xfer *x, const char *data, size_t len)
@@ -299,15 +349,25 @@ int http_perform(struct http_pool *pool, const struct http_call *call, struct ht
 	CURL *h;
 
 	memset(res, 0, sizeof(*res));
+	if (has_body && call->want_md5) {
+		x.md5 = EVP_MD_CTX_new();
+		if (x.md5 == NULL || !EVP_DigestInit_ex(x.md5, EVP_md5(), NULL)) {
+			EVP_MD_CTX_free(x.md5);
+			return -ENOMEM;
+		}
+	}
 	h = take(pool);
-	if (h == NULL)
+	if (h == NULL) {
+		EVP_MD_CTX_free(x.md5);
 		return -ENOMEM;
+	}
 	x.h = h;
 	for (size_t i = 0; i < call->n_headers; i++) {
 		struct curl_slist *n = curl_slist_append(hdrs, call->headers[i]);
 		if (n == NULL) {
 			curl_slist_free_all(hdrs);
 			give_back(pool, h, 1);
+			EVP_MD_CTX_free(x.md5);
 			return -ENOMEM;
 		}
 		hdrs = n;
@@ -345,6 +405,8 @@ int http_perform(struct http_pool *pool, const struct http_call *call, struct ht
 		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
 		curl_easy_setopt(h, CURLOPT_READDATA, &x);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, &x);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_len);
 		if (strcmp(call->method, "POST") == 0)
 			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "POST");
@@ -358,6 +420,12 @@ int http_perform(struct http_pool *pool, const struct http_call *call, struct ht
 	res->reused = reused == 0; /* no new connection was opened */
 	res->curl_code = (int)rc;
 	curl_slist_free_all(hdrs);
+	EVP_MD_CTX_free(x.md5);
+	if (has_body && body_len == 0) {
+		res->body_sent = 1; /* nothing to hand over */
+		if (call->want_md5)
+			strcpy(res->body_md5, "d41d8cd98f00b204e9800998ecf8427e");
+	}
 	if (rc != CURLE_OK) {
 		snprintf(res->curl_error, sizeof(res->curl_error), "%s", curl_easy_strerror(rc));
 		res->status = 0;
@@ -382,7 +450,9 @@ int http_transport_retryable(int curl_code)
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_OPERATION_TIMEDOUT:
 	case CURLE_SEND_ERROR:
+	case CURLE_SEND_FAIL_REWIND:
 	case CURLE_RECV_ERROR:
+	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_HTTP2:

@@ -44,6 +44,7 @@ struct http_call {
 	uint64_t src_off, src_len;
 	const char *body;
 	size_t body_len;
+	int want_md5; /* compute http_result.body_md5 while sending */
 	/*
 	 * Response sink for a 2xx body: when dst is set, up to dst_cap bytes go
 	 * there (skipping the first dst_skip bytes of a 200 answer, for a
@@ -61,6 +62,8 @@ struct http_result {
 	int curl_code;        /* CURLcode of the attempt, 0 on success */
 	char curl_error[256]; /* libcurl's description (no secrets) */
 	int reused;           /* the attempt ran on a kept-alive connection */
+	int body_sent;        /* the whole request body was handed to curl */
+	char body_md5[33];    /* hex MD5 of that body (want_md5), or "" */
 	size_t dst_len;       /* bytes written to call->dst */
 	int dst_overflow;     /* the body was longer than dst_cap */
 	char *body;           /* other bodies (errors, XML); caller frees */

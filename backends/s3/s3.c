@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -451,15 +452,16 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 		    .src_len = r->src_len,
 		    .body = r->body,
 		    .body_len = r->body_len,
+		    .want_md5 = r->want_md5,
 		    .dst = r->dst,
 		    .dst_cap = r->dst_cap,
 		    .dst_skip = r->dst_skip,
 		};
 
 		if (attempt > 0) {
-			count(s3, &s3->stats.retries, 1);
 			if (!retry)
 				break;
+			count(s3, &s3->stats.retries, 1);
 		}
 		http_result_clear(res);
 		ret = sign_headers(s3, r, path, hash, lines, &n_lines);
@@ -475,6 +477,11 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 		count_latency(s3, r->op, t0);
 		free_lines(lines, n_lines);
 		n_lines = 0;
+		fail->attempts++;
+		if (res->body_sent)
+			fail->body_sent = 1;
+		if (res->body_md5[0] != '\0')
+			memcpy(fail->body_md5, res->body_md5, sizeof(fail->body_md5));
 		if (ret == -ENOMEM)
 			goto out;
 		if (ret < 0) {
@@ -493,13 +500,25 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 				continue;
 			}
 			log_debug("%s %s: %s (attempt %u)", r->op, r->key ? r->key : "(bucket)",
-			          res->curl_error, attempt + 1);
+			          res->curl_error, fail->attempts);
+		} else if (res->status >= 200 && res->status < 300 && r->check != NULL &&
+		           r->check(res) < 0) {
+			/* An answer in good form but not the document it must carry
+			 * (cut short by a proxy, an empty body): ask again. */
+			fail->status = res->status;
+			snprintf(fail->xml.code, sizeof(fail->xml.code), "%s", "IncompleteBody");
+			snprintf(fail->xml.message, sizeof(fail->xml.message),
+			         "a %zu-byte answer without the expected result", res->body_len);
+			retry = 1;
+			ret = -EIO;
+			log_debug("%s %s: HTTP %ld without its result document (attempt %u)", r->op,
+			          r->key ? r->key : "(bucket)", res->status, fail->attempts);
 		} else if (res->status >= 200 && res->status < 300) {
 			log_debug("%s %s%s%s: HTTP %ld, %zu bytes (request id %s, attempt %u)",
 			          r->op, r->key ? "key " : "bucket ",
 			          r->key ? s3->prefix : s3->bucket, r->key ? r->key : "",
 			          res->status, res->dst_len + res->body_len,
-			          res->request_id[0] ? res->request_id : "none", attempt + 1);
+			          res->request_id[0] ? res->request_id : "none", fail->attempts);
 			count(s3, &s3->stats.bytes_down, res->dst_len + res->body_len);
 			count(s3, &s3->stats.bytes_up, r->src ? r->src_len : r->body_len);
 			ret = 0;
@@ -512,7 +531,7 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 				goto out;
 			log_debug("%s %s: HTTP %ld %s (request id %s, attempt %u)", r->op,
 			          r->key ? r->key : "(bucket)", res->status, fail->xml.code,
-			          res->request_id, attempt + 1);
+			          res->request_id, fail->attempts);
 		}
 		if (retry && attempt + 1 < attempts)
 			backoff(attempt + 1);
@@ -521,15 +540,16 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 	if (r->quiet)
 		log_debug("%s failed (explained by the caller)", r->op);
 	else if (fail->status != 0)
-		log_warn("%s %s%s%s failed: HTTP %ld %s%s%s (request id %s)", r->op,
-		         r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
-		         r->key ? r->key : "", fail->status, fail->xml.code,
-		         fail->xml.message[0] ? ": " : "", fail->xml.message,
-		         res->request_id[0] ? res->request_id : "none");
+		log_warn("%s %s%s%s failed after %u attempt%s: HTTP %ld %s%s%s (request id %s)",
+		         r->op, r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
+		         r->key ? r->key : "", fail->attempts, fail->attempts == 1 ? "" : "s",
+		         fail->status, fail->xml.code, fail->xml.message[0] ? ": " : "",
+		         fail->xml.message, res->request_id[0] ? res->request_id : "none");
 	else
-		log_warn("%s %s%s%s failed after %u attempts: %s", r->op,
+		log_warn("%s %s%s%s failed after %u attempt%s: %s", r->op,
 		         r->key ? "key " : "bucket ", r->key ? s3->prefix : s3->bucket,
-		         r->key ? r->key : "", attempts, fail->curl_error);
+		         r->key ? r->key : "", fail->attempts, fail->attempts == 1 ? "" : "s",
+		         fail->curl_error);
 out:
 	free(path);
 	free(url);
@@ -706,19 +726,60 @@ void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_sa
 	}
 }
 
+int s3_stored_as(struct s3 *s3, const char *key, uint64_t size, const char *etag,
+                 const struct backend_save_attrs *a)
+{
+	struct s3_req r = {
+	    .method = "HEAD", .op = "HEAD", .key = key, .quiet_status = 404, .quiet = 1};
+	struct http_result res;
+	int stored;
+
+	if (s3_do(s3, &r, &res, NULL) < 0) {
+		http_result_clear(&res);
+		return 0;
+	}
+	stored = res.content_length == size && strcasecmp(res.etag, etag) == 0;
+	if (stored && a != NULL) {
+		unsigned want = a->meta & (BACKEND_META_MODE | BACKEND_META_UID | BACKEND_META_GID);
+
+		stored = (res.meta & want) == want &&
+		         (!(want & BACKEND_META_MODE) || (res.mode & 07777) == (a->mode & 07777)) &&
+		         (!(want & BACKEND_META_UID) || res.uid == a->uid) &&
+		         (!(want & BACKEND_META_GID) || res.gid == a->gid) &&
+		         (a->mtime.tv_sec == 0 ||
+		          (res.has_meta_mtime && res.meta_mtime.tv_sec == a->mtime.tv_sec));
+	}
+	http_result_clear(&res);
+	return stored;
+}
+
 int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *src,
                   const struct backend_save_attrs *attrs, struct backend_stat *st)
 {
-	struct s3_req r = {
-	    .method = "PUT", .op = "PUT", .key = key, .src = src, .src_len = src->size};
+	struct s3_req r = {.method = "PUT",
+	                   .op = "PUT",
+	                   .key = key,
+	                   .src = src,
+	                   .src_len = src->size,
+	                   .want_md5 = 1};
 	struct http_result res;
+	struct s3_failure fail;
 	char meta[4][32];
 	int ret;
 
 	s3_meta_headers(&r, key, attrs, meta);
-	ret = s3_do(s3, &r, &res, NULL);
-	if (ret == 0)
+	ret = s3_do(s3, &r, &res, &fail);
+	if (ret == 0) {
 		s3_stat_after_save(src->size, res.etag, attrs, st);
+	} else if (ret != -ENOMEM && fail.body_md5[0] != '\0' &&
+	           s3_stored_as(s3, key, src->size, fail.body_md5, attrs)) {
+		/* An attempt whose answer was lost had stored it. */
+		log_info("PUT of \"%s%s\": the answer was lost, but the object is stored "
+		         "(ETag %s, %llu bytes)",
+		         s3->prefix, key, fail.body_md5, (unsigned long long)src->size);
+		s3_stat_after_save(src->size, fail.body_md5, attrs, st);
+		ret = 0;
+	}
 	http_result_clear(&res);
 	return ret;
 }
@@ -756,6 +817,21 @@ static int s3_remove(struct backend *b, const char *key)
 	return ret;
 }
 
+/* A listing answer must be a whole ListBucketResult document. */
+static int list_check(const struct http_result *res)
+{
+	static const char end[] = "</ListBucketResult>";
+	size_t n = res->body_len;
+
+	while (n > 0 &&
+	       (res->body[n - 1] == '\n' || res->body[n - 1] == '\r' || res->body[n - 1] == ' '))
+		n--;
+	return n >= sizeof(end) - 1 &&
+	               memcmp(res->body + n - (sizeof(end) - 1), end, sizeof(end) - 1) == 0
+	           ? 0
+	           : -1;
+}
+
 static int s3_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
                    const char *token, size_t max_keys, struct backend_list *out)
 {
@@ -763,7 +839,7 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 	struct sigv4_param q[6];
 	char *full_prefix = NULL, *full_after = NULL, max[24], delim[2] = {delimiter, '\0'};
 	struct http_result res;
-	struct s3_req r = {.method = "GET", .op = "LIST", .query = q};
+	struct s3_req r = {.method = "GET", .op = "LIST", .query = q, .check = list_check};
 	int ret = -ENOMEM;
 
 	memset(out, 0, sizeof(*out));
@@ -809,6 +885,18 @@ out:
 	return ret;
 }
 
+/* A CopyObject or Complete answer must carry its result's ETag (S3 may
+ * also report a failure inside a 200 answer). */
+int s3_result_check(const struct http_result *res)
+{
+	char etag[BACKEND_ETAG_MAX];
+	struct s3xml_error xerr;
+
+	return s3xml_parse_result_etag(res->body, res->body_len, etag, sizeof(etag), &xerr) == 0
+	           ? 0
+	           : -1;
+}
+
 /*
  * CopyObject of src (whose stat is *sst) to dst.  With attrs, the
  * metadata is replaced by attrs (x-amz-metadata-directive: REPLACE, which
@@ -818,7 +906,11 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
                        const struct backend_save_attrs *attrs, const struct backend_stat *sst,
                        struct backend_stat *st)
 {
-	struct s3_req r = {.method = "PUT", .op = "COPY", .key = dst, .quiet_status = 404};
+	struct s3_req r = {.method = "PUT",
+	                   .op = "COPY",
+	                   .key = dst,
+	                   .quiet_status = 404,
+	                   .check = s3_result_check};
 	struct http_result res;
 	struct s3xml_error xerr;
 	char *source = NULL, *raw = NULL, etag[BACKEND_ETAG_MAX], meta[4][32];

@@ -61,6 +61,10 @@ struct s3_req {
 	int quiet_status;      /* a status that is an answer, not a failure (404 for stat) */
 	int quiet;             /* the caller explains failures itself: no warning */
 	unsigned max_attempts; /* 0: the backend's */
+	int want_md5;          /* s3_failure.body_md5: the body's MD5 (PUT) */
+	/* A 2xx answer's body is the result expected (0) or not (-1: it is
+	 * retried like a 500).  NULL: any 2xx answer will do. */
+	int (*check)(const struct http_result *res);
 };
 
 /* Why the last request failed, for the mount-time message. */
@@ -69,6 +73,9 @@ struct s3_failure {
 	int curl_code;
 	char curl_error[256];
 	struct s3xml_error xml;
+	unsigned attempts; /* made, the last included */
+	int body_sent;     /* some attempt handed the whole request body over */
+	char body_md5[33]; /* want_md5: hex MD5 of that body, or "" */
 };
 
 /*
@@ -86,7 +93,22 @@ void s3_meta_headers(struct s3_req *r, const char *key, const struct backend_sav
 void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,
                         struct backend_stat *st);
 
-/* A PUT of the whole of src (at most 5 GiB).  0 or -errno. */
+/*
+ * 1 when a HEAD of key shows an object of size bytes with this ETag and
+ * the metadata a sets (NULL: not compared): what a save whose answer was
+ * lost would have stored.  0 when not, or when the HEAD fails.
+ */
+int s3_stored_as(struct s3 *s3, const char *key, uint64_t size, const char *etag,
+                 const struct backend_save_attrs *a);
+
+/* s3_req.check for CopyObject and CompleteMultipartUpload answers. */
+int s3_result_check(const struct http_result *res);
+
+/*
+ * A PUT of the whole of src (at most 5 GiB).  0 or -errno.  When it fails
+ * after an attempt that sent the whole body, a HEAD tells whether that
+ * attempt had stored it (ETag = the body's MD5, computed while sending).
+ */
 int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *src,
                   const struct backend_save_attrs *attrs, struct backend_stat *st);
 

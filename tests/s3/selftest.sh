@@ -622,6 +622,21 @@ rc=$?
 check "stall fault outlasts a 1 s client timeout (curl rc=$rc, 28 = timeout)" test $rc -eq 28
 ctl DELETE /faults >/dev/null
 
+ctl POST /faults '{"count":1,"kinds":"reset_before","methods":"GetObject"}' >/dev/null
+rm -f "$work/x"
+curl -sS -o "$work/x" "$S3_ENDPOINT/pub/hello.txt" 2>/dev/null
+rc=$?
+check "reset_before fault: a GET gets no answer at all (curl rc=$rc)" test $rc -ne 0 -a ! -s "$work/x"
+ctl POST /counters/reset >/dev/null
+ctl POST /faults '{"count":1,"kinds":"reset_body","methods":"PutObject"}' >/dev/null
+scurl UNSIGNED-PAYLOAD -X PUT --data-binary @"$work/obj" -o /dev/null "$S3_ENDPOINT/data/cut/obj" 2>/dev/null
+rc=$?
+in=$(counter j.bytes_in)
+check "reset_body fault: a PUT is cut while its body comes in (curl rc=$rc, $in bytes in)" test $rc -ne 0 -a "$in" -gt 0 -a "$in" -lt 3000000
+code=$(scurl "$EMPTY" -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/data/cut/obj" 2>/dev/null)
+check "...and stores nothing (HEAD $code)" test "$code" = 404
+ctl DELETE /faults >/dev/null
+
 ctl POST /faults '{"rate":1,"kinds":"503","prefix":"fail/"}' >/dev/null
 aws s3api put-object --bucket data --key fail/x --body "$work/empty" >/dev/null 2>"$work/err"
 check "prefix filter: key under fail/ gets 503" grep -q SlowDown "$work/err"

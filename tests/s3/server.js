@@ -41,8 +41,8 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
   --fault-rate R        probability 0..1 of a fault on an eligible request
   --fault-count N       inject at most N faults (rate defaults to 1)
   --fault-after N       leave the first N eligible requests alone
-  --fault-kinds LIST    500,503,403,reset,stall,stall_body,reset_after,
-                        short_body
+  --fault-kinds LIST    500,503,403,reset,reset_before,reset_body,stall,
+                        stall_body,reset_after,short_body
                         (default 500,503)
   --fault-methods LIST  only these request types/ops, e.g. GET or GetObject,
                         PUT,UploadPart, ListObjectsV2 (default: all)
@@ -161,11 +161,12 @@ function mulberry32(seed) {
   };
 }
 
-const FAULT_KINDS = ['500', '503', '403', 'reset', 'stall', 'stall_body', 'reset_after',
-  'short_body'];
+const FAULT_KINDS = ['500', '503', '403', 'reset', 'reset_before', 'reset_body', 'stall',
+  'stall_body', 'reset_after', 'short_body'];
 const KIND_ALIASES = {
   internalerror: '500', slowdown: '503', accessdenied: '403', rst: 'reset', 'reset-after': 'reset_after',
-  'stall-body': 'stall_body', timeout: 'stall',
+  'stall-body': 'stall_body', timeout: 'stall', 'reset-before': 'reset_before',
+  reset_headers: 'reset_before', 'reset-headers': 'reset_before', 'reset-body': 'reset_body',
 };
 
 /** Validate a fault config (from CLI strings, query strings or JSON). */
@@ -529,6 +530,34 @@ function spoolBody(req, { wantSha256, wantMd5 }) {
       if (ws) ws.end(finish);
       else finish();
     });
+  });
+}
+
+/** Read about fraction of a request body (at least 1 byte, at most all but
+ *  the last one when its length is known; 64 KiB of a chunked one) and stop
+ *  reading.  Resolves to the bytes read. */
+function receivePart(req, fraction) {
+  const cl = Number(req.headers['content-length']);
+  const limit = Number.isFinite(cl) && cl > 0
+    ? Math.min(Math.max(cl - 1, 1), Math.max(1, Math.floor(cl * fraction))) : 65536;
+  return new Promise(resolve => {
+    let got = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      req.pause();
+      req.removeListener('data', onData);
+      resolve(got);
+    };
+    const onData = chunk => {
+      got += chunk.length;
+      if (got >= limit) finish();
+    };
+    req.on('data', onData);
+    req.once('end', finish);
+    req.once('close', finish);
+    req.once('error', finish);
   });
 }
 
@@ -977,10 +1006,19 @@ async function partBytes(uploadDir, n) {
 
 FilesystemStore.prototype.putObjectMultipart = async function putObjectMultipart(bucket, uploadId, parts) {
   const uploadDir = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId);
-  const [key, metadata] = await Promise.all([
-    fs.promises.readFile(path.join(uploadDir, 'key'), 'utf8'),
-    fs.promises.readFile(path.join(uploadDir, 'metadata'), 'utf8').then(JSON.parse),
-  ]);
+  let key;
+  let metadata;
+  try {
+    [key, metadata] = await Promise.all([
+      fs.promises.readFile(path.join(uploadDir, 'key'), 'utf8'),
+      fs.promises.readFile(path.join(uploadDir, 'metadata'), 'utf8').then(JSON.parse),
+    ]);
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+    // completed or aborted already: S3's answer to a repeated completion
+    throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID ' +
+      'may be invalid, or the upload may have been aborted or completed.', { UploadId: uploadId });
+  }
   const where = [];
   const digests = [];
   let prev = 0;
@@ -1650,6 +1688,19 @@ function makeFront(app) {
       (origReq.headers['x-amz-content-sha256'] || '').trim();
     const claimedHex = /^[0-9a-fA-F]{64}$/.test(claimed);
     const md5h = origReq.headers['content-md5'];
+    // reset_body cuts a request body short: decided before receiving it
+    let early;
+    if (hasBody(origReq) && faults.cfg.kinds.includes('reset_body')) {
+      early = faults.decide(info);
+      if (early === 'reset_body') {
+        rec.fault = early;
+        inc(counters.faults, early);
+        ctx.respond = false;
+        rec.bytesIn = await receivePart(origReq, faults.cfg.reset_fraction);
+        hardClose(origReq.socket, faults.cfg.reset_mode);
+        return;
+      }
+    }
     if (hasBody(origReq)) {
       try {
         spool = await spoolBody(origReq, { wantSha256: claimedHex, wantMd5: md5h !== undefined });
@@ -1698,7 +1749,7 @@ function makeFront(app) {
       await latencyDelay();
 
       // 4. faults decided before the request is processed
-      const fault = faults.decide(info);
+      const fault = early !== undefined ? early : faults.decide(info);
       let after = null;
       if (fault) {
         rec.fault = fault;
@@ -1721,7 +1772,12 @@ function makeFront(app) {
             await stall(sock, c.stall_ms);
             hardClose(sock, c.reset_mode);
             return;
+          case 'reset_before':
+            ctx.respond = false;
+            hardClose(sock, c.reset_mode);
+            return;
           case 'reset':
+          case 'reset_body':
           case 'stall_body':
             if (origReq.method === 'GET') {
               after = fault;
