@@ -56,7 +56,8 @@
 
  * Prefetch
  *   cache_prefetch() splits the range into jobs, one per part
- *   (part_size) it touches, each clipped to the range, on a FIFO queue (jobs; bounded by max_jobs,
+ *   (part_size) it touches, each clipped to the range (a tail under a
+ *   quarter part joins the job before it), on a FIFO queue (jobs; bounded by max_jobs,
  a job already
  *   queued is not queued twice) served by worker threads started at the
  *   first prefetch.  A worker walks the blocks of its part: blocks present
@@ -1232,8 +1233,10 @@ static int cache_enqueue(struct cache *c, const char *key, const char *etag, uin
 		struct cache_job *j;
 
 		pend = etag[0] == '\0' ? end : (pos / part + 1) * part;
-
-		if (pend > end || pend < pos)
+		/* A short tail rides with the part before it: a 24 MiB file
+		 * and its few KiB of zip directory are three requests, not
+		 * four. */
+		if (pend > end || pend < pos || end - pend < part / 4)
 			pend = end;
 		if (etag[0] != '\0' && cache_range_present(c, key, etag, pos, pend))
 			continue;

@@ -709,7 +709,8 @@ START_TEST(test_waited_part_jumps_queue)
 END_TEST
 
 /* A prefetch without an etag stats the object once, then fetches its
- * parts of the version found: one stat, one read a part. */
+ * parts of the version found: one stat, one read a part (a short tail
+ * with the part before it). */
 START_TEST(test_prefetch_without_etag_one_stat)
 {
 	const size_t bs = 64 * KIB, part = 4 * bs, size = 5 * part + 100;
@@ -734,7 +735,7 @@ START_TEST(test_prefetch_without_etag_one_stat)
 		testbe_sleep_ms(1);
 	mem_backend_get_stats(g_mem, &ms);
 	ck_assert_uint_eq(ms.stat, 1);
-	ck_assert_uint_eq(ms.read, (size + part - 1) / part);
+	ck_assert_uint_eq(ms.read, size / part); /* the 100-byte tail rides with the last part */
 	for (size_t off = 0; off < size; off += bs) {
 		size_t n = size - off < bs ? size - off : bs;
 
@@ -742,7 +743,7 @@ START_TEST(test_prefetch_without_etag_one_stat)
 		ck_assert_uint_eq(tm_pattern_check(buf, off, n, 22), n);
 	}
 	mem_backend_get_stats(g_mem, &ms);
-	ck_assert_uint_eq(ms.read, (size + part - 1) / part);
+	ck_assert_uint_eq(ms.read, size / part);
 	free(buf);
 }
 END_TEST
