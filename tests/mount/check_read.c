@@ -301,6 +301,9 @@ START_TEST(test_writer_cancels_fill)
 	fd = open(tm_path(m.mnt, "w.bin"), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	scattered_reads(fd, size, 7, 8);
+	/* slower now: the fill (fetching with its worker and, when it waits
+	 * for a queued part, in its own thread) is still far from done */
+	ck_assert_int_eq(store_control("POST", "/latency?ms=300", NULL), 0);
 	ck_assert_int_eq(stat_num("pagefill", "started"), 1);
 	ck_assert_int_eq(stat_num("pagefill", "completed"), 0);
 
