@@ -77,8 +77,12 @@ static void fh_free(struct fh *fh)
 static void policy_act(struct chunkfs *fs, struct fh *fh, const char *key, const char *etag,
                        const struct readpolicy_action *a)
 {
-	if (a->len > 0 && fs->be->ops->prefetch != NULL)
-		fs->be->ops->prefetch(fs->be, key, etag, a->off, a->len);
+	if (a->len > 0 && fs->be->ops->prefetch != NULL &&
+	    fs->be->ops->prefetch(fs->be, key, etag, a->off, a->len) == -EAGAIN) {
+		pthread_mutex_lock(&fh->policy_lock);
+		readpolicy_refused(&fh->policy, a);
+		pthread_mutex_unlock(&fh->policy_lock);
+	}
 	if (a->fill)
 		pagefill_start(fs, fh);
 }

@@ -237,6 +237,19 @@ void readpolicy_set_ranges(struct readpolicy *p, struct readpolicy_range *ranges
 	p->mode = READPOLICY_RANGES;
 }
 
+void readpolicy_refused(struct readpolicy *p, const struct readpolicy_action *a)
+{
+	if (a->len == 0)
+		return;
+	if (p->mode == READPOLICY_RANGES) {
+		for (size_t i = 0; i < p->n_ranges; i++)
+			if (p->ranges[i].off == a->off)
+				p->ranges[i].asked = 0;
+	} else if (p->asked_end == a->off + a->len) {
+		p->asked_end = a->off;
+	}
+}
+
 void readpolicy_close(struct readpolicy *p)
 {
 	free(p->ranges);

@@ -121,6 +121,10 @@ int readpolicy_safetensors_ranges(const void *buf, size_t len, uint64_t file_siz
  * policy by readpolicy_close()). */
 void readpolicy_set_ranges(struct readpolicy *p, struct readpolicy_range *ranges, size_t n);
 
+/* The cache refused the prefetch of *a (its queue was full): forget it
+ * was asked, so that a later read asks again. */
+void readpolicy_refused(struct readpolicy *p, const struct readpolicy_action *a);
+
 /* Free what the policy holds. */
 void readpolicy_close(struct readpolicy *p);
 

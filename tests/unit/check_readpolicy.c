@@ -269,6 +269,23 @@ START_TEST(test_stream_rounds_to_parts)
 }
 END_TEST
 
+/* A prefetch the cache refused is asked again by the next read. */
+START_TEST(test_refused_asked_again)
+{
+	struct readpolicy_opts o = opts();
+	struct readpolicy p;
+	struct readpolicy_action a, first;
+
+	readpolicy_open(&p, &o, 24 * MIB, "layer_3.pt", &first);
+	ck_action(first, 0, 24 * MIB, 0);
+	readpolicy_refused(&p, &first);
+	readpolicy_read(&p, 0, MIB, &a);
+	ck_action(a, 0, 24 * MIB, 0);
+	readpolicy_read(&p, MIB, MIB, &a);
+	ck_action(a, 0, 0, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("readpolicy");
@@ -282,6 +299,7 @@ int main(void)
 	tcase_add_test(tc, test_safetensors_header);
 	tcase_add_test(tc, test_ranges_by_tensor);
 	tcase_add_test(tc, test_stream_rounds_to_parts);
+	tcase_add_test(tc, test_refused_asked_again);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
