@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "chunkfs_i.h"
+#include "dircache.h"
 #include "log.h"
 
 /* --- parsing -------------------------------------------------------------- */
@@ -480,7 +481,7 @@ void manifest_on_open(struct chunkfs *fs, struct node *node)
 	char *key, *slash, *name, *next_key = NULL, *next_file = NULL;
 	const char *dir;
 	uint64_t next_size = 0;
-	int have_node = 0, exact = 0, ret;
+	int have_node = 0, have_meta = 0, exact = 0, ret;
 
 	if (mc == NULL || fs->opts->manifest_off || fs->be->ops->prefetch == NULL)
 		return;
@@ -544,8 +545,12 @@ void manifest_on_open(struct chunkfs *fs, struct node *node)
 	 * with room for size_mb's rounding (reading past the end is fine). */
 	nst.etag[0] = '\0';
 	if (dnode != NULL && child_stat(fs, dnode, next_file, &nst, &when) &&
-	    chunkfs_fresh(when, fs->opts->attr_timeout)) {
+	    (fs->opts->pin || chunkfs_fresh(when, fs->opts->attr_timeout))) {
 		next_size = nst.size;
+	} else if (fs->dirs != NULL &&
+	           dircache_lookup(fs->dirs, next_key, 0, &nst, &have_meta) == S_IFREG &&
+	           nst.etag[0] != '\0') {
+		next_size = nst.size; /* the directory's recent listing: no request */
 	} else {
 		nst.etag[0] = '\0';
 		if (!exact)
