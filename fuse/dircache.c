@@ -25,7 +25,8 @@
  * directory, named by the FNV-1a hash of its prefix, holding the prefix
  * (checked when read back) and the items with their attributes and
  * metadata.  Written whole (temporary file, rename) when a listing is
- * kept or an item's metadata is stat'ed; read back when a lookup finds no
+ * kept, and again when it leaves memory (budget, unmount) if metadata was
+ * stat'ed since; read back when a lookup finds no
  * listing in memory, before listing the store; every change of this mount
  * deletes them all (a pinned mount is one that is mostly read).
  */
@@ -59,6 +60,8 @@ struct dir {
 	int dropped;                  /* changed while LOADING */
 	struct timespec time;         /* when the listing was asked for */
 	struct dircache_listing list; /* READY only */
+	int unsaved;                  /* metadata stat'ed since the listing was
+	                               * saved (pinned mounts with a save dir) */
 	size_t bytes;                 /* memory counted for it (READY) */
 };
 
@@ -372,6 +375,8 @@ static struct dir *dir_new(struct dircache *dc, const char *prefix)
 
 /* Evict the least recently used entries but keep, until within budget.
  * Lock held. */
+static void save_listing(struct dircache *dc, struct dir *d);
+
 static void enforce_budget(struct dircache *dc, const struct dir *keep)
 {
 	struct dir *d = dc->oldest;
@@ -380,6 +385,8 @@ static void enforce_budget(struct dircache *dc, const struct dir *keep)
 		struct dir *next = d->newer;
 
 		if (d != keep && d->state != DIR_LOADING) {
+			if (d->unsaved)
+				save_listing(dc, d);
 			dir_remove(dc, d);
 			dc->stats.evicted++;
 		}
@@ -444,7 +451,7 @@ static void saved_name(char *out, size_t size, const char *prefix)
 }
 
 /* Save the listing of d (READY).  Lock held.  Failures are only logged. */
-static void save_listing(struct dircache *dc, const struct dir *d)
+static void save_listing(struct dircache *dc, struct dir *d)
 {
 	json_t *root = json_object(), *items = json_array();
 	char name[32], tmp[48];
@@ -466,6 +473,7 @@ static void save_listing(struct dircache *dc, const struct dir *d)
 		              (int)st->mode, (int)st->uid, (int)st->gid));
 	}
 	json_object_set(root, "items", items);
+	d->unsaved = 0;
 	text = json_dumps(root, JSON_COMPACT);
 	if (text == NULL)
 		goto out;
@@ -584,8 +592,11 @@ void dircache_destroy(struct dircache *dc)
 {
 	if (dc == NULL)
 		return;
-	while (dc->oldest != NULL)
+	while (dc->oldest != NULL) {
+		if (dc->oldest->unsaved && dc->oldest->state == DIR_READY)
+			save_listing(dc, dc->oldest);
 		dir_remove(dc, dc->oldest);
+	}
 	pthread_cond_destroy(&dc->loaded);
 	pthread_mutex_destroy(&dc->lock);
 	free(dc);
@@ -784,8 +795,9 @@ void dircache_set_meta(struct dircache *dc, const char *key, const struct backen
 	if (it != NULL && it->type == S_IFREG) {
 		it->st = *st;
 		it->have_meta = 1;
-		if (saving(dc))
-			save_listing(dc, d);
+		/* Saved when the listing leaves memory (budget, unmount): one
+		 * write a directory, not one a file stat'ed. */
+		d->unsaved = saving(dc);
 	}
 	pthread_mutex_unlock(&dc->lock);
 	free(prefix);
