@@ -407,8 +407,8 @@ static void **cache_pool_list(struct cache *c, size_t size)
 	return NULL;
 }
 
-/* A spare buffer of exactly size bytes from the pool, or NULL. */
-static void *cache_pool_take(struct cache *c, size_t size)
+/* Unlink a spare buffer of exactly size bytes from the pool, or NULL. */
+static void *cache_pool_pop(struct cache *c, size_t size)
 {
 	void **list = cache_pool_list(c, size), *p;
 
@@ -417,7 +417,16 @@ static void *cache_pool_take(struct cache *c, size_t size)
 	p = *list;
 	memcpy(list, p, sizeof(void *));
 	c->pool_bytes -= size;
-	c->stats.buffers_reused++;
+	return p;
+}
+
+/* A spare buffer of exactly size bytes for a fetch, or NULL. */
+static void *cache_pool_take(struct cache *c, size_t size)
+{
+	void *p = cache_pool_pop(c, size);
+
+	if (p != NULL)
+		c->stats.buffers_reused++;
 	return p;
 }
 
@@ -457,8 +466,7 @@ static void cache_pool_trim(struct cache *c, size_t size)
 			victim = same, vsize = size;
 		else
 			break;
-		cache_buf_free(cache_pool_take(c, vsize), vsize);
-		c->stats.buffers_reused--; /* freed, not reused */
+		cache_buf_free(cache_pool_pop(c, vsize), vsize);
 		if (victim == same && *same == NULL)
 			keep = 0;
 	}
@@ -1425,9 +1433,9 @@ static void cache_destroy(struct backend *bk)
 		}
 	}
 	while (c->pool_parts != NULL)
-		cache_buf_free(cache_pool_take(c, c->part_size), c->part_size);
+		cache_buf_free(cache_pool_pop(c, c->part_size), c->part_size);
 	while (c->pool_blocks != NULL)
-		cache_buf_free(cache_pool_take(c, c->block_size), c->block_size);
+		cache_buf_free(cache_pool_pop(c, c->block_size), c->block_size);
 	pthread_mutex_unlock(&c->lock);
 	backend_destroy(c->inner);
 	if (c->disk != NULL)

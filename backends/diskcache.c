@@ -557,7 +557,14 @@ static void dc_willneed(struct tier *t, const struct tier_block *b)
 	char path[DC_NAME_HEX + 40];
 	int fd;
 
+	int held;
+
 	dc_name_hash(name, b->key, b->etag);
+	pthread_mutex_lock(&c->lock);
+	held = dc_find(c, name, b->index) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!held)
+		return; /* no syscall for a block the store will send */
 	dc_path(path, sizeof(path), name, b->index);
 	fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
