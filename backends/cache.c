@@ -564,33 +564,28 @@ static void cache_invalidate(struct cache *c, const char *key, int prefix)
 /* --- fetching ----------------------------------------------------------- */
 
 /*
- * Fill data with the blocks from first of (key, etag) that the disk tier
- * holds, up to n of them, stopping at the first it lacks (or that fails
- * its check).  Returns the bytes (short of a whole block when the object
- * ends there; *eof then set), 0 when the tier lacks block first.  No lock
- * held.
+ * Fill data with the n blocks from first of (key, etag) from the disk
+ * tier.  Returns the bytes (short when the object ends in a block the tier
+ * holds), or -ENOENT when the tier lacks one of them.  No lock held.
  */
-static size_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t first,
-                             size_t n, unsigned char *data, struct backend_stat *st, int *eof)
+static ssize_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t first,
+                              size_t n, unsigned char *data, struct backend_stat *st)
 {
 	size_t got = 0;
 
-	*eof = 0;
 	if (c->disk == NULL)
-		return 0;
+		return -ENOENT;
 	for (size_t i = 0; i < n; i++) {
 		struct tier_block tb = {.key = key, .etag = etag, .index = first + i};
 		ssize_t len = c->disk->ops->get(c->disk, &tb, data + got, st);
 
 		if (len < 0)
-			break;
+			return -ENOENT;
 		got += (size_t)len;
-		if ((size_t)len < c->block_size) {
-			*eof = 1;
+		if ((size_t)len < c->block_size)
 			break;
-		}
 	}
-	return got;
+	return (ssize_t)got;
 }
 
 /* Keep got bytes of blocks from first, just read from the store, in the
@@ -650,47 +645,24 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	const uint64_t first = blk[0]->idx;
 	struct backend_stat st;
 	unsigned char *data;
-	size_t alloc = want, from_disk = 0, from_store = 0;
-	int reads = 0, tail_err = 0;
-	ssize_t got = 0;
+	size_t alloc = want;
+	int from_disk = 0;
+	ssize_t got;
 
 	data = cache_pool_take(c, want);
 	pthread_mutex_unlock(&c->lock);
 	memset(&st, 0, sizeof(st));
 	if (data == NULL)
 		data = cache_buf_alloc(want);
-	if (data == NULL)
-		got = -ENOMEM;
-	/* What the disk tier holds comes from there; a block it lacks (or
-	 * that failed its check) from the store: alone when the disk had
-	 * earlier blocks of the run, else with the rest of the run. */
-	while (got >= 0 && (size_t)got < want) {
-		size_t i = (size_t)got / bs, ask;
-		int eof;
-		size_t d = cache_disk_get(c, key, etag, first + i, n - i, data + got, &st, &eof);
-		ssize_t r;
-
-		from_disk += d;
-		got += (ssize_t)d;
-		if (eof)
-			break;
-		if (d > 0)
-			continue;
-		ask = from_disk > 0 ? bs : want - (size_t)got;
-		r = c->inner->ops->read(c->inner, key, (first + i) << c->block_shift, data + got,
-		                        ask, etag, &st);
-		reads++;
-		if (r < 0) {
-			if (got == 0)
-				got = r;
-			tail_err = (int)r; /* for the blocks the disk did not give */
-			break;
-		}
-		cache_disk_put(c, key, etag, first + i, data + got, (size_t)r, &st);
-		from_store += (size_t)r;
-		got += r;
-		if ((size_t)r < ask)
-			break;
+	got = data == NULL ? -ENOMEM : cache_disk_get(c, key, etag, first, n, data, &st);
+	if (got >= 0) {
+		from_disk = 1;
+	} else if (data != NULL) {
+		memset(&st, 0, sizeof(st));
+		got = c->inner->ops->read(c->inner, key, first << c->block_shift, data, want, etag,
+		                          &st);
+		if (got > 0)
+			cache_disk_put(c, key, etag, first, data, (size_t)got, &st);
 	}
 	if (got > 0 && (size_t)got < want) {
 		void *p = data;
@@ -700,10 +672,12 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	}
 
 	pthread_mutex_lock(&c->lock);
-	if (from_disk > 0)
+	if (from_disk) {
 		c->stats.disk_fills++;
-	c->stats.fetches += (uint64_t)reads;
-	c->stats.fetch_bytes += from_store;
+	} else if (data != NULL) {
+		c->stats.fetches++;
+		c->stats.fetch_bytes += got > 0 ? (uint64_t)got : 0;
+	}
 	if (got <= 0) {
 		cache_buf_free(data, alloc);
 		data = NULL;
@@ -732,8 +706,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 				cache_hash_remove(c, b); /* a neighbour's invalidation: play safe */
 			}
 		} else {
-			/* 0: nothing there, not cached either */
-			b->err = got < 0 ? (int)got : tail_err;
+			b->err = got < 0 ? (int)got : 0; /* 0: nothing there, not cached either */
 			if (b->hashed)
 				cache_hash_remove(c, b);
 		}
@@ -979,9 +952,7 @@ static int cache_ref_disk(struct cache *c, const char *key, const char *etag, ui
 	pthread_mutex_lock(&c->lock);
 	in_mem = cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL;
 	pthread_mutex_unlock(&c->lock);
-	/* An unchecked block is read into memory, checked on the way. */
-	if (in_mem || c->disk->ops->has(c->disk, &tb) != TIER_CHECKED ||
-	    c->disk->ops->open(c->disk, &tb, &fd, &data_off, &blen, &bst) < 0)
+	if (in_mem || c->disk->ops->open(c->disk, &tb, &fd, &data_off, &blen, &bst) < 0)
 		return 0;
 	if (st != NULL)
 		*st = bst;
@@ -1061,31 +1032,15 @@ static void cache_job_free(struct cache_job *j)
 	free(j);
 }
 
-/*
- * Where block idx of (key, etag) is, for a prefetch: CACHE_HELD when in
- * memory, being fetched, or checked in the disk tier (readers splice it
- * from there; prefetching would only copy it); CACHE_ON_DISK when the disk
- * tier holds it unchecked (a prefetch reads and checks it into memory);
- * CACHE_ABSENT.  Caller holds c->lock.
- */
-enum { CACHE_ABSENT, CACHE_ON_DISK, CACHE_HELD };
-
-static int cache_where(const struct cache *c, const char *key, const char *etag, uint64_t idx)
+/* 1 if block idx of (key, etag) is in memory, being fetched, or in the
+ * disk tier (prefetching it would only copy it).  Caller holds c->lock. */
+static int cache_held(const struct cache *c, const char *key, const char *etag, uint64_t idx)
 {
 	struct tier_block tb = {.key = key, .etag = etag, .index = idx};
 
 	if (cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL)
-		return CACHE_HELD;
-	if (c->disk == NULL)
-		return CACHE_ABSENT;
-	switch (c->disk->ops->has(c->disk, &tb)) {
-	case TIER_CHECKED:
-		return CACHE_HELD;
-	case TIER_HELD:
-		return CACHE_ON_DISK;
-	default:
-		return CACHE_ABSENT;
-	}
+		return 1;
+	return c->disk != NULL && c->disk->ops->has(c->disk, &tb);
 }
 
 /* Ask the disk tier to read ahead the blocks of [off, off + len) of (key,
@@ -1153,13 +1108,10 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 	while (idx < end && !c->stopping) {
 		struct cache_slab *slab;
 		size_t n = 0, k;
-		int where;
 
-		while (idx < end && cache_where(c, j->key, etag, idx) == CACHE_HELD)
-			idx++; /* present, in flight or on disk, checked */
-		/* A run comes all from the disk tier or all from the store. */
-		where = idx < end ? cache_where(c, j->key, etag, idx) : CACHE_HELD;
-		while (idx + n < end && cache_where(c, j->key, etag, idx + n) == where)
+		while (idx < end && cache_held(c, j->key, etag, idx))
+			idx++; /* present, in flight or on disk */
+		while (idx + n < end && !cache_held(c, j->key, etag, idx + n))
 			n++;
 		if (n == 0)
 			break;
@@ -1197,8 +1149,8 @@ static void cache_run_job(struct cache *c, const struct cache_job *j)
 		idx += k;
 	}
 	cache_check(c);
-	/* Checked blocks the disk tier holds are read ahead there, so the
-	 * reads that splice them find them in the page cache. */
+	/* Blocks the disk tier holds are read ahead there, so the reads that
+	 * splice them find them in the page cache. */
 	if (c->disk != NULL && c->disk->ops->willneed != NULL && !c->stopping)
 		cache_disk_willneed(c, j->key, etag, off, len);
 	/* Then fetch them, one inner read a run. */

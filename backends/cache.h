@@ -39,14 +39,11 @@
  *
  * Disk tier (opts.disk, tier.h): a fetch first asks the tier for its
  * blocks and reads the inner backend only when the tier lacks one; what
- * it reads from the inner backend it puts in the tier.  A block the tier
- * holds but has not checked since the mount (its first use) is read into
- * memory, by a prefetch or by the reader, and checked on the way (the
- * disk tier reads it with O_DIRECT: one copy, none in the page cache).
- * read_ref lends a checked block the tier holds and memory does not as a
- * piece of the tier's file (spliced by the caller, never copied into
- * memory); a prefetch skips those.  So a warm cache costs no request,
- * and a block's second use costs no copy through the daemon.
+ * it reads from the inner backend it puts in the tier.  read_ref lends a
+ * block the tier holds and memory does not as a piece of the tier's file
+ * (spliced by the caller, never copied into memory); a prefetch skips the
+ * blocks the tier holds.  So a warm cache costs neither requests nor
+ * copies, and only memory's blocks count against the budget.
  *
  * save, remove, copy and rename go to the inner backend and then drop
  * every cached block of the keys they touched (all versions, every tier); a fetch that
@@ -102,7 +99,7 @@ struct cache_stats {
 	uint64_t prefetch_jobs;    /* now: prefetch parts queued or being fetched */
 	uint64_t jobs_jumped;      /* queued parts a reader waiting for one of
 	                            * their blocks fetched itself, at once */
-	uint64_t disk_fills;       /* fetches answered (in part) by the disk tier */
+	uint64_t disk_fills;       /* fetches answered whole by the disk tier */
 	uint64_t spare_bytes;      /* now: freed buffers kept for reuse */
 	uint64_t spliced;          /* read_ref pieces lent as the disk tier's
 	                            * files (no copy through the daemon) */

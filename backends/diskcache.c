@@ -8,24 +8,20 @@
  *                              the block index in decimal
  *   dir/XX/.tmp.*              a block being written (deleted at create)
  *
- *   A block file is a struct dc_header, the key (key_len bytes), zeros
- *   up to the next multiple of DC_ALIGN (header_len), then data_len bytes
- *   of data: the data is aligned for reads with O_DIRECT.  The header holds the object's stat as
- * the fetch saw it (so a hit can answer read()'s st), the etag, the index and block size, and sum:
- * the XXH3-64 of the header (with sum zeroed), key and data.  Numbers are in host byte order (the
- * cache is local).  Files are written without fsync: a crash may leave a torn file, which the sum
- * catches.  Files are 0600, directories 0700, all opened relative to the directory's descriptor
- * with O_NOFOLLOW.
+ *   A block file is a struct dc_header, the key (key_len bytes), then
+ *   data_len bytes of data.  The header holds the object's stat as the
+ *   fetch saw it (so a hit can answer read()'s st), the etag, the index and
+ *   block size, and sum: the XXH3-64 of the header (with sum zeroed), key
+ *   and data.  Numbers are in host byte order (the cache is local).  Files
+ *   are written without fsync: a crash may leave a torn file, which the
+ *   sum catches.  Files are 0600, directories 0700, all opened relative to
+ *   the directory's descriptor with O_NOFOLLOW.
  *
  * Integrity
  *   The sum is computed once when a block is stored, and checked over the
  *   whole file the first time the block is used after the tier was
  *   created (a mount); the entry then remembers it was checked, and later
- *   opens check the header and the file's size only.  A get checks the
- *   sum every time: it reads the data anyway.  It reads with O_DIRECT
- *   into the caller's buffer when that is page-aligned (the block then
- *   lives in the memory tier; a second copy in the page cache would only
- *   cost CPU and memory), through the page cache otherwise.  A file that fails is
+ *   uses check the header and the file's size only.  A file that fails is
  *   logged, deleted, counted and reported absent: the engine fetches the
  *   block again.  At create only the headers are read (the index rebuild).
  *
@@ -66,10 +62,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define DC_MAGIC           "CFSDC3\n"
+#define DC_MAGIC           "CFSDC2\n"
 #define DC_OLD_MAGIC       "CFSDC1\n" /* SHA-256 sums: dropped quietly */
-#define DC_OLD_MAGIC2      "CFSDC2\n" /* unaligned data: dropped quietly */
-#define DC_ALIGN           4096       /* data offset and O_DIRECT unit */
 #define DC_MAX_KEY         4096       /* longer keys are not stored */
 #define DC_NAME_HEX        64
 #define DC_INITIAL_BUCKETS 1024
@@ -77,7 +71,7 @@
 
 struct dc_header {
 	char magic[8];
-	uint32_t header_len; /* sizeof(struct dc_header) + key_len, aligned */
+	uint32_t header_len; /* sizeof(struct dc_header) + key_len */
 	uint32_t key_len;
 	uint64_t index;
 	uint64_t block_size;
@@ -184,13 +178,6 @@ static void dc_path(char *out, size_t size, const unsigned char name[32], uint64
 
 	dc_hex(hex, name, 32);
 	snprintf(out, size, "%.2s/%s-%" PRIu64, hex, hex, index);
-}
-
-/* The offset of the data in the file of a block whose key has key_len bytes. */
-static uint32_t dc_header_len(size_t key_len)
-{
-	return (uint32_t)((sizeof(struct dc_header) + key_len + DC_ALIGN - 1) &
-	                  ~(size_t)(DC_ALIGN - 1));
 }
 
 static uint64_t dc_sum(const struct dc_header *h, const char *key, const void *data)
@@ -361,13 +348,10 @@ static void dc_drop(struct tier *t, const char *key, int prefix)
 
 /*
  * Check the header h of the open block file fd (of file_size bytes) for
- * (key, etag, index).  The stored key is read from fd, or taken from
- * stored_key when that is not NULL.  0, or -EBADMSG with the reason in
- * *why.
+ * (key, etag, index).  0, or -EBADMSG with the reason in *why.
  */
 static int dc_check_header(struct diskcache *c, int fd, const struct dc_header *h,
-                           uint64_t file_size, const struct tier_block *b, const char *stored_key,
-                           const char **why)
+                           uint64_t file_size, const struct tier_block *b, const char **why)
 {
 	size_t key_len = strlen(b->key);
 	char key[DC_MAX_KEY];
@@ -376,22 +360,15 @@ static int dc_check_header(struct diskcache *c, int fd, const struct dc_header *
 		*why = "bad magic";
 		return -EBADMSG;
 	}
-	if (h->key_len != key_len || h->header_len != dc_header_len(key_len) ||
+	if (h->key_len != key_len || h->header_len != sizeof(*h) + key_len ||
 	    h->data_len > c->base.block_size || h->header_len + h->data_len != file_size) {
 		*why = "bad length (truncated?)";
 		return -EBADMSG;
 	}
 	if (h->index != b->index || h->block_size != c->base.block_size ||
-	    memchr(h->etag, '\0', sizeof(h->etag)) == NULL || strcmp(h->etag, b->etag) != 0) {
-		*why = "names another block";
-		return -EBADMSG;
-	}
-	if (stored_key == NULL) {
-		if (io_pread_all(fd, key, key_len, (off_t)sizeof(*h)) != (ssize_t)key_len)
-			key_len = 0; /* cannot match: b->key is never empty */
-		stored_key = key;
-	}
-	if (key_len == 0 || memcmp(stored_key, b->key, key_len) != 0) {
+	    memchr(h->etag, '\0', sizeof(h->etag)) == NULL || strcmp(h->etag, b->etag) != 0 ||
+	    io_pread_all(fd, key, key_len, (off_t)sizeof(*h)) != (ssize_t)key_len ||
+	    memcmp(key, b->key, key_len) != 0) {
 		*why = "names another block";
 		return -EBADMSG;
 	}
@@ -463,7 +440,7 @@ static int dc_open_checked(struct diskcache *c, const char *path, const struct t
 	else if (io_pread_all(*fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h))
 		ret = -EBADMSG, *why = "short file";
 	else
-		ret = dc_check_header(c, *fd, h, (uint64_t)sb.st_size, b, NULL, why);
+		ret = dc_check_header(c, *fd, h, (uint64_t)sb.st_size, b, why);
 	if (ret == 0 && verify && dst != NULL) {
 		if (io_pread_all(*fd, data, (size_t)h->data_len, (off_t)h->header_len) !=
 		    (ssize_t)h->data_len)
@@ -489,62 +466,6 @@ static int dc_open_checked(struct diskcache *c, const char *path, const struct t
 }
 
 /*
- * dc_open_checked() for a get into a page-aligned dst, read with O_DIRECT:
- * the header's page into a buffer of its own, the data straight into dst.
- * -EOPNOTSUPP when this cannot be done here (unaligned dst, a key too long
- * for one page, a filesystem without O_DIRECT): the caller reads through
- * the page cache.
- */
-static int dc_read_direct(struct diskcache *c, const char *path, const struct tier_block *b,
-                          void *dst, int *fd, struct dc_header *h, const char **why)
-{
-	_Alignas(DC_ALIGN) unsigned char page[DC_ALIGN];
-	size_t key_len = strlen(b->key);
-	struct stat sb;
-	ssize_t n;
-	int ret;
-
-	if ((uintptr_t)dst % DC_ALIGN != 0 || c->base.block_size % DC_ALIGN != 0 ||
-	    dc_header_len(key_len) != DC_ALIGN)
-		return -EOPNOTSUPP;
-	*fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_DIRECT);
-	if (*fd < 0)
-		return errno == EINVAL ? -EOPNOTSUPP : -errno;
-	n = pread(*fd, page, sizeof(page), 0);
-	if (n < 0 && errno == EINVAL)
-		ret = -EOPNOTSUPP;
-	else if (n < 0)
-		ret = -errno;
-	else if (fstat(*fd, &sb) < 0)
-		ret = -errno;
-	else if (!S_ISREG(sb.st_mode) || (size_t)n < sizeof(*h) + key_len)
-		ret = -EBADMSG, *why = "short file";
-	else {
-		memcpy(h, page, sizeof(*h));
-		ret = dc_check_header(c, *fd, h, (uint64_t)sb.st_size, b, (char *)page + sizeof(*h),
-		                      why);
-	}
-	if (ret == 0) {
-		size_t want = (size_t)((h->data_len + DC_ALIGN - 1) & ~(uint64_t)(DC_ALIGN - 1));
-
-		/* One read: a second one, after a short first, would start
-		 * unaligned.  The size was checked, so short is not corrupt. */
-		n = pread(*fd, dst, want, (off_t)h->header_len);
-		if (n < 0 && errno != EINVAL)
-			ret = -errno;
-		else if (n != (ssize_t)h->data_len)
-			ret = -EOPNOTSUPP;
-		else if (dc_sum(h, b->key, dst) != h->sum)
-			ret = -EBADMSG, *why = "checksum mismatch";
-	}
-	if (ret < 0) {
-		close(*fd);
-		*fd = -1;
-	}
-	return ret;
-}
-
-/*
  * Find block b, open and check its file (the data too on its first use
  * since create, or when want_data asks for it in dst).  A corrupt file is
  * deleted.  0 with *fd open, or -ENOENT / -errno.
@@ -557,7 +478,7 @@ static int dc_find_open(struct diskcache *c, const struct tier_block *b, void *d
 	const char *why = "";
 	struct dc_entry *e;
 	uint64_t serial;
-	int verified, direct, ret;
+	int verified, ret;
 
 	if (strlen(b->key) >= DC_MAX_KEY)
 		return -ENOENT;
@@ -576,15 +497,11 @@ static int dc_find_open(struct diskcache *c, const struct tier_block *b, void *d
 	verified = e->verified;
 	pthread_mutex_unlock(&c->lock);
 
-	ret = dst != NULL ? dc_read_direct(c, path, b, dst, fd, h, &why) : -EOPNOTSUPP;
-	direct = ret == 0;
-	if (ret == -EOPNOTSUPP)
-		ret = dc_open_checked(c, path, b, !verified || dst != NULL, dst, fd, h, &why);
+	ret = dc_open_checked(c, path, b, !verified || dst != NULL, dst, fd, h, &why);
 	pthread_mutex_lock(&c->lock);
 	e = dc_find(c, name, b->index);
 	if (ret == 0) {
 		c->stats.hits++;
-		c->stats.direct_reads += (uint64_t)direct;
 		if (!verified && e != NULL && e->serial == serial && !e->verified) {
 			e->verified = 1;
 			c->stats.verified++;
@@ -638,16 +555,16 @@ static void dc_willneed(struct tier *t, const struct tier_block *b)
 	struct diskcache *c = dc_of(t);
 	unsigned char name[32];
 	char path[DC_NAME_HEX + 40];
-	struct dc_entry *e;
-	int fd, held;
+	int fd;
+
+	int held;
 
 	dc_name_hash(name, b->key, b->etag);
 	pthread_mutex_lock(&c->lock);
-	e = dc_find(c, name, b->index);
-	held = e != NULL && e->verified;
+	held = dc_find(c, name, b->index) != NULL;
 	pthread_mutex_unlock(&c->lock);
 	if (!held)
-		return; /* absent, or to be read once with O_DIRECT and checked */
+		return; /* no syscall for a block the store will send */
 	dc_path(path, sizeof(path), name, b->index);
 	fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -660,13 +577,11 @@ static int dc_has(struct tier *t, const struct tier_block *b)
 {
 	struct diskcache *c = dc_of(t);
 	unsigned char name[32];
-	struct dc_entry *e;
 	int found;
 
 	dc_name_hash(name, b->key, b->etag);
 	pthread_mutex_lock(&c->lock);
-	e = dc_find(c, name, b->index);
-	found = e == NULL ? 0 : e->verified ? TIER_CHECKED : TIER_HELD;
+	found = dc_find(c, name, b->index) != NULL;
 	pthread_mutex_unlock(&c->lock);
 	return found;
 }
@@ -688,7 +603,7 @@ static void dc_put(struct tier *t, const struct tier_block *b, const void *data,
 	struct diskcache *c = dc_of(t);
 	size_t key_len = strlen(b->key);
 	struct dc_header h = {0};
-	uint64_t size = dc_header_len(key_len) + (uint64_t)len;
+	uint64_t size = sizeof(h) + key_len + (uint64_t)len;
 	char path[DC_NAME_HEX + 40], tmp[DC_NAME_HEX + 80], sub[3];
 	unsigned char name[32];
 	uint64_t serial;
@@ -716,7 +631,7 @@ static void dc_put(struct tier *t, const struct tier_block *b, const void *data,
 	pthread_mutex_unlock(&c->lock);
 
 	memcpy(h.magic, DC_MAGIC, sizeof(h.magic));
-	h.header_len = dc_header_len(key_len);
+	h.header_len = (uint32_t)(sizeof(h) + key_len);
 	h.key_len = (uint32_t)key_len;
 	h.index = b->index;
 	h.block_size = c->base.block_size;
@@ -748,7 +663,7 @@ static void dc_put(struct tier *t, const struct tier_block *b, const void *data,
 		if (ret == 0)
 			ret = io_pwrite_all(fd, b->key, key_len, (off_t)sizeof(h));
 		if (ret == 0)
-			ret = io_pwrite_all(fd, data, len, (off_t)h.header_len);
+			ret = io_pwrite_all(fd, data, len, (off_t)(sizeof(h) + key_len));
 		if (close(fd) < 0 && ret == 0)
 			ret = -errno;
 	}
@@ -813,7 +728,6 @@ static void dc_stats(struct tier *t, backend_stats_fn emit, void *ctx)
 	emit(ctx, "diskcache", "misses", s.misses);
 	emit(ctx, "diskcache", "stored", s.stored);
 	emit(ctx, "diskcache", "verified", s.verified);
-	emit(ctx, "diskcache", "direct_reads", s.direct_reads);
 	emit(ctx, "diskcache", "bytes_on_disk", s.bytes_on_disk);
 	emit(ctx, "diskcache", "files", s.files);
 	emit(ctx, "diskcache", "evictions", s.evictions);
@@ -924,17 +838,16 @@ static struct dc_entry *dc_scan_file(struct diskcache *c, int subfd, const char 
 	fd = openat(subfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	if (io_pread_all(fd, &h, 8, 0) == 8 &&
-	    (memcmp(h.magic, DC_OLD_MAGIC, 8) == 0 || memcmp(h.magic, DC_OLD_MAGIC2, 8) == 0)) {
+	if (io_pread_all(fd, &h, 8, 0) == 8 && memcmp(h.magic, DC_OLD_MAGIC, 8) == 0) {
 		*why = NULL; /* an earlier version's block: not corrupt, just old */
 		close(fd);
 		return NULL;
 	}
 	if (io_pread_all(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    memcmp(h.magic, DC_MAGIC, sizeof(h.magic)) != 0 || h.key_len == 0 ||
-	    h.key_len >= DC_MAX_KEY || h.header_len != dc_header_len(h.key_len) ||
-	    h.index != index || h.block_size != c->base.block_size ||
-	    h.data_len > c->base.block_size || memchr(h.etag, '\0', sizeof(h.etag)) == NULL) {
+	    h.key_len >= DC_MAX_KEY || h.header_len != sizeof(h) + h.key_len || h.index != index ||
+	    h.block_size != c->base.block_size || h.data_len > c->base.block_size ||
+	    memchr(h.etag, '\0', sizeof(h.etag)) == NULL) {
 		close(fd);
 		return NULL;
 	}

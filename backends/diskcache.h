@@ -55,7 +55,6 @@ struct diskcache_stats {
 	uint64_t misses;         /* blocks asked for and not held (or corrupt) */
 	uint64_t stored;         /* blocks written */
 	uint64_t verified;       /* blocks whose sum was checked at first use */
-	uint64_t direct_reads;   /* blocks read into memory with O_DIRECT */
 	uint64_t bytes_on_disk;  /* bytes of block files, including ones being
 	                          * written */
 	uint64_t files;          /* block files in the index */

@@ -31,8 +31,6 @@ struct tier_block {
 	uint64_t index;
 };
 
-enum { TIER_HELD = 1, TIER_CHECKED = 2 };
-
 struct tier;
 
 struct tier_ops {
@@ -40,11 +38,9 @@ struct tier_ops {
 
 	/*
 	 * get: copy the block's bytes into dst (at least the block size) and
-	 * its object's stat, as stored with it, into *st.  The bytes are
-	 * checked on every get.  Returns the block's length, or -ENOENT when
-	 * the tier does not hold it (or it was corrupt: then it is gone), or
-	 * another -errno.  A page-aligned dst lets the disk tier read without
-	 * going through the page cache.
+	 * its object's stat, as stored with it, into *st.  Returns the
+	 * block's length, or -ENOENT when the tier does not hold it (or it
+	 * was corrupt: then it is gone), or another -errno.
 	 */
 	ssize_t (*get)(struct tier *t, const struct tier_block *b, void *dst,
 	               struct backend_stat *st);
@@ -60,19 +56,13 @@ struct tier_ops {
 	int (*open)(struct tier *t, const struct tier_block *b, int *fd, uint64_t *data_off,
 	            size_t *len, struct backend_stat *st);
 
-	/*
-	 * has: TIER_CHECKED when the tier holds the block and has checked
-	 * its bytes since it was created (open then costs no check),
-	 * TIER_HELD when it holds it unchecked (get it, which checks it, or
-	 * open it, which checks it first), 0 when it does not hold it.
-	 * Nothing is read to answer.
-	 */
+	/* has: 1 when the tier holds the block (not checked now), else 0. */
 	int (*has)(struct tier *t, const struct tier_block *b);
 
 	/*
-	 * willneed (optional): the block will be opened soon; start loading
-	 * it (the disk tier asks the kernel to read a checked block's file
-	 * ahead) and return at once.  A hint.
+	 * willneed (optional): the block will be read soon; start loading it
+	 * (the disk tier asks the kernel to read the file ahead) and return
+	 * at once.  A hint.
 	 */
 	void (*willneed)(struct tier *t, const struct tier_block *b);
 

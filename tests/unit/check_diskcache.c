@@ -38,8 +38,6 @@
 
 #define KIB 1024u
 #define BS  (64 * KIB)
-/* Where a block file's data starts (keys shorter than 3,904 bytes). */
-#define DATA_OFF 4096u
 
 /* --- fixture ------------------------------------------------------------ */
 
@@ -441,9 +439,9 @@ START_TEST(test_corrupt_blocks_refetched)
 
 	/* in place: a flipped data byte and a truncated file */
 	block_path(path, sizeof(path), g_dir, "c/x", st.etag, 1);
-	flip_byte(path, DATA_OFF + 1000);
+	flip_byte(path, 192 + 3 + 1000);
 	block_path(path, sizeof(path), g_dir, "c/x", st.etag, 2);
-	ck_assert_int_eq(truncate(path, DATA_OFF + BS / 2), 0);
+	ck_assert_int_eq(truncate(path, 192 + 3 + BS / 2), 0);
 	mem_backend_reset_stats(g_mem);
 	read_check("c/x", 0, size, size, 8, st.etag);
 	ck_assert_uint_eq(mem_bytes(), 2 * BS); /* a copy out of the file checks the sum */
@@ -461,7 +459,7 @@ START_TEST(test_corrupt_blocks_refetched)
 	block_path(path, sizeof(path), g_dir, "c/x", st.etag, 0);
 	flip_byte(path, 20); /* the index field */
 	block_path(path, sizeof(path), g_dir, "c/x", st.etag, 4);
-	flip_byte(path, DATA_OFF + BS - 1);
+	flip_byte(path, 192 + 3 + BS - 1);
 	block_path(path, sizeof(path), g_dir, "c/x", st.etag, 5);
 	ck_assert_int_eq(truncate(path, 100), 0);
 	g_dc = open_dc(g_dir, 0, -1);
@@ -475,97 +473,47 @@ START_TEST(test_corrupt_blocks_refetched)
 }
 END_TEST
 
-/* After a remount a block's first use reads it into memory and checks it
- * (a corrupt one is fetched again); once checked and out of memory,
- * read_ref lends it as a piece of its file without reading it again. */
+/* read_ref lends a block held on disk as a piece of its file; the bytes
+ * are right, and a remount's first use checks it. */
 START_TEST(test_read_ref_lends_files)
 {
 	const size_t size = 3 * BS + 500;
 	unsigned char *buf = malloc(size);
-	struct backend_stat st, zst;
+	struct backend_stat st;
 	struct backend_ref ref;
 	unsigned files = 0;
 	char path[1200];
 	ssize_t n;
 
 	ck_assert_ptr_nonnull(buf);
-	g_dc = open_dc_mem(g_dir, 0, -1, 4);
+	g_dc = open_dc(g_dir, 0, -1);
 	ck_assert_ptr_nonnull(g_dc);
 	put_pat("r", size, 18, 0, &st);
-	put_pat("z", 4 * BS, 19, 1, &zst);
 	read_check("r", 0, size, size, 18, NULL);
 	close_dc();
 	block_path(path, sizeof(path), g_dir, "r", st.etag, 2);
-	flip_byte(path, DATA_OFF + 77); /* a data byte: the header is fine */
-	g_dc = open_dc_mem(g_dir, 0, -1, 4);
+	flip_byte(path, 192 + 1 + 77); /* a data byte: the header is fine */
+	g_dc = open_dc(g_dir, 0, -1);
 	ck_assert_ptr_nonnull(g_dc);
 	mem_backend_reset_stats(g_mem);
 	n = g_dc->ops->read_ref(g_dc, "r", 100, size, st.etag, &ref, NULL);
 	ck_assert_int_eq(n, (ssize_t)(size - 100));
 	for (unsigned i = 0; i < ref.n; i++)
-		files += ref.seg[i].data == NULL;
-	ck_assert_uint_eq(files, 0); /* unchecked: read into memory, checked */
+		files += ref.seg[i].data == NULL && ref.seg[i].fd >= 0;
+	ck_assert_uint_eq(files, 3); /* block 2 failed its check: fetched into memory */
 	ck_assert_int_eq(backend_ref_copy(&ref, buf), n);
 	ck_assert_uint_eq(tm_pattern_check(buf, 100, (size_t)n, 18), (size_t)n);
 	backend_release_ref(&ref);
-	ck_assert_uint_eq(mem_bytes(), BS); /* block 2 failed its check */
+	ck_assert_uint_eq(mem_bytes(), BS);
 	ck_assert_uint_eq(dstats().verified, 3);
 	ck_assert_uint_eq(dstats().corrupt_blocks, 1);
-
-	/* another object takes memory; r's checked blocks are lent as files,
-	 * not read or checked again */
-	read_check("z", 0, 4 * BS, 4 * BS, 19, zst.etag);
-	mem_backend_reset_stats(g_mem);
-	n = g_dc->ops->read_ref(g_dc, "r", 0, size, st.etag, &ref, NULL);
-	ck_assert_int_eq(n, (ssize_t)size);
-	files = 0;
-	for (unsigned i = 0; i < ref.n; i++)
-		files += ref.seg[i].data == NULL && ref.seg[i].fd >= 0;
-	ck_assert_uint_eq(files, 4);
-	ck_assert_int_eq(backend_ref_copy(&ref, buf), n);
-	ck_assert_uint_eq(tm_pattern_check(buf, 0, (size_t)n, 18), (size_t)n);
+	/* once checked, a block is lent without reading it again */
+	n = g_dc->ops->read_ref(g_dc, "r", 0, BS, st.etag, &ref, NULL);
+	ck_assert_int_eq(n, (ssize_t)BS);
+	ck_assert_ptr_null(ref.seg[0].data);
 	backend_release_ref(&ref);
-	ck_assert_uint_eq(mem_reads(), 0);
 	ck_assert_uint_eq(dstats().verified, 3);
 	free(buf);
-}
-END_TEST
-
-/* A block read into a page-aligned buffer (a part-sized fetch) is read
- * with O_DIRECT, checked, and right; a flipped byte is still caught. */
-START_TEST(test_direct_reads)
-{
-	const size_t size = 16 * BS;
-	struct backend_stat st;
-	char path[1200];
-	int fd;
-
-	g_dc = open_dc_mem(g_dir, 0, -1, 32);
-	ck_assert_ptr_nonnull(g_dc);
-	put_pat("d", size, 21, 1, &st);
-	read_check("d", 0, size, size, 21, st.etag);
-	ck_assert_uint_eq(dstats().stored, 16);
-	close_dc();
-	block_path(path, sizeof(path), g_dir, "d", st.etag, 9);
-	flip_byte(path, DATA_OFF + BS - 1);
-	fd = open(path, O_RDONLY | O_DIRECT);
-	if (fd < 0 && errno == EINVAL) {
-		printf("note: %s has no O_DIRECT; test_direct_reads checks the fallback only\n",
-		       g_dir);
-	}
-	if (fd >= 0)
-		close(fd);
-	g_dc = open_dc_mem(g_dir, 0, -1, 32);
-	ck_assert_ptr_nonnull(g_dc);
-	mem_backend_reset_stats(g_mem);
-	/* a part-sized fetch: its slab is page-aligned */
-	ck_assert_int_eq(g_dc->ops->prefetch(g_dc, "d", st.etag, 0, size), 0);
-	read_check("d", 0, size, size, 21, st.etag);
-	ck_assert_uint_eq(mem_bytes(), BS);
-	ck_assert_uint_eq(dstats().corrupt_blocks, 1);
-	ck_assert_uint_eq(dstats().verified, 15);
-	if (fd >= 0)
-		ck_assert_uint_eq(dstats().direct_reads, 15);
 }
 END_TEST
 
@@ -672,7 +620,7 @@ START_TEST(test_full_disk)
 	ck_assert_uint_gt(s.write_errors, 0);
 	ck_assert_uint_gt(s.files, 0);
 	ck_assert_uint_lt(s.files, 20);
-	ck_assert_uint_eq(s.bytes_on_disk, s.files * (DATA_OFF + BS));
+	ck_assert_uint_eq(s.bytes_on_disk, s.files * (192 + 1 + BS));
 	/* again: what is on disk from disk, the rest from the store */
 	mem_backend_reset_stats(g_mem);
 	read_check("f", 0, size, size, 11, NULL);
@@ -893,7 +841,7 @@ START_TEST(test_stats_op)
 	ck_assert_uint_eq(c.stored, 0); /* since the remount */
 	ck_assert_uint_eq(c.corrupt, 0);
 	ck_assert_uint_eq(c.write_errors, 0);
-	ck_assert_uint_eq(c.bytes, DATA_OFF + BS);
+	ck_assert_uint_eq(c.bytes, 192 + 1 + BS);
 }
 END_TEST
 
@@ -910,7 +858,6 @@ int main(void)
 	tcase_add_test(tc, test_overwrite_refetches);
 	tcase_add_test(tc, test_corrupt_blocks_refetched);
 	tcase_add_test(tc, test_read_ref_lends_files);
-	tcase_add_test(tc, test_direct_reads);
 	tcase_add_test(tc, test_permissions);
 	tcase_add_test(tc, test_size_limit);
 	tcase_add_test(tc, test_full_disk);
