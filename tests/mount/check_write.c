@@ -460,6 +460,52 @@ START_TEST(test_crash_recovery)
 }
 END_TEST
 
+/*
+ * kill -9 with several files unsaved, then a remount with recover=upload
+ * straight away: every file is saved and the recovery directory is left
+ * empty, with no warning about files without a note (each note used to be
+ * uploaded and removed with its data file while the directory was still
+ * being read, and the data file's name, already read, was then counted as
+ * an orphan).
+ */
+START_TEST(test_crash_recover_upload_quiet)
+{
+	enum { FILES = 8 };
+	size_t len = 100000;
+	char *buf = malloc(len), name[32], *log;
+	int fd[FILES], status;
+	size_t log_len;
+
+	mount_with(NULL);
+	for (int i = 0; i < FILES; i++) {
+		snprintf(name, sizeof(name), "lost-%d.bin", i);
+		fd[i] = open(tm_path(m.mnt, name), O_WRONLY | O_CREAT, 0644);
+		ck_assert_int_ge(fd[i], 0);
+		tm_pattern(buf, 0, len, 60 + (uint32_t)i);
+		put_at(fd[i], buf, len, 0);
+	}
+	kill(m.pid, SIGKILL);
+	waitpid(m.pid, &status, 0);
+	for (int i = 0; i < FILES; i++)
+		close(fd[i]); /* ENOTCONN: the daemon is gone */
+	tm_unmount(&m);
+	ck_assert_int_eq(truncate(tm_path(m.root, "daemon.log"), 0), 0);
+	mount_with("recover=upload");
+	for (int i = 0; i < FILES; i++) {
+		snprintf(name, sizeof(name), "lost-%d.bin", i);
+		tm_pattern(buf, 0, len, 60 + (uint32_t)i);
+		stored_is(name, buf, len);
+	}
+	ck_assert_int_eq(tm_sh("[ -z \"$(ls -A '%s/recovery')\" ]", m.staging), 0);
+	log = tm_read_file(tm_path(m.root, "daemon.log"), &log_len);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "have no note") == NULL, "spurious warning: %s", log);
+	ck_assert_msg(strstr(log, "8 saved") != NULL, "log: %s", log);
+	free(log);
+	free(buf);
+}
+END_TEST
+
 /* A full staging disk gives the writer ENOSPC; stored files are intact
  * and writing works again once space is back. */
 START_TEST(test_staging_full_enospc)
@@ -1033,6 +1079,12 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_stream_part_fails);
 		tcase_add_test(tc, test_s3_stream_many_files_bounded);
 	}
+	suite_add_tcase(s, tc);
+	/* Its own case, so it can be run alone (CK_RUN_CASE=crash). */
+	tc = tcase_create("crash");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_crash_recover_upload_quiet);
 	suite_add_tcase(s, tc);
 	return s;
 }
