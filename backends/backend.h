@@ -71,10 +71,19 @@ struct backend_stat {
  * (off + len <= size) and returns 0 or -errno; it may be called from
  * several threads at once.  backend_source_buffer() and
  * backend_source_fd() make the two usual kinds.
+ *
+ * data (optional) tells where the holes are, so that a sparse source
+ * stays sparse: it returns the first offset in [off, end) where bytes
+ * other than zeros may be, or end when the range is all a hole.  A
+ * backend that keeps files skips the holes (the filesystem backend); one
+ * that must send every byte reads them as zeros without touching the disk
+ * (read() of the fd source does that itself).  NULL: any byte may be data;
+ * call it through backend_source_data().
  */
 struct backend_source {
 	uint64_t size;
 	int (*read)(const struct backend_source *src, uint64_t off, void *dst, size_t len);
+	uint64_t (*data)(const struct backend_source *src, uint64_t off, uint64_t end);
 	const void *buf; /* for backend_source_buffer() */
 	int fd;          /* for backend_source_fd() */
 	void *opaque;    /* for sources of the caller's own */
@@ -362,8 +371,16 @@ int backend_key_valid(const char *key);
 /* A source over len bytes at buf; buf must outlive the save. */
 struct backend_source backend_source_buffer(const void *buf, size_t len);
 
-/* A source over the first size bytes of fd, read with pread(). */
+/*
+ * A source over the first size bytes of fd, read with pread(); its holes
+ * (SEEK_DATA) are read as zeros without reading the file, and reported
+ * by data().  lseek() moves fd's file position: use fd with pread() and
+ * pwrite() only.
+ */
 struct backend_source backend_source_fd(int fd, uint64_t size);
+
+/* src->data(src, off, end), or off when src has no data op. */
+uint64_t backend_source_data(const struct backend_source *src, uint64_t off, uint64_t end);
 
 /* save() of a buffer / an open file: shorthands over the sources above. */
 int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,

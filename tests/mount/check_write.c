@@ -6,12 +6,16 @@
  * a shadow of what the file must hold and compares it with the bytes the
  * store has (its own view, tests/support/store.h) and, on S3, with what
  * the aws CLI downloads.  The S3-only cases inject faults on the server's
- * control port and count its requests.
+ * control port and count its requests.  The "limits" case checks what the
+ * store can hold: sparse files stay sparse in staging and on the
+ * directory source.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1052,6 +1056,110 @@ START_TEST(test_s3_unsigned_payload)
 }
 END_TEST
 
+/* --- limits of the store -------------------------------------------- */
+
+#define MIB ((uint64_t)1 << 20)
+
+/* 512-byte blocks allocated to the one stage file of the mount. */
+static long long stage_blocks(void)
+{
+	char pat[PATH_MAX + 32];
+	struct stat sb;
+	glob_t g;
+	long long blocks = -1;
+
+	snprintf(pat, sizeof(pat), "%s/mount-*/stage-*", m.staging);
+	if (glob(pat, 0, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if (strstr(g.gl_pathv[i], ".note") == NULL && stat(g.gl_pathv[i], &sb) == 0)
+				blocks = (long long)sb.st_blocks;
+	globfree(&g);
+	return blocks;
+}
+
+/* Bytes [off, off + len) of the file at path are zeros but for want at
+ * want_off (want may be NULL). */
+static void bytes_are(const char *path, uint64_t off, size_t len, const char *want,
+                      uint64_t want_off, size_t want_len)
+{
+	char *buf = malloc(len), *exp = calloc(1, len);
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	for (uint64_t i = 0; want != NULL && i < want_len; i++)
+		if (want_off + i >= off && want_off + i < off + len)
+			exp[want_off + i - off] = want[i];
+	ck_assert_msg(memcmp(buf, exp, len) == 0, "%s: other bytes at %llu", path,
+	              (unsigned long long)off);
+	close(fd);
+	free(buf);
+	free(exp);
+}
+
+/*
+ * A truncate to a large size allocates (almost) nothing in staging, nor on
+ * the directory source once saved; bytes written in the middle land where
+ * they belong, and appending to the stored sparse file keeps it sparse.
+ * On S3 (a smaller size the test server takes quickly) the object holds
+ * every byte, zeros and data.
+ */
+START_TEST(test_truncate_stays_sparse)
+{
+	const uint64_t size = g_kind == STORE_FS ? 2048 * MIB : 64 * MIB;
+	const uint64_t at = size / 2 + 12345;
+	const char data[] = "data in the middle of a hole";
+	const char *path;
+	struct stat sb;
+	int fd;
+
+	mount_with(NULL);
+	path = tm_path(m.mnt, "sparse.bin");
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(pwrite(fd, data, sizeof(data), (off_t)at), (ssize_t)sizeof(data));
+	store_control("POST", "/counters/reset", NULL);
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_uint_eq((uint64_t)sb.st_size, size);
+	bytes_are(path, at - 5000, 10000, data, at, sizeof(data));
+	bytes_are(path, size - 4096, 4096, NULL, 0, 0);
+	if (g_kind == STORE_FS) {
+		ck_assert_int_eq(stat(tm_path(m.src, "sparse.bin"), &sb), 0);
+		ck_assert_msg(sb.st_blocks <= 64, "%lld blocks on the source",
+		              (long long)sb.st_blocks);
+	} else {
+		size_t got;
+		char *obj = store_get(&st, "sparse.bin", &got);
+
+		ck_assert_ptr_nonnull(obj);
+		ck_assert_uint_eq(got, size);
+		ck_assert(memcmp(obj + at, data, sizeof(data)) == 0);
+		ck_assert_int_ge(store_counter("bytes_in", NULL), (long long)size);
+		free(obj);
+	}
+
+	/* Appending fetches the stored zeros into staging, as holes. */
+	fd = open(path, O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(close(fd), 0);
+	bytes_are(path, size - 4096, 4096 + sizeof(data), data, size, sizeof(data));
+	bytes_are(path, at - 5000, 10000, data, at, sizeof(data));
+	if (g_kind == STORE_FS) {
+		ck_assert_int_eq(stat(tm_path(m.src, "sparse.bin"), &sb), 0);
+		ck_assert_msg(sb.st_blocks <= 64, "%lld blocks on the source after an append",
+		              (long long)sb.st_blocks);
+	}
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -1085,6 +1193,12 @@ static Suite *write_suite(enum store_kind kind)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_crash_recover_upload_quiet);
+	suite_add_tcase(s, tc);
+	/* What the store can hold (CK_RUN_CASE=limits). */
+	tc = tcase_create("limits");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_truncate_stays_sparse);
 	suite_add_tcase(s, tc);
 	return s;
 }
