@@ -14,6 +14,9 @@
  *   "this directory exists even when nothing is under it".  Keys are
  *   compared as byte strings (memcmp order), as S3 does.  Use
  *   backend_key_valid() to check one; backends reject others with -EINVAL.
+ *   A store takes objects up to struct backend.size_max bytes (S3: 5 TiB);
+ *   the caller checks before it asks (EFBIG), a backend that meets a larger
+ *   object anyway fails as its store does.
  *
  * Contract shared by every op
  *   - Every op returns 0 (or a byte count where stated) on success and a
@@ -361,6 +364,9 @@ struct backend {
 	const struct backend_ops *ops;
 	unsigned flags; /* BACKEND_* above, set by create; a layer copies its
 	                 * inner backend's */
+	/* Limits of the store, set by create (0: none); a layer copies its
+	 * inner backend's.  See "Keys" above. */
+	uint64_t size_max; /* largest object, in bytes */
 };
 
 /* --- helpers every caller uses (backend.c) ---------------------------- */

@@ -43,6 +43,7 @@ struct chunkfs_opts {
 	unsigned whole_max_mb; /* largest file fetched whole from its first read, 0: never */
 	struct readpolicy_opts policy; /* what open files fetch ahead (from the above) */
 	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
+	unsigned max_file_mb;   /* -o max_file: largest file written, 0: the store's limit */
 	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
 	int manifest_off;       /* -o no_manifest_prefetch (manifest.c) */
 	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM, no HEAD */

@@ -1356,6 +1356,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	if (ret < 0)
 		goto fail;
 	s3->prefix_len = strlen(s3->prefix);
+	s3->base.size_max = MAX_OBJECT_SIZE;
 	s3->region = strdup(region ? region : "us-east-1");
 	if (s3->region == NULL)
 		goto fail;

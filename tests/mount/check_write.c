@@ -8,7 +8,8 @@
  * the aws CLI downloads.  The S3-only cases inject faults on the server's
  * control port and count its requests.  The "limits" case checks what the
  * store can hold: sparse files stay sparse in staging and on the
- * directory source.
+ * directory source, and sizes past the store's limit or -o max_file give
+ * EFBIG.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1160,6 +1161,59 @@ START_TEST(test_truncate_stays_sparse)
 }
 END_TEST
 
+/* The daemon's log holds needle. */
+static int log_has(const char *needle)
+{
+	size_t len;
+	char *log = tm_read_file(tm_path(m.root, "daemon.log"), &len);
+	int found = log != NULL && strstr(log, needle) != NULL;
+
+	free(log);
+	return found;
+}
+
+/*
+ * Sizes past -o max_file, or past S3's 5 TiB, give EFBIG for truncate,
+ * ftruncate and write, before anything is sent; the file is unchanged.
+ */
+START_TEST(test_size_limit_efbig)
+{
+	const char *path;
+	int fd;
+
+	mount_with("max_file=64");
+	path = tm_path(m.mnt, "limited.bin");
+	ck_assert_int_eq(tm_write_file(path, "x", 1), 0);
+	ck_assert_int_eq(truncate(path, (off_t)(65 * MIB)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(64 * MIB + 1)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)(64 * MIB)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(64 * MIB)), 0); /* the limit itself is fine */
+	ck_assert_int_eq(ftruncate(fd, 1), 0);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert(log_has("at most 67108864"));
+	tm_unmount(&m);
+	if (g_kind != STORE_S3)
+		return;
+
+	/* S3 holds objects up to 5 TiB, whatever the options. */
+	mount_with(NULL);
+	ck_assert_int_eq(truncate(path, (off_t)(5ull << 40) + 1), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)(5ull << 40)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert(log_has("at most 5497558138880"));
+	bytes_are(path, 0, 1, "x", 0, 1);
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -1199,6 +1253,7 @@ static Suite *write_suite(enum store_kind kind)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_truncate_stays_sparse);
+	tcase_add_test(tc, test_size_limit_efbig);
 	suite_add_tcase(s, tc);
 	return s;
 }
