@@ -14,8 +14,11 @@
  *   "this directory exists even when nothing is under it".  Keys are
  *   compared as byte strings (memcmp order), as S3 does.  Use
  *   backend_key_valid() to check one; backends reject others with -EINVAL.
- *   A store takes objects up to struct backend.size_max bytes (S3: 5 TiB);
- *   the caller checks before it asks (EFBIG), a backend that meets a larger
+ *   A store takes keys up to struct backend.key_max bytes (S3: 1,024 bytes
+ *   of UTF-8 less the mount's prefix; the filesystem backend: PATH_MAX - 1
+ *   for the path under its directory, NAME_MAX per component) and objects
+ *   up to size_max bytes (S3: 5 TiB); the caller checks both before it asks
+ *   (ENAMETOOLONG, EFBIG), a backend that meets a longer key or a larger
  *   object anyway fails as its store does.
  *
  * Contract shared by every op
@@ -366,6 +369,7 @@ struct backend {
 	                 * inner backend's */
 	/* Limits of the store, set by create (0: none); a layer copies its
 	 * inner backend's.  See "Keys" above. */
+	size_t key_max;    /* longest key, in bytes */
 	uint64_t size_max; /* largest object, in bytes */
 };
 

@@ -1259,6 +1259,7 @@ struct backend *fs_backend_create(const char *base_dir)
 		return NULL;
 	fb->base.ops = &fs_ops;
 	fb->base.flags = BACKEND_REAL_DIRS;
+	fb->base.key_max = PATH_MAX - 1; /* a path openat2() takes */
 	fb->base_path = strdup(base_dir);
 	if (fb->base_path == NULL) {
 		err = ENOMEM;

@@ -116,6 +116,17 @@ void chunkfs_destroy(struct chunkfs *fs);
  */
 void chunkfs_changed(struct chunkfs *fs, const char *key, int tree);
 
+/*
+ * ops.c: the key of name inside parent, as every op that names a child
+ * builds it (marker: it will be saved with a trailing '/', as mkdir's
+ * directory marker).  -ENAMETOOLONG for a name over 255 bytes or a key
+ * over the store's key_max (logged with the limit), -EINVAL for a name no
+ * key can hold.  0 with *key set (the caller frees it), or -errno with
+ * *key NULL.
+ */
+int chunkfs_child_key(struct chunkfs *fs, struct node *parent, const char *name, int marker,
+                      char **key);
+
 /* ops.c: the attributes the kernel sees for a node.  Node lock held. */
 void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st);
 

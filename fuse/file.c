@@ -408,14 +408,9 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (strlen(name) > 255) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
-	key = inode_key(fs->inodes, pnode, name);
-	if (key == NULL || !backend_key_valid(key)) {
-		free(key);
-		fuse_reply_err(req, key ? EINVAL : ENOMEM);
+	ret = chunkfs_child_key(fs, pnode, name, 0, &key);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	if (fi->flags & O_EXCL) {

@@ -8,8 +8,10 @@
  * the aws CLI downloads.  The S3-only cases inject faults on the server's
  * control port and count its requests.  The "limits" case checks what the
  * store can hold: sparse files stay sparse in staging and on the
- * directory source, and sizes past the store's limit or -o max_file give
- * EFBIG.
+ * directory source, sizes past the store's limit or -o max_file give
+ * EFBIG, and key lengths follow the store (S3: 1,024 bytes less the
+ * mount's prefix; a directory: PATH_MAX - 1 for the path under it), with
+ * ENAMETOOLONG beyond for every op that names a file.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1214,6 +1216,104 @@ START_TEST(test_size_limit_efbig)
 }
 END_TEST
 
+/*
+ * Directories with names of 200 bytes under dfd, as deep as a file name
+ * of 1 to 201 bytes then makes a key of exactly limit bytes (the S3 test
+ * server stores a name with a suffix of 22 bytes); returns the deepest
+ * directory's descriptor and sets *name_len to that length.
+ */
+static int deep_dirs(int dfd, size_t limit, size_t *name_len)
+{
+	size_t depth = (limit - 1) / 201;
+	char comp[201];
+
+	memset(comp, 'd', 200);
+	comp[200] = '\0';
+	for (size_t i = 0; i < depth; i++) {
+		int next;
+
+		comp[0] = (char)('a' + i % 26);
+		ck_assert_msg(mkdirat(dfd, comp, 0755) == 0, "mkdir at depth %zu: %s", i,
+		              strerror(errno));
+		next = openat(dfd, comp, O_RDONLY | O_DIRECTORY);
+		ck_assert_int_ge(next, 0);
+		close(dfd);
+		dfd = next;
+	}
+	*name_len = limit - depth * 201;
+	ck_assert_uint_ge(*name_len, 1);
+	ck_assert_uint_le(*name_len, 201);
+	return dfd;
+}
+
+/*
+ * A key of exactly the store's limit is created, written and read back;
+ * one byte more is refused with ENAMETOOLONG by create, mkdir, rename and
+ * lookup alike, and the log names the limit.  On the directory source the
+ * limit is PATH_MAX - 1 (a path of 4,095 bytes, well past 1,024); on S3 it
+ * is 1,024 less the mount's prefix.
+ */
+START_TEST(test_key_length_limit)
+{
+	size_t limit = g_kind == STORE_FS ? PATH_MAX - 1 : 1024 - strlen(store_s3_prefix(&st));
+	char name[260], longer[260], key[PATH_MAX + 300], expect[64];
+	size_t len, got;
+	struct stat sb;
+	char *back;
+	int dfd, fd;
+
+	mount_with(NULL);
+	dfd = open(m.mnt, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(dfd, 0);
+	dfd = deep_dirs(dfd, limit, &len);
+	memset(name, 'f', len);
+	name[len] = '\0';
+	memset(longer, 'g', len + 1);
+	longer[len + 1] = '\0';
+
+	fd = openat(dfd, name, O_WRONLY | O_CREAT, 0644);
+	ck_assert_msg(fd >= 0, "create of a %zu-byte key: %s", limit, strerror(errno));
+	ck_assert_int_eq(write(fd, "at the limit", 12), 12);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(fstatat(dfd, name, &sb, 0), 0);
+	ck_assert_int_eq(sb.st_size, 12);
+
+	ck_assert_int_eq(openat(dfd, longer, O_WRONLY | O_CREAT, 0644), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(fstatat(dfd, longer, &sb, 0), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(mkdirat(dfd, longer, 0755), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	memset(longer, 'h', len); /* a directory's marker "name/" is one byte more */
+	longer[len] = '\0';
+	ck_assert_int_eq(mkdirat(dfd, longer, 0755), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	longer[len] = 'h';
+	ck_assert_int_eq(renameat(dfd, name, dfd, longer), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	close(dfd);
+	snprintf(expect, sizeof(expect), "longer than the %zu bytes", limit);
+	ck_assert_msg(log_has(expect), "no \"%s\" in %s/daemon.log", expect, m.root);
+
+	/* The store holds the long key, whole. */
+	key[0] = '\0';
+	for (size_t i = 0; i < (limit - len) / 201; i++) {
+		size_t k = strlen(key);
+
+		key[k] = (char)('a' + i % 26);
+		memset(key + k + 1, 'd', 199);
+		key[k + 200] = '/';
+		key[k + 201] = '\0';
+	}
+	strcat(key, name);
+	ck_assert_uint_eq(strlen(key), limit);
+	back = store_get(&st, key, &got);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_uint_eq(got, 12);
+	free(back);
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -1254,6 +1354,7 @@ static Suite *write_suite(enum store_kind kind)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_truncate_stays_sparse);
 	tcase_add_test(tc, test_size_limit_efbig);
+	tcase_add_test(tc, test_key_length_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }
