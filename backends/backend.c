@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Size of the pieces used to move whole objects without holding them. */
@@ -53,22 +54,46 @@ struct backend_source backend_source_buffer(const void *buf, size_t len)
 	return s;
 }
 
+static uint64_t fd_data(const struct backend_source *src, uint64_t off, uint64_t end)
+{
+	off_t d = lseek(src->fd, (off_t)off, SEEK_DATA);
+	struct stat sb;
+
+	if (d >= 0)
+		return (uint64_t)d < end ? (uint64_t)d : end;
+	/* ENXIO: a hole from off to the end of the file, which must still
+	 * reach end (a file that shrank is read, and the read fails). */
+	if (errno == ENXIO && fstat(src->fd, &sb) == 0 && (uint64_t)sb.st_size >= end)
+		return end;
+	return off;
+}
+
 static int fd_read(const struct backend_source *src, uint64_t off, void *dst, size_t len)
 {
+	uint64_t hole;
 	ssize_t n;
 
 	if (off > src->size || len > src->size - off)
 		return -EINVAL;
-	n = io_pread_all(src->fd, dst, len, (off_t)off);
+	hole = fd_data(src, off, off + len) - off;
+	memset(dst, 0, (size_t)hole);
+	if (hole == len)
+		return 0;
+	n = io_pread_all(src->fd, (char *)dst + hole, len - hole, (off_t)(off + hole));
 	if (n < 0)
 		return (int)n;
-	return (size_t)n == len ? 0 : -EIO; /* the file shrank under us */
+	return (size_t)n == len - hole ? 0 : -EIO; /* the file shrank under us */
 }
 
 struct backend_source backend_source_fd(int fd, uint64_t size)
 {
-	struct backend_source s = {.size = size, .read = fd_read, .fd = fd};
+	struct backend_source s = {.size = size, .read = fd_read, .data = fd_data, .fd = fd};
 	return s;
+}
+
+uint64_t backend_source_data(const struct backend_source *src, uint64_t off, uint64_t end)
+{
+	return src->data != NULL ? src->data(src, off, end) : off;
 }
 
 int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,

@@ -14,6 +14,12 @@
  *   "this directory exists even when nothing is under it".  Keys are
  *   compared as byte strings (memcmp order), as S3 does.  Use
  *   backend_key_valid() to check one; backends reject others with -EINVAL.
+ *   A store takes keys up to struct backend.key_max bytes (S3: 1,024 bytes
+ *   of UTF-8 less the mount's prefix; the filesystem backend: PATH_MAX - 1
+ *   for the path under its directory, NAME_MAX per component) and objects
+ *   up to size_max bytes (S3: 5 TiB); the caller checks both before it asks
+ *   (ENAMETOOLONG, EFBIG), a backend that meets a longer key or a larger
+ *   object anyway fails as its store does.
  *
  * Contract shared by every op
  *   - Every op returns 0 (or a byte count where stated) on success and a
@@ -71,10 +77,19 @@ struct backend_stat {
  * (off + len <= size) and returns 0 or -errno; it may be called from
  * several threads at once.  backend_source_buffer() and
  * backend_source_fd() make the two usual kinds.
+ *
+ * data (optional) tells where the holes are, so that a sparse source
+ * stays sparse: it returns the first offset in [off, end) where bytes
+ * other than zeros may be, or end when the range is all a hole.  A
+ * backend that keeps files skips the holes (the filesystem backend); one
+ * that must send every byte reads them as zeros without touching the disk
+ * (read() of the fd source does that itself).  NULL: any byte may be data;
+ * call it through backend_source_data().
  */
 struct backend_source {
 	uint64_t size;
 	int (*read)(const struct backend_source *src, uint64_t off, void *dst, size_t len);
+	uint64_t (*data)(const struct backend_source *src, uint64_t off, uint64_t end);
 	const void *buf; /* for backend_source_buffer() */
 	int fd;          /* for backend_source_fd() */
 	void *opaque;    /* for sources of the caller's own */
@@ -352,6 +367,10 @@ struct backend {
 	const struct backend_ops *ops;
 	unsigned flags; /* BACKEND_* above, set by create; a layer copies its
 	                 * inner backend's */
+	/* Limits of the store, set by create (0: none); a layer copies its
+	 * inner backend's.  See "Keys" above. */
+	size_t key_max;    /* longest key, in bytes */
+	uint64_t size_max; /* largest object, in bytes */
 };
 
 /* --- helpers every caller uses (backend.c) ---------------------------- */
@@ -362,8 +381,16 @@ int backend_key_valid(const char *key);
 /* A source over len bytes at buf; buf must outlive the save. */
 struct backend_source backend_source_buffer(const void *buf, size_t len);
 
-/* A source over the first size bytes of fd, read with pread(). */
+/*
+ * A source over the first size bytes of fd, read with pread(); its holes
+ * (SEEK_DATA) are read as zeros without reading the file, and reported
+ * by data().  lseek() moves fd's file position: use fd with pread() and
+ * pwrite() only.
+ */
 struct backend_source backend_source_fd(int fd, uint64_t size);
+
+/* src->data(src, off, end), or off when src has no data op. */
+uint64_t backend_source_data(const struct backend_source *src, uint64_t off, uint64_t end);
 
 /* save() of a buffer / an open file: shorthands over the sources above. */
 int backend_save_buffer(struct backend *b, const char *key, const void *buf, size_t len,

@@ -1519,6 +1519,8 @@ struct backend *cache_create(struct backend *inner, const struct cache_opts *opt
 	c->ops.prefetch = cache_prefetch;
 	c->base.ops = &c->ops;
 	c->base.flags = inner->flags;
+	c->base.key_max = inner->key_max;
+	c->base.size_max = inner->size_max;
 	c->inner = inner;
 	c->disk = o.disk;
 	c->block_size = o.block_size;

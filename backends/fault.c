@@ -272,6 +272,8 @@ struct backend *fault_create(struct backend *inner, const struct fault_opts *o)
 	backend_ops_trim(&f->ops, inner);
 	f->base.ops = &f->ops;
 	f->base.flags = inner->flags;
+	f->base.key_max = inner->key_max;
+	f->base.size_max = inner->size_max;
 	f->inner = inner;
 	fault_apply(f, o);
 	return &f->base;

@@ -15,7 +15,8 @@
  *
  *   Saving: the data goes to a new ".chunkfs-tmp.XXXXXXXXXXXX" file in the
  *   target's directory (created by fs_tmp_open() with O_EXCL and a random
- *   suffix), streamed from the source in FS_PIECE_SIZE pieces; then the
+ *   suffix), sized to the source with ftruncate() and streamed from it in
+ *   FS_PIECE_SIZE pieces that skip its holes and pages of zeros; then the
  *   attributes are applied, the file is fsync()ed and renameat() puts it
  *   over the target.  Readers therefore see the old file or the new one.
  *   The fsync costs one flush per save; chunk stores are read-mostly and
@@ -567,14 +568,19 @@ static int fs_save(struct backend *b, const char *key, const struct backend_sour
 			goto out_unlink;
 		}
 	}
-	while (off < src->size) {
+	/* The size first: the source's holes stay holes. */
+	if (ftruncate(fd, (off_t)src->size) < 0) {
+		ret = -errno;
+		goto out_unlink;
+	}
+	while ((off = backend_source_data(src, off, src->size)) < src->size) {
 		size_t n =
 		    src->size - off < FS_PIECE_SIZE ? (size_t)(src->size - off) : FS_PIECE_SIZE;
 
 		ret = src->read(src, off, buf, n);
 		if (ret < 0)
 			goto out_unlink;
-		ret = io_pwrite_all(fd, buf, n, (off_t)off);
+		ret = io_pwrite_sparse(fd, buf, n, (off_t)off);
 		if (ret < 0)
 			goto out_unlink;
 		off += n;
@@ -1253,6 +1259,7 @@ struct backend *fs_backend_create(const char *base_dir)
 		return NULL;
 	fb->base.ops = &fs_ops;
 	fb->base.flags = BACKEND_REAL_DIRS;
+	fb->base.key_max = PATH_MAX - 1; /* a path openat2() takes */
 	fb->base_path = strdup(base_dir);
 	if (fb->base_path == NULL) {
 		err = ENOMEM;

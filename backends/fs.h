@@ -19,7 +19,9 @@
  *   - save() of "a/b" when base/a is a regular file fails with -ENOTDIR;
  *     save() of "a" when base/a is a directory fails with -EISDIR.
  *   - Saves write a temporary ".chunkfs-tmp.<12 random chars>" file next to the
- *     target, fsync it and rename it over the target.  Names with a segment
+ *     target, fsync it and rename it over the target.  The file keeps the
+ *     source's holes (backend_source.data) and leaves 4 KiB pages of zeros
+ *     as holes too, so a sparse file stays sparse.  Names with a segment
  *     starting with ".chunkfs-tmp." are reserved: such keys are rejected with
  *     -EINVAL and such files never appear in list().
  *   - Missing parent directories are created (mode 0777 less the umask;

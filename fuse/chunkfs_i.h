@@ -43,6 +43,7 @@ struct chunkfs_opts {
 	unsigned whole_max_mb; /* largest file fetched whole from its first read, 0: never */
 	struct readpolicy_opts policy; /* what open files fetch ahead (from the above) */
 	unsigned stream_min_mb; /* files written in order upload from this size on, 0: never */
+	unsigned max_file_mb;   /* -o max_file: largest file written, 0: the store's limit */
 	char *recover;          /* -o recover=keep|upload|discard (recovery.c) */
 	int manifest_off;       /* -o no_manifest_prefetch (manifest.c) */
 	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM, no HEAD */
@@ -114,6 +115,17 @@ void chunkfs_destroy(struct chunkfs *fs);
  * the listings that may no longer be true are dropped (dircache.h).
  */
 void chunkfs_changed(struct chunkfs *fs, const char *key, int tree);
+
+/*
+ * ops.c: the key of name inside parent, as every op that names a child
+ * builds it (marker: it will be saved with a trailing '/', as mkdir's
+ * directory marker).  -ENAMETOOLONG for a name over 255 bytes or a key
+ * over the store's key_max (logged with the limit), -EINVAL for a name no
+ * key can hold.  0 with *key set (the caller frees it), or -errno with
+ * *key NULL.
+ */
+int chunkfs_child_key(struct chunkfs *fs, struct node *parent, const char *name, int marker,
+                      char **key);
 
 /* ops.c: the attributes the kernel sees for a node.  Node lock held. */
 void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st);

@@ -199,11 +199,40 @@ int file_save(struct chunkfs *fs, struct node *node)
 	return ret;
 }
 
+/* The largest file this mount writes: -o max_file, within the store's limit. */
+static uint64_t max_file_size(const struct chunkfs *fs)
+{
+	uint64_t store = fs->be->size_max, opt = (uint64_t)fs->opts->max_file_mb << 20;
+
+	if (opt == 0 || (store > 0 && store < opt))
+		return store;
+	return opt;
+}
+
+/* -EFBIG, logged, when node may not grow to size bytes.  Node lock held. */
+static int check_size(struct chunkfs *fs, struct node *node, uint64_t size)
+{
+	uint64_t max = max_file_size(fs);
+	char *key;
+
+	if (max == 0 || size <= max)
+		return 0;
+	key = inode_key(fs->inodes, node, NULL);
+	log_warn("\"%s\" cannot grow to %llu bytes: files here hold at most %llu (S3 objects "
+	         "5 TiB; -o max_file): EFBIG",
+	         key ? key : "?", (unsigned long long)size, (unsigned long long)max);
+	free(key);
+	return -EFBIG;
+}
+
 int file_truncate(struct chunkfs *fs, struct node *node, uint64_t size,
                   const struct backend_save_attrs *attrs, int save_now)
 {
 	int ret, temporary = node->stage == NULL;
 
+	ret = check_size(fs, node, size);
+	if (ret < 0)
+		return ret;
 	if (temporary) {
 		ret = stage_open(fs, node, size > 0, NULL);
 		if (ret < 0)
@@ -379,14 +408,9 @@ void file_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (strlen(name) > 255) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
-	key = inode_key(fs->inodes, pnode, name);
-	if (key == NULL || !backend_key_valid(key)) {
-		free(key);
-		fuse_reply_err(req, key ? EINVAL : ENOMEM);
+	ret = chunkfs_child_key(fs, pnode, name, 0, &key);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	if (fi->flags & O_EXCL) {
@@ -732,11 +756,12 @@ void file_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
 	(void)ino;
 	stats_add(fs->counters.writes, 1);
 	pthread_mutex_lock(&node->lock);
-	if (node->stage == NULL) {
+	if (node->stage == NULL)
 		n = -EBADF;
-	} else {
+	else
+		n = check_size(fs, node, (uint64_t)off + size);
+	if (n == 0)
 		n = stage_write(fs, node, buf, size, (uint64_t)off);
-	}
 	pthread_mutex_unlock(&node->lock);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);

@@ -67,6 +67,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("fill_max=%u", fill_max_mb),
     OPT("whole_max=%u", whole_max_mb),
     OPT("stream_min=%u", stream_min_mb),
+    OPT("max_file=%u", max_file_mb),
     OPT("recover=%s", recover),
     OPT("no_manifest_prefetch", manifest_off),
     OPT("list_ttl=%lf", list_ttl),
@@ -132,6 +133,8 @@ static void usage(const char *prog)
 	    "    -o stream_min=MiB      a file written front to back starts uploading in\n"
 	    "                           parts while still being written once it is this\n"
 	    "                           large (default 32; 0: upload only at close/fsync)\n"
+	    "    -o max_file=MiB        writes and truncates past this size fail with EFBIG\n"
+	    "                           (default: the store's limit, 5 TiB on S3)\n"
 	    "    -o no_manifest_prefetch\n"
 	    "                           opening a chunk does not start fetching the next\n"
 	    "                           one its directory's chunk_info.json lists\n"

@@ -34,9 +34,8 @@
 #include "log.h"
 #include "shutdown.h"
 
-/* Longest name the kernel may hand us, and longest key S3 accepts. */
+/* Longest name of one file or directory (Linux's NAME_MAX). */
 #define NAME_MAX_BYTES 255
-#define KEY_MAX_BYTES  1024
 
 static struct chunkfs *fs_of(fuse_req_t req)
 {
@@ -189,23 +188,37 @@ static int probe(struct backend *be, const char *key, struct backend_stat *st)
 	return ret ? S_IFDIR : -ENOENT;
 }
 
-/* Build the key of name inside parent, refusing names no key can hold. */
-static int child_key(struct chunkfs *fs, struct node *parent, const char *name, char **key)
+int chunkfs_child_key(struct chunkfs *fs, struct node *parent, const char *name, int marker,
+                      char **key)
 {
-	if (strlen(name) > NAME_MAX_BYTES)
+	size_t len, max = fs->be->key_max;
+	int ret = 0;
+
+	*key = NULL;
+	if (strlen(name) > NAME_MAX_BYTES) {
+		log_warn("a name of %zu bytes (\"%.40s...\") is longer than the %d bytes a name "
+		         "may have: ENAMETOOLONG",
+		         strlen(name), name, NAME_MAX_BYTES);
 		return -ENAMETOOLONG;
+	}
 	*key = inode_key(fs->inodes, parent, name);
 	if (*key == NULL)
 		return -ENOMEM;
-	if (strlen(*key) > KEY_MAX_BYTES) {
-		free(*key);
-		return -ENAMETOOLONG;
+	len = strlen(*key) + (marker ? 1 : 0);
+	if (max > 0 && len > max) {
+		log_warn("the key \"%.40s...%s\" would be %zu bytes, longer than the %zu bytes "
+		         "the store takes (S3: 1024 less the mount's prefix; a directory: "
+		         "PATH_MAX - 1): ENAMETOOLONG",
+		         *key, marker ? "/" : "", len, max);
+		ret = -ENAMETOOLONG;
+	} else if (!backend_key_valid(*key)) {
+		ret = -EINVAL;
 	}
-	if (!backend_key_valid(*key)) {
+	if (ret < 0) {
 		free(*key);
-		return -EINVAL;
+		*key = NULL;
 	}
-	return 0;
+	return ret;
 }
 
 static void fill_entry(struct chunkfs *fs, struct node *node, struct fuse_entry_param *e)
@@ -334,7 +347,7 @@ static int lookup_node(struct chunkfs *fs, struct node *parent, const char *name
 	int ret, have_meta = 1;
 	char *key;
 
-	ret = child_key(fs, parent, name, &key);
+	ret = chunkfs_child_key(fs, parent, name, 0, &key);
 	if (ret < 0)
 		return ret;
 	if (fs->dirs == NULL)
@@ -664,7 +677,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	ret = child_key(fs, pnode, name, &key);
+	ret = chunkfs_child_key(fs, pnode, name, 1, &key);
 	if (ret < 0)
 		goto out;
 	ret = probe_ns(fs, key, &st);
@@ -731,7 +744,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	ret = child_key(fs, pnode, name, &key);
+	ret = chunkfs_child_key(fs, pnode, name, 0, &key);
 	if (ret < 0)
 		goto out;
 	prefix = dir_prefix(key);
@@ -776,7 +789,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	ret = child_key(fs, pnode, name, &key);
+	ret = chunkfs_child_key(fs, pnode, name, 0, &key);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -923,9 +936,9 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 
 	if (flags & RENAME_EXCHANGE)
 		return -EINVAL;
-	ret = child_key(fs, pnode, name, &src);
+	ret = chunkfs_child_key(fs, pnode, name, 0, &src);
 	if (ret == 0)
-		ret = child_key(fs, npnode, newname, &dst);
+		ret = chunkfs_child_key(fs, npnode, newname, 0, &dst);
 	if (ret < 0)
 		goto out;
 	src_type = type_of(fs, pnode, name, src);

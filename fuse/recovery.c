@@ -313,11 +313,30 @@ static int upload_one(struct chunkfs *fs, const char *data, const struct recover
 	return ret;
 }
 
+/* Data files in the recovery directory (read through d) with no note. */
+static unsigned count_orphans(DIR *d)
+{
+	char note[NAME_MAX + 8];
+	struct dirent *de;
+	unsigned n = 0;
+
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || ends_with(de->d_name, ".note") ||
+		    ends_with(de->d_name, ".tmp"))
+			continue;
+		snprintf(note, sizeof(note), "%s.note", de->d_name);
+		if (faccessat(dirfd(d), note, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			n++;
+	}
+	return n;
+}
+
 static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 {
 	DIR *d = opendir(fs->recovery_dir);
 	struct dirent *de;
-	unsigned ours = 0, others = 0, saved = 0, dropped = 0, partial = 0, orphans = 0;
+	unsigned ours = 0, others = 0, saved = 0, dropped = 0, partial = 0, orphans;
 	char first[PATH_MAX] = "";
 
 	if (d == NULL)
@@ -327,13 +346,8 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 		char path[PATH_MAX + NAME_MAX + 2], data[NAME_MAX + 1];
 		int ret;
 
-		if (!ends_with(de->d_name, ".note")) {
-			snprintf(path, sizeof(path), "%s/%s.note", fs->recovery_dir, de->d_name);
-			if (de->d_name[0] != '.' && !ends_with(de->d_name, ".tmp") &&
-			    access(path, F_OK) < 0)
-				orphans++;
+		if (!ends_with(de->d_name, ".note"))
 			continue;
-		}
 		snprintf(path, sizeof(path), "%s/%s", fs->recovery_dir, de->d_name);
 		snprintf(data, sizeof(data), "%.*s", (int)(strlen(de->d_name) - 5), de->d_name);
 		if (recovery_note_read(path, &n) < 0) {
@@ -374,6 +388,9 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 		}
 		recovery_note_free(&n);
 	}
+	/* Only now: the pass above removes pairs it saved or discarded,
+	 * and a data file's name may have been read before its note's. */
+	orphans = count_orphans(d);
 	closedir(d);
 	if (saved > 0 || dropped > 0)
 		log_warn("recovery: %u saved, %u discarded", saved, dropped);

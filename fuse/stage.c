@@ -9,8 +9,10 @@
  *   have        bit b set: block b (STAGE_BLOCK bytes) is in the file
  * Invariants: a block below orig_limit whose bit is clear holds no byte
  * written through the mount (a partial write fetches the block first), so
- * filling it from the original never overwrites a write; bytes at or above
- * orig_limit are the file's own (written, or zeros from a truncate).
+ * filling it from the original never overwrites a write, and it reads
+ * zeros (a hole), so a fetch leaves the original's pages of zeros
+ * unwritten; bytes at or above orig_limit are the file's own (written, or
+ * zeros from a truncate, which is a hole).
  *
  * Streaming (stage.h): seq_end is how far the bytes written in order from
  * offset 0 reach.  Only a stage with no original bytes streams (a block
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include "chunkfs_i.h"
+#include "io.h"
 #include "log.h"
 #include "recovery.h"
 
@@ -303,17 +306,10 @@ static int fetch_blocks(struct chunkfs *fs, struct stage *s, const char *key, ui
 		log_error("fetching bytes %llu-%llu of \"%s\" failed: %s", (unsigned long long)off,
 		          (unsigned long long)end - 1, key, strerror((int)-got));
 	}
-	if (got >= 0) {
-		for (size_t done = 0; done < len;) {
-			ssize_t w = pwrite(s->fd, buf + done, len - done, (off_t)(off + done));
-
-			if (w <= 0) {
-				got = w < 0 ? -errno : -EIO;
-				break;
-			}
-			done += (size_t)w;
-		}
-	}
+	/* The stage reads zeros where it holds no block (ftruncate()):
+	 * pages of zeros stay holes. */
+	if (got >= 0)
+		got = io_pwrite_sparse(s->fd, buf, len, (off_t)off);
 	free(buf);
 	if (got < 0)
 		return (int)got;

@@ -9,6 +9,13 @@
 int io_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
 /*
+ * io_pwrite_all() that leaves every 4 KiB page of zeros unwritten, for a
+ * file that reads zeros there already (a hole, as after ftruncate()), so
+ * it stays sparse.  0 or -errno.
+ */
+int io_pwrite_sparse(int fd, const void *buf, size_t len, off_t off);
+
+/*
  * Read up to len bytes at off, stopping early only at the end of the file.
  * Returns the number of bytes read or -errno.
  */

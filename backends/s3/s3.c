@@ -1137,6 +1137,12 @@ static int parse_url(const char *url, char **bucket, char **prefix, char *err, s
 		         *prefix);
 		return -EINVAL;
 	}
+	if (plen >= MAX_KEY_BYTES) {
+		snprintf(err, err_len,
+		         "the prefix is %zu bytes long; S3 keys, prefix included, have at most %d",
+		         plen, MAX_KEY_BYTES);
+		return -ENAMETOOLONG;
+	}
 	return 0;
 }
 
@@ -1356,6 +1362,8 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	if (ret < 0)
 		goto fail;
 	s3->prefix_len = strlen(s3->prefix);
+	s3->base.key_max = MAX_KEY_BYTES - s3->prefix_len;
+	s3->base.size_max = MAX_OBJECT_SIZE;
 	s3->region = strdup(region ? region : "us-east-1");
 	if (s3->region == NULL)
 		goto fail;

@@ -19,6 +19,8 @@
 #define MAX_PART_SIZE     (5ull << 30) /* UploadPart's and CopyObject's limit */
 #define MIN_PART_SIZE     (5ull << 20) /* every part but the last */
 #define COPY_PART_SIZE    (512ull << 20)
+#define MAX_KEY_BYTES     1024         /* S3's longest key, prefix included */
+#define MAX_OBJECT_SIZE   (5ull << 40) /* S3's largest object */
 
 struct s3 {
 	struct backend base;

@@ -6,12 +6,19 @@
  * a shadow of what the file must hold and compares it with the bytes the
  * store has (its own view, tests/support/store.h) and, on S3, with what
  * the aws CLI downloads.  The S3-only cases inject faults on the server's
- * control port and count its requests.
+ * control port and count its requests.  The "limits" case checks what the
+ * store can hold: sparse files stay sparse in staging and on the
+ * directory source, sizes past the store's limit or -o max_file give
+ * EFBIG, and key lengths follow the store (S3: 1,024 bytes less the
+ * mount's prefix; a directory: PATH_MAX - 1 for the path under it), with
+ * ENAMETOOLONG beyond for every op that names a file.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -457,6 +464,52 @@ START_TEST(test_crash_recovery)
 	ck_assert_int_eq(tm_sh("[ -z \"$(ls -A '%s/recovery')\" ]", m.staging), 0);
 	free(v1);
 	free(v2);
+}
+END_TEST
+
+/*
+ * kill -9 with several files unsaved, then a remount with recover=upload
+ * straight away: every file is saved and the recovery directory is left
+ * empty, with no warning about files without a note (each note used to be
+ * uploaded and removed with its data file while the directory was still
+ * being read, and the data file's name, already read, was then counted as
+ * an orphan).
+ */
+START_TEST(test_crash_recover_upload_quiet)
+{
+	enum { FILES = 8 };
+	size_t len = 100000;
+	char *buf = malloc(len), name[32], *log;
+	int fd[FILES], status;
+	size_t log_len;
+
+	mount_with(NULL);
+	for (int i = 0; i < FILES; i++) {
+		snprintf(name, sizeof(name), "lost-%d.bin", i);
+		fd[i] = open(tm_path(m.mnt, name), O_WRONLY | O_CREAT, 0644);
+		ck_assert_int_ge(fd[i], 0);
+		tm_pattern(buf, 0, len, 60 + (uint32_t)i);
+		put_at(fd[i], buf, len, 0);
+	}
+	kill(m.pid, SIGKILL);
+	waitpid(m.pid, &status, 0);
+	for (int i = 0; i < FILES; i++)
+		close(fd[i]); /* ENOTCONN: the daemon is gone */
+	tm_unmount(&m);
+	ck_assert_int_eq(truncate(tm_path(m.root, "daemon.log"), 0), 0);
+	mount_with("recover=upload");
+	for (int i = 0; i < FILES; i++) {
+		snprintf(name, sizeof(name), "lost-%d.bin", i);
+		tm_pattern(buf, 0, len, 60 + (uint32_t)i);
+		stored_is(name, buf, len);
+	}
+	ck_assert_int_eq(tm_sh("[ -z \"$(ls -A '%s/recovery')\" ]", m.staging), 0);
+	log = tm_read_file(tm_path(m.root, "daemon.log"), &log_len);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "have no note") == NULL, "spurious warning: %s", log);
+	ck_assert_msg(strstr(log, "8 saved") != NULL, "log: %s", log);
+	free(log);
+	free(buf);
 }
 END_TEST
 
@@ -1006,6 +1059,261 @@ START_TEST(test_s3_unsigned_payload)
 }
 END_TEST
 
+/* --- limits of the store -------------------------------------------- */
+
+#define MIB ((uint64_t)1 << 20)
+
+/* 512-byte blocks allocated to the one stage file of the mount. */
+static long long stage_blocks(void)
+{
+	char pat[PATH_MAX + 32];
+	struct stat sb;
+	glob_t g;
+	long long blocks = -1;
+
+	snprintf(pat, sizeof(pat), "%s/mount-*/stage-*", m.staging);
+	if (glob(pat, 0, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if (strstr(g.gl_pathv[i], ".note") == NULL && stat(g.gl_pathv[i], &sb) == 0)
+				blocks = (long long)sb.st_blocks;
+	globfree(&g);
+	return blocks;
+}
+
+/* Bytes [off, off + len) of the file at path are zeros but for want at
+ * want_off (want may be NULL). */
+static void bytes_are(const char *path, uint64_t off, size_t len, const char *want,
+                      uint64_t want_off, size_t want_len)
+{
+	char *buf = malloc(len), *exp = calloc(1, len);
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	for (uint64_t i = 0; want != NULL && i < want_len; i++)
+		if (want_off + i >= off && want_off + i < off + len)
+			exp[want_off + i - off] = want[i];
+	ck_assert_msg(memcmp(buf, exp, len) == 0, "%s: other bytes at %llu", path,
+	              (unsigned long long)off);
+	close(fd);
+	free(buf);
+	free(exp);
+}
+
+/*
+ * A truncate to a large size allocates (almost) nothing in staging, nor on
+ * the directory source once saved; bytes written in the middle land where
+ * they belong, and appending to the stored sparse file keeps it sparse.
+ * On S3 (a smaller size the test server takes quickly) the object holds
+ * every byte, zeros and data.
+ */
+START_TEST(test_truncate_stays_sparse)
+{
+	const uint64_t size = g_kind == STORE_FS ? 2048 * MIB : 64 * MIB;
+	const uint64_t at = size / 2 + 12345;
+	const char data[] = "data in the middle of a hole";
+	const char *path;
+	struct stat sb;
+	int fd;
+
+	mount_with(NULL);
+	path = tm_path(m.mnt, "sparse.bin");
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(pwrite(fd, data, sizeof(data), (off_t)at), (ssize_t)sizeof(data));
+	store_control("POST", "/counters/reset", NULL);
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_uint_eq((uint64_t)sb.st_size, size);
+	bytes_are(path, at - 5000, 10000, data, at, sizeof(data));
+	bytes_are(path, size - 4096, 4096, NULL, 0, 0);
+	if (g_kind == STORE_FS) {
+		ck_assert_int_eq(stat(tm_path(m.src, "sparse.bin"), &sb), 0);
+		ck_assert_msg(sb.st_blocks <= 64, "%lld blocks on the source",
+		              (long long)sb.st_blocks);
+	} else {
+		size_t got;
+		char *obj = store_get(&st, "sparse.bin", &got);
+
+		ck_assert_ptr_nonnull(obj);
+		ck_assert_uint_eq(got, size);
+		ck_assert(memcmp(obj + at, data, sizeof(data)) == 0);
+		ck_assert_int_ge(store_counter("bytes_in", NULL), (long long)size);
+		free(obj);
+	}
+
+	/* Appending fetches the stored zeros into staging, as holes. */
+	fd = open(path, O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_le(stage_blocks(), 64);
+	ck_assert_int_eq(close(fd), 0);
+	bytes_are(path, size - 4096, 4096 + sizeof(data), data, size, sizeof(data));
+	bytes_are(path, at - 5000, 10000, data, at, sizeof(data));
+	if (g_kind == STORE_FS) {
+		ck_assert_int_eq(stat(tm_path(m.src, "sparse.bin"), &sb), 0);
+		ck_assert_msg(sb.st_blocks <= 64, "%lld blocks on the source after an append",
+		              (long long)sb.st_blocks);
+	}
+}
+END_TEST
+
+/* The daemon's log holds needle. */
+static int log_has(const char *needle)
+{
+	size_t len;
+	char *log = tm_read_file(tm_path(m.root, "daemon.log"), &len);
+	int found = log != NULL && strstr(log, needle) != NULL;
+
+	free(log);
+	return found;
+}
+
+/*
+ * Sizes past -o max_file, or past S3's 5 TiB, give EFBIG for truncate,
+ * ftruncate and write, before anything is sent; the file is unchanged.
+ */
+START_TEST(test_size_limit_efbig)
+{
+	const char *path;
+	int fd;
+
+	mount_with("max_file=64");
+	path = tm_path(m.mnt, "limited.bin");
+	ck_assert_int_eq(tm_write_file(path, "x", 1), 0);
+	ck_assert_int_eq(truncate(path, (off_t)(65 * MIB)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(64 * MIB + 1)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)(64 * MIB)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(64 * MIB)), 0); /* the limit itself is fine */
+	ck_assert_int_eq(ftruncate(fd, 1), 0);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert(log_has("at most 67108864"));
+	tm_unmount(&m);
+	if (g_kind != STORE_S3)
+		return;
+
+	/* S3 holds objects up to 5 TiB, whatever the options. */
+	mount_with(NULL);
+	ck_assert_int_eq(truncate(path, (off_t)(5ull << 40) + 1), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)(5ull << 40)), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert(log_has("at most 5497558138880"));
+	bytes_are(path, 0, 1, "x", 0, 1);
+}
+END_TEST
+
+/*
+ * Directories with names of 200 bytes under dfd, as deep as a file name
+ * of 1 to 201 bytes then makes a key of exactly limit bytes (the S3 test
+ * server stores a name with a suffix of 22 bytes); returns the deepest
+ * directory's descriptor and sets *name_len to that length.
+ */
+static int deep_dirs(int dfd, size_t limit, size_t *name_len)
+{
+	size_t depth = (limit - 1) / 201;
+	char comp[201];
+
+	memset(comp, 'd', 200);
+	comp[200] = '\0';
+	for (size_t i = 0; i < depth; i++) {
+		int next;
+
+		comp[0] = (char)('a' + i % 26);
+		ck_assert_msg(mkdirat(dfd, comp, 0755) == 0, "mkdir at depth %zu: %s", i,
+		              strerror(errno));
+		next = openat(dfd, comp, O_RDONLY | O_DIRECTORY);
+		ck_assert_int_ge(next, 0);
+		close(dfd);
+		dfd = next;
+	}
+	*name_len = limit - depth * 201;
+	ck_assert_uint_ge(*name_len, 1);
+	ck_assert_uint_le(*name_len, 201);
+	return dfd;
+}
+
+/*
+ * A key of exactly the store's limit is created, written and read back;
+ * one byte more is refused with ENAMETOOLONG by create, mkdir, rename and
+ * lookup alike, and the log names the limit.  On the directory source the
+ * limit is PATH_MAX - 1 (a path of 4,095 bytes, well past 1,024); on S3 it
+ * is 1,024 less the mount's prefix.
+ */
+START_TEST(test_key_length_limit)
+{
+	size_t limit = g_kind == STORE_FS ? PATH_MAX - 1 : 1024 - strlen(store_s3_prefix(&st));
+	char name[260], longer[260], key[PATH_MAX + 300], expect[64];
+	size_t len, got;
+	struct stat sb;
+	char *back;
+	int dfd, fd;
+
+	mount_with(NULL);
+	dfd = open(m.mnt, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(dfd, 0);
+	dfd = deep_dirs(dfd, limit, &len);
+	memset(name, 'f', len);
+	name[len] = '\0';
+	memset(longer, 'g', len + 1);
+	longer[len + 1] = '\0';
+
+	fd = openat(dfd, name, O_WRONLY | O_CREAT, 0644);
+	ck_assert_msg(fd >= 0, "create of a %zu-byte key: %s", limit, strerror(errno));
+	ck_assert_int_eq(write(fd, "at the limit", 12), 12);
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(fstatat(dfd, name, &sb, 0), 0);
+	ck_assert_int_eq(sb.st_size, 12);
+
+	ck_assert_int_eq(openat(dfd, longer, O_WRONLY | O_CREAT, 0644), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(fstatat(dfd, longer, &sb, 0), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(mkdirat(dfd, longer, 0755), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	memset(longer, 'h', len); /* a directory's marker "name/" is one byte more */
+	longer[len] = '\0';
+	ck_assert_int_eq(mkdirat(dfd, longer, 0755), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	longer[len] = 'h';
+	ck_assert_int_eq(renameat(dfd, name, dfd, longer), -1);
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	close(dfd);
+	snprintf(expect, sizeof(expect), "longer than the %zu bytes", limit);
+	ck_assert_msg(log_has(expect), "no \"%s\" in %s/daemon.log", expect, m.root);
+
+	/* The store holds the long key, whole. */
+	key[0] = '\0';
+	for (size_t i = 0; i < (limit - len) / 201; i++) {
+		size_t k = strlen(key);
+
+		key[k] = (char)('a' + i % 26);
+		memset(key + k + 1, 'd', 199);
+		key[k + 200] = '/';
+		key[k + 201] = '\0';
+	}
+	strcat(key, name);
+	ck_assert_uint_eq(strlen(key), limit);
+	back = store_get(&st, key, &got);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_uint_eq(got, 12);
+	free(back);
+}
+END_TEST
+
 static Suite *write_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "write_fs" : "write_s3");
@@ -1033,6 +1341,20 @@ static Suite *write_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_stream_part_fails);
 		tcase_add_test(tc, test_s3_stream_many_files_bounded);
 	}
+	suite_add_tcase(s, tc);
+	/* Its own case, so it can be run alone (CK_RUN_CASE=crash). */
+	tc = tcase_create("crash");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_crash_recover_upload_quiet);
+	suite_add_tcase(s, tc);
+	/* What the store can hold (CK_RUN_CASE=limits). */
+	tc = tcase_create("limits");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_truncate_stays_sparse);
+	tcase_add_test(tc, test_size_limit_efbig);
+	tcase_add_test(tc, test_key_length_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -802,6 +802,59 @@ START_TEST(test_large_fd)
 }
 END_TEST
 
+/* A sparse scratch file of size bytes: pattern 6 at [at, at + len), holes
+ * elsewhere (unlinked; the caller closes it). */
+static int sparse_file(uint64_t size, uint64_t at, size_t len)
+{
+	char path[PATH_MAX], *buf = malloc(len);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/sparse.XXXXXX", g_root);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	tm_pattern(buf, at, len, 6);
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)at), (ssize_t)len);
+	free(buf);
+	return fd;
+}
+
+/*
+ * A sparse source: its holes are read as zeros without reading the file,
+ * data() says where they are, and a save of it stores the right bytes.
+ * A source whose file shrank fails to read rather than give zeros.
+ */
+START_TEST(test_sparse_fd)
+{
+	const uint64_t size = 40 * MIB, at = 20 * MIB + 7;
+	const size_t len = 5000;
+	int fd = sparse_file(size, at, len);
+	struct backend_source src = backend_source_fd(fd, size);
+	unsigned char *buf = malloc(MIB), zero[4096] = {0};
+
+	ck_assert_uint_eq(backend_source_data(&src, 0, MIB), MIB);
+	ck_assert_uint_le(backend_source_data(&src, 0, size), at);
+	ck_assert_uint_eq(backend_source_data(&src, at + len + 8192, size), size);
+	ck_assert_int_eq(src.read(&src, at - 100, buf, len + 200), 0);
+	ck_assert(memcmp(buf, zero, 100) == 0);
+	ck_assert_uint_eq(tm_pattern_check(buf + 100, at, len, 6), len);
+	ck_assert(memcmp(buf + 100 + len, zero, 100) == 0);
+
+	ck_assert_int_eq(backend_save_fd(g_b, "sparse.bin", fd, size, NULL), 0);
+	ck_assert_int_eq(do_read("sparse.bin", at - 100, buf, len + 200, NULL), (ssize_t)len + 200);
+	ck_assert(memcmp(buf, zero, 100) == 0);
+	ck_assert_uint_eq(tm_pattern_check(buf + 100, at, len, 6), len);
+	ck_assert_int_eq(do_read("sparse.bin", size - 4096, buf, MIB, NULL), 4096);
+	ck_assert(memcmp(buf, zero, 4096) == 0);
+
+	ck_assert_int_eq(ftruncate(fd, (off_t)(size / 2)), 0);
+	ck_assert_int_eq(src.read(&src, size - MIB, buf, MIB), -EIO);
+	close(fd);
+	free(buf);
+}
+END_TEST
+
 /* The object key holds exactly want (len bytes). */
 static void assert_bytes(const char *key, const char *want, size_t len)
 {
@@ -1658,6 +1711,29 @@ static void add_mem_cases(Suite *s)
 	suite_add_tcase(s, tc);
 }
 
+/* A save of a sparse source leaves its holes holes on disk, and so do
+ * pages of zeros it holds as data. */
+START_TEST(test_fs_sparse_save)
+{
+	const uint64_t size = 1024 * MIB, at = 512 * MIB;
+	int fd = sparse_file(size, at, MIB);
+	char *zeros = calloc(1, 4 * MIB);
+	struct stat sb;
+
+	ck_assert_int_eq(backend_save_fd(g_b, "sparse.bin", fd, size, NULL), 0);
+	ck_assert_int_eq(stat(fs_path("sparse.bin"), &sb), 0);
+	ck_assert_uint_eq((uint64_t)sb.st_size, size);
+	ck_assert_msg(sb.st_blocks <= 2 * 2048, "%lld blocks of 512 bytes for 1 MiB of data",
+	              (long long)sb.st_blocks);
+	close(fd);
+	ck_assert_int_eq(backend_save_buffer(g_b, "zeros.bin", zeros, 4 * MIB, NULL), 0);
+	ck_assert_int_eq(stat(fs_path("zeros.bin"), &sb), 0);
+	ck_assert_uint_eq((uint64_t)sb.st_size, 4 * MIB);
+	ck_assert_int_le(sb.st_blocks, 8);
+	free(zeros);
+}
+END_TEST
+
 static void add_fs_cases(Suite *s)
 {
 	TCase *tc = new_tcase("fs");
@@ -1671,6 +1747,7 @@ static void add_fs_cases(Suite *s)
 	tcase_add_test(tc, test_fs_create_errors);
 	tcase_add_test(tc, test_fs_meta_and_space);
 	tcase_add_test(tc, test_fs_rename_dirs);
+	tcase_add_test(tc, test_fs_sparse_save);
 	suite_add_tcase(s, tc);
 }
 
@@ -1883,6 +1960,7 @@ static Suite *contract_suite(const struct contract_factory *f, char *name, size_
 	tcase_add_test(tc, test_copy);
 	tcase_add_test(tc, test_copy_fallback);
 	tcase_add_test(tc, test_large_fd);
+	tcase_add_test(tc, test_sparse_fd);
 	tcase_add_test(tc, test_concurrent);
 	tcase_add_test(tc, test_atomic_readers);
 	tcase_add_test(tc, test_failed_save_keeps_old);
