@@ -32,10 +32,14 @@
 #include "mountinfo.h"
 #include "recovery.h"
 #include "s3/s3.h"
+#include "safedir.h"
 #include "shutdown.h"
 #include "warm.h"
 
 #define CHUNKFS_VERSION "0.1.0"
+
+/* root's default staging directory (its parent is made 0700 too). */
+#define CHUNKFS_ROOT_STAGING "/var/lib/chunkfs/staging"
 
 /* What the kernel is told to cache for with -o pin: a year. */
 #define PIN_TIMEOUT (365.0 * 24 * 3600)
@@ -102,7 +106,9 @@ static void usage(const char *prog)
 	    "    -o attr_timeout=SECS   how long the kernel caches attributes (default 1)\n"
 	    "    -o entry_timeout=SECS  how long the kernel caches names (default 1)\n"
 	    "    -o staging_dir=DIR     where files being written are kept until saved\n"
-	    "                           (default: $TMPDIR or /var/tmp, chunkfs-staging-UID);\n"
+	    "                           (default: root's " CHUNKFS_ROOT_STAGING ", others'\n"
+	    "                           $TMPDIR or /var/tmp, chunkfs-staging-UID); it must be\n"
+	    "                           the user's own, not writable by others\n"
 	    "                           unsaved data is kept in its recovery/ directory\n"
 	    "    -o recover=ACTION      unsaved files of earlier mounts of this SOURCE:\n"
 	    "                           keep (default: report them), upload, discard\n"
@@ -351,38 +357,53 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 }
 
 /*
- * The staging directory: the one given, else a per-user directory that
- * outlives the mount (so the next mount finds unsaved data), which must be
- * ours and private.
+ * The default staging directory, which outlives the mount (so the next
+ * mount finds unsaved data): root's in a root-only place, where no other
+ * user can squat the name first; another user's in $TMPDIR or /var/tmp.
+ * The caller frees.
  */
-static char *staging_dir_create(const char *given)
+static char *staging_default(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	struct stat sb;
 	char *dir;
 
-	if (given != NULL) {
-		if (mkdir(given, 0700) < 0 && errno != EEXIST)
-			return NULL;
-		return realpath(given, NULL);
-	}
+	if (geteuid() == 0)
+		return strdup(CHUNKFS_ROOT_STAGING);
 	if (asprintf(&dir, "%s/chunkfs-staging-%u", tmp && *tmp ? tmp : "/var/tmp",
 	             (unsigned)getuid()) < 0)
 		return NULL;
-	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || lstat(dir, &sb) < 0) {
-		free(dir);
-		return NULL;
-	}
-	if (!S_ISDIR(sb.st_mode) || sb.st_uid != getuid() || (sb.st_mode & 077) != 0) {
-		fprintf(stderr,
-		        "chunkfs: %s is not a private directory of this user; remove it or give "
-		        "-o staging_dir=\n",
-		        dir);
-		free(dir);
-		errno = EPERM;
-		return NULL;
-	}
 	return dir;
+}
+
+/*
+ * Open the staging directory (the one given, else the default) as a safe
+ * directory of this user (safedir.h), creating it: sets fs->staging_dir
+ * and fs->staging_fd.  0, or -1 with a sentence on stderr.
+ */
+static int staging_dir_open(struct chunkfs *fs, const char *given)
+{
+	char err[PATH_MAX + 256], *real;
+	char *dir = given ? strdup(given) : staging_default();
+
+	if (dir == NULL) {
+		fprintf(stderr, "chunkfs: out of memory\n");
+		return -1;
+	}
+	fs->staging_fd =
+	    safedir_open(dir, SAFEDIR_CREATE | (given ? 0 : SAFEDIR_PRIVATE), err, sizeof(err));
+	if (fs->staging_fd < 0) {
+		fprintf(stderr, "chunkfs: cannot use the staging directory: %s%s\n", err,
+		        given ? "" : "; or give -o staging_dir=");
+		free(dir);
+		return -1;
+	}
+	real = realpath(dir, NULL);
+	if (real != NULL) {
+		free(dir);
+		dir = real;
+	}
+	fs->staging_dir = dir;
+	return 0;
 }
 
 /*
@@ -432,6 +453,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	}
 	fs->session_lock = -1;
 	fs->listings_fd = -1;
+	fs->staging_fd = fs->session_fd = fs->recovery_fd = -1;
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
@@ -456,12 +478,8 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		if (fs->dirs == NULL)
 			goto fail;
 	}
-	fs->staging_dir = staging_dir_create(opts->staging_dir);
-	if (fs->staging_dir == NULL) {
-		fprintf(stderr, "chunkfs: cannot create the staging directory %s: %s\n",
-		        opts->staging_dir ? opts->staging_dir : "(default)", strerror(errno));
+	if (staging_dir_open(fs, opts->staging_dir) < 0)
 		goto fail;
-	}
 	if (recovery_parse_action(opts->recover, &action) < 0) {
 		fprintf(stderr, "chunkfs: recover must be keep, upload or discard\n");
 		goto fail;
@@ -475,6 +493,8 @@ fail:
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	if (fs->staging_fd >= 0)
+		close(fs->staging_fd);
 	dircache_destroy(fs->dirs);
 	if (fs->listings_fd >= 0)
 		close(fs->listings_fd);
@@ -495,6 +515,8 @@ void chunkfs_destroy(struct chunkfs *fs)
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	if (fs->staging_fd >= 0)
+		close(fs->staging_fd);
 	dircache_destroy(fs->dirs);
 	if (fs->listings_fd >= 0)
 		close(fs->listings_fd);
