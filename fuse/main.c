@@ -408,29 +408,21 @@ static int staging_dir_open(struct chunkfs *fs, const char *given)
 
 /*
  * The directory a pinned mount keeps its listings in, under the disk
- * cache's directory (which the disk tier created and checked): made 0700,
- * opened without following a link.  The descriptor, or -1 (the mount then
+ * cache's directory: both checked as the disk tier checks its own
+ * (safedir.h), listings made 0700.  The descriptor, or -1 (the mount then
  * keeps its listings in memory only, as without cache_dir).
  */
 static int listings_dir_open(const char *cache_dir)
 {
-	int dfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd = -1;
-	struct stat sb;
+	char err[PATH_MAX + 256];
+	int dfd = safedir_open(cache_dir, 0, err, sizeof(err)), fd = -1;
 
-	if (dfd < 0)
-		return -1;
-	if (mkdirat(dfd, "listings", 0700) < 0 && errno != EEXIST)
-		goto out;
-	fd = openat(dfd, "listings", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &sb) < 0 || sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)) {
-		log_warn("%s/listings is not a private directory of this user; listings are "
-		         "kept in memory only",
-		         cache_dir);
-		close(fd);
-		fd = -1;
-	}
-out:
-	close(dfd);
+	if (dfd >= 0)
+		fd = safedir_sub(dfd, cache_dir, "listings", SAFEDIR_CREATE, err, sizeof(err));
+	if (fd < 0)
+		log_warn("%s; listings are kept in memory only", err);
+	if (dfd >= 0)
+		close(dfd);
 	return fd;
 }
 

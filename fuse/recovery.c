@@ -83,20 +83,16 @@ static void unescape(char *s)
 
 static const char *const state_names[] = {"clean", "dirty", "unlinked"};
 
-/*
- * Create dfd/tmp for writing, new: one left by a crash, or planted, is
- * removed first (a symlink itself, never what it points to).
- */
+/* Create dfd/tmp anew for writing (safedir_create_fresh). */
 static FILE *note_tmp_create(int dfd, const char *tmp)
 {
-	int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-	int fd = openat(dfd, tmp, flags, 0600);
+	int fd = safedir_create_fresh(dfd, tmp, O_WRONLY);
 	FILE *f;
 
-	if (fd < 0 && errno == EEXIST && unlinkat(dfd, tmp, 0) == 0)
-		fd = openat(dfd, tmp, flags, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		errno = -fd;
 		return NULL;
+	}
 	f = fdopen(fd, "w");
 	if (f == NULL)
 		close(fd);

@@ -247,6 +247,16 @@ int safedir_create_unique(int dfd, char *name, int flags, int is_dir)
 	return -EEXIST;
 }
 
+int safedir_create_fresh(int dfd, const char *name, int flags)
+{
+	int oflags = flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	int fd = openat(dfd, name, oflags, 0600);
+
+	if (fd < 0 && errno == EEXIST && unlinkat(dfd, name, 0) == 0)
+		fd = openat(dfd, name, oflags, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
 int safedir_open_own_file(int dfd, const char *name)
 {
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);

@@ -48,6 +48,13 @@ int safedir_sub(int dfd, const char *dir_path, const char *name, int flags, char
 int safedir_create_unique(int dfd, char *name, int flags, int is_dir);
 
 /*
+ * Create the file name in dfd anew (O_CREAT | O_EXCL | O_NOFOLLOW, 0600,
+ * plus flags): one already there (left by a crash, or planted) is removed
+ * first, a symlink itself and never what it points to.  fd or -errno.
+ */
+int safedir_create_fresh(int dfd, const char *name, int flags);
+
+/*
  * Open name in dfd for reading without following a symlink or blocking on
  * a FIFO: it must be a regular file owned by the effective user with one
  * link.  fd or -errno (-EPERM for anything else).
