@@ -53,6 +53,7 @@ enum {
 	KEY_MAX_READ,
 	KEY_METADATA_STORE,
 	KEY_METADATA_REFUSE,
+	KEY_ALLOW_OTHER,
 };
 
 #define OPT(t, p)                                                                                  \
@@ -86,6 +87,7 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG),
     FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
     FUSE_OPT_END,
 };
@@ -156,6 +158,7 @@ static void usage(const char *prog)
 struct parse_state {
 	struct chunkfs_opts opts;
 	int help, version;
+	int allow_other; /* -o allow_other (passed on to FUSE too) */
 };
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -184,6 +187,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_RO:
 		ps->opts.ro = 1;
 		return 1; /* also a mount flag for the kernel */
+	case KEY_ALLOW_OTHER:
+		ps->allow_other = 1;
+		return 1; /* FUSE's option */
 	case KEY_MAX_READ:
 		if (sscanf(arg, "max_read=%u", &ps->opts.max_read) != 1) {
 			fprintf(stderr, "chunkfs: bad option \"%s\"\n", arg);
@@ -721,10 +727,19 @@ int main(int argc, char *argv[])
 		goto out;
 	fs->se = se;
 	if (fuse_session_mount(se, mnt) != 0) {
-		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)\n",
-		        opts->source, mnt);
+		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)%s\n",
+		        opts->source, mnt,
+		        ps.allow_other && geteuid() != 0
+		            ? "; -o allow_other for a user other than root needs the line "
+		              "user_allow_other in /etc/fuse.conf"
+		            : "");
 		goto out_session;
 	}
+	if (!ps.allow_other)
+		log_info("only uid %u can use %s: other users, root too, get \"Permission "
+		         "denied\"; to let them in, mount with -o allow_other (for a user other "
+		         "than root, /etc/fuse.conf needs user_allow_other)",
+		         (unsigned)geteuid(), mnt);
 	mountinfo_find(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
