@@ -216,16 +216,18 @@ static void move_to_recovery(struct chunkfs *fs, int sfd, const char *dir, const
                              int note)
 {
 	char note_name[NAME_MAX + 8];
+	int ret = safedir_move(sfd, fs->recovery_fd, name);
 
-	if (renameat2(sfd, name, fs->recovery_fd, name, RENAME_NOREPLACE) < 0) {
+	if (ret < 0) {
 		log_error("cannot move %s/%s to %s: %s (left where it is)", dir, name,
-		          fs->recovery_dir, strerror(errno));
+		          fs->recovery_dir, strerror(-ret));
 		return;
 	}
 	snprintf(note_name, sizeof(note_name), "%s.note", name);
-	if (note && renameat2(sfd, note_name, fs->recovery_fd, note_name, RENAME_NOREPLACE) < 0)
+	ret = note ? safedir_move(sfd, fs->recovery_fd, note_name) : 0;
+	if (ret < 0)
 		log_error("cannot move %s/%s to %s: %s", dir, note_name, fs->recovery_dir,
-		          strerror(errno));
+		          strerror(-ret));
 }
 
 /* A directory stream over a copy of dfd (so closedir leaves dfd open). */

@@ -480,11 +480,14 @@ void stage_to_recovery(struct chunkfs *fs, struct node *node, int err)
 
 	stage_note(fs, node, key);
 	if (asprintf(&data, "%s/%s", fs->recovery_dir, base) >= 0) {
-		moved = renameat2(s->dirfd, base, fs->recovery_fd, base, RENAME_NOREPLACE) == 0;
-		if (moved && renameat2(s->dirfd, note_base, fs->recovery_fd, note_base,
-		                       RENAME_NOREPLACE) < 0)
-			log_error("cannot move %s to %s: %s", s->note_path, fs->recovery_dir,
-			          strerror(errno));
+		int ret = safedir_move(s->dirfd, fs->recovery_fd, base);
+
+		moved = ret == 0;
+		if (moved)
+			ret = safedir_move(s->dirfd, fs->recovery_fd, note_base);
+		if (ret < 0)
+			log_error("cannot move %s to %s: %s", moved ? s->note_path : s->path,
+			          fs->recovery_dir, strerror(-ret));
 	}
 	log_error("could not save \"%s\" (%llu bytes): %s; the data is kept in %s (mount again "
 	          "with -o recover=upload to save it)",

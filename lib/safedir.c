@@ -257,6 +257,17 @@ int safedir_create_fresh(int dfd, const char *name, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+int safedir_move(int from_dfd, int to_dfd, const char *name)
+{
+	if (renameat2(from_dfd, name, to_dfd, name, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	if (faccessat(to_dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	return renameat(from_dfd, name, to_dfd, name) < 0 ? -errno : 0;
+}
+
 int safedir_open_own_file(int dfd, const char *name)
 {
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);

@@ -55,6 +55,13 @@ int safedir_create_unique(int dfd, char *name, int flags, int is_dir);
 int safedir_create_fresh(int dfd, const char *name, int flags);
 
 /*
+ * Move from_dfd/name to to_dfd/name without replacing a file there
+ * (renameat2 RENAME_NOREPLACE; where the filesystem lacks it, a rename
+ * after checking the name is free).  0 or -errno (-EEXIST when taken).
+ */
+int safedir_move(int from_dfd, int to_dfd, const char *name);
+
+/*
  * Open name in dfd for reading without following a symlink or blocking on
  * a FIFO: it must be a regular file owned by the effective user with one
  * link.  fd or -errno (-EPERM for anything else).

@@ -132,6 +132,27 @@ START_TEST(test_unique_and_own_files)
 }
 END_TEST
 
+/* A move never replaces a file already there. */
+START_TEST(test_move_no_replace)
+{
+	int from, to;
+
+	ck_assert_int_eq(mkdir(tm_path(dir, "from"), 0700), 0);
+	ck_assert_int_eq(mkdir(tm_path(dir, "to"), 0700), 0);
+	from = open(tm_path(dir, "from"), O_RDONLY | O_DIRECTORY);
+	to = open(tm_path(dir, "to"), O_RDONLY | O_DIRECTORY);
+	ck_assert_int_eq(tm_write_file(tm_path(dir, "from/a"), "new", 3), 0);
+	ck_assert_int_eq(tm_write_file(tm_path(dir, "to/a"), "old", 3), 0);
+	ck_assert_int_eq(safedir_move(from, to, "a"), -EEXIST);
+	ck_assert_int_eq(unlink(tm_path(dir, "to/a")), 0);
+	ck_assert_int_eq(safedir_move(from, to, "a"), 0);
+	ck_assert_int_eq(access(tm_path(dir, "to/a"), F_OK), 0);
+	ck_assert_int_eq(access(tm_path(dir, "from/a"), F_OK), -1);
+	close(from);
+	close(to);
+}
+END_TEST
+
 static Suite *safedir_suite(void)
 {
 	Suite *s = suite_create("safedir");
@@ -143,6 +164,7 @@ static Suite *safedir_suite(void)
 	tcase_add_test(tc, test_parent_writable_by_others);
 	tcase_add_test(tc, test_other_owner);
 	tcase_add_test(tc, test_unique_and_own_files);
+	tcase_add_test(tc, test_move_no_replace);
 	suite_add_tcase(s, tc);
 	return s;
 }
