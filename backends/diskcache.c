@@ -45,6 +45,7 @@
 
 #include "io.h"
 #include "log.h"
+#include "safedir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -964,47 +965,18 @@ static int dc_rebuild(struct diskcache *c)
 	return 0;
 }
 
-/* Open (creating if missing) and check the cache directory.  fd or -errno. */
+/*
+ * Open (creating it and missing parents, 0700) and check the cache
+ * directory: this user's own, not writable by others, not a symlink, in
+ * safe parents (safedir.h).  fd or -errno.
+ */
 static int dc_open_dir(const char *dir)
 {
-	struct stat sb;
-	int fd;
+	char err[PATH_MAX + 256];
+	int fd = safedir_open(dir, SAFEDIR_CREATE, err, sizeof(err));
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		int ret = -errno;
-
-		log_msg(LOG_LEVEL_ERROR, "disk cache: cannot create %s: %s", dir, strerror(errno));
-		return ret;
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		int ret = -errno;
-
-		log_msg(LOG_LEVEL_ERROR, "disk cache: cannot open %s: %s (it must be a directory)",
-		        dir, strerror(errno));
-		return ret;
-	}
-	if (fstat(fd, &sb) < 0) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	if (sb.st_uid != geteuid()) {
-		log_msg(LOG_LEVEL_ERROR,
-		        "disk cache: %s is owned by uid %u, not by this user (uid %u); use a "
-		        "directory of your own",
-		        dir, (unsigned)sb.st_uid, (unsigned)geteuid());
-		close(fd);
-		return -EPERM;
-	}
-	if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-		log_msg(LOG_LEVEL_ERROR,
-		        "disk cache: %s is writable by group or others (mode %04o); chmod 700 it",
-		        dir, (unsigned)(sb.st_mode & 07777));
-		close(fd);
-		return -EPERM;
-	}
+	if (fd < 0)
+		log_msg(LOG_LEVEL_ERROR, "disk cache: %s", err);
 	return fd;
 }
 
@@ -1126,8 +1098,10 @@ int diskcache_opts_parse(struct fuse_args *args, struct diskcache_opts *o)
 void diskcache_opts_usage(FILE *out)
 {
 	fprintf(out, "Disk cache (S3 sources; under the memory cache):\n"
-	             "    -o cache_dir=PATH        keep read blocks in PATH (0700, created if "
-	             "missing)\n"
+	             "    -o cache_dir=PATH        keep read blocks in PATH (0700, created with "
+	             "its parents\n"
+	             "                             if missing; your own, not writable by "
+	             "others)\n"
 	             "    -o cache_dir_size=MiB    bound on the cache files (default 10240)\n"
 	             "    -o cache_dir_min_free=P  stop growing below P%% free on PATH's "
 	             "filesystem (default 5; 0: until full)\n");

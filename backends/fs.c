@@ -14,8 +14,10 @@
  *   that way, so they cannot escape either.
  *
  *   Saving: the data goes to a new ".chunkfs-tmp.XXXXXXXXXXXX" file in the
- *   target's directory (created by fs_tmp_open() with O_EXCL and a random
- *   suffix), sized to the source with ftruncate() and streamed from it in
+ *   target's directory (created by fs_tmp_open() with O_EXCL, a random
+ *   suffix and mode 0600, so that no other user reads the data of a file
+ *   whose own mode is stricter than the default while it is written),
+ *   sized to the source with ftruncate() and streamed from it in
  *   FS_PIECE_SIZE pieces that skip its holes and pages of zeros; then the
  *   attributes are applied, the file is fsync()ed and renameat() puts it
  *   over the target.  Readers therefore see the old file or the new one.
@@ -47,6 +49,7 @@
 #include "io.h"
 
 #include "log.h"
+#include "safedir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -81,6 +83,7 @@
 struct fs_backend {
 	struct backend base;
 	int dirfd;       /* O_PATH descriptor of the base; set once in create */
+	mode_t umask;    /* the process's umask at create: new files without a mode */
 	char *base_path; /* the base as given, for log messages; set once */
 };
 
@@ -295,40 +298,16 @@ out_tmp:
 	return ret;
 }
 
-/* Create a new temporary file in directory pfd; its name goes to name. */
+/*
+ * Create a new temporary file in directory pfd, 0600 (no other user may
+ * read the data before its mode is set); its name goes to name.
+ */
 static int fs_tmp_open(int pfd, char name[FS_TMP_NAME_SIZE])
 {
-	static const char chars[] =
-	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-	for (unsigned tries = 0; tries < 100; tries++) {
-		unsigned char rnd[FS_TMP_SUFFIX_LEN];
-		int fd;
-
-		if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
-			struct timespec ts;
-			uint64_t x;
-
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			x = (uint64_t)ts.tv_nsec ^ ((uint64_t)gettid() << 32) ^ tries;
-			for (size_t i = 0; i < sizeof(rnd); i++) {
-				x ^= x << 13;
-				x ^= x >> 7;
-				x ^= x << 17;
-				rnd[i] = (unsigned char)x;
-			}
-		}
-		memcpy(name, FS_TMP_PREFIX, FS_TMP_PREFIX_LEN);
-		for (size_t i = 0; i < FS_TMP_SUFFIX_LEN; i++)
-			name[FS_TMP_PREFIX_LEN + i] = chars[rnd[i] % (sizeof(chars) - 1)];
-		name[FS_TMP_PREFIX_LEN + FS_TMP_SUFFIX_LEN] = '\0';
-		fd = openat(pfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-		if (fd >= 0)
-			return fd;
-		if (errno != EEXIST)
-			return -errno;
-	}
-	return -EEXIST;
+	memcpy(name, FS_TMP_PREFIX, FS_TMP_PREFIX_LEN);
+	memset(name + FS_TMP_PREFIX_LEN, 'X', FS_TMP_SUFFIX_LEN);
+	name[FS_TMP_PREFIX_LEN + FS_TMP_SUFFIX_LEN] = '\0';
+	return safedir_create_unique(pfd, name, O_RDWR, 0);
 }
 
 /*
@@ -586,6 +565,9 @@ static int fs_save(struct backend *b, const char *key, const struct backend_sour
 		off += n;
 	}
 	ret = fs_apply_attrs(fd, attrs);
+	if (ret == 0 && !(attrs != NULL && (attrs->meta & BACKEND_META_MODE)) &&
+	    fchmod(fd, 0666 & ~fb->umask) < 0)
+		ret = -errno;
 	if (ret < 0)
 		goto out_unlink;
 	ret = fs_tmp_commit(pfd, fd, tmp, p.name, st); /* removes tmp on failure */
@@ -1260,6 +1242,8 @@ struct backend *fs_backend_create(const char *base_dir)
 	fb->base.ops = &fs_ops;
 	fb->base.flags = BACKEND_REAL_DIRS;
 	fb->base.key_max = PATH_MAX - 1; /* a path openat2() takes */
+	fb->umask = umask(0);            /* read it; set it back at once */
+	umask(fb->umask);
 	fb->base_path = strdup(base_dir);
 	if (fb->base_path == NULL) {
 		err = ENOMEM;

@@ -18,7 +18,8 @@
  *     Only regular files (and symlinks to them) are objects.
  *   - save() of "a/b" when base/a is a regular file fails with -ENOTDIR;
  *     save() of "a" when base/a is a directory fails with -EISDIR.
- *   - Saves write a temporary ".chunkfs-tmp.<12 random chars>" file next to the
+ *   - Saves write a temporary ".chunkfs-tmp.<12 random chars>" file (mode
+ *     0600 until the data is in and the final mode is set) next to the
  *     target, fsync it and rename it over the target.  The file keeps the
  *     source's holes (backend_source.data) and leaves 4 KiB pages of zeros
  *     as holes too, so a sparse file stays sparse.  Names with a segment

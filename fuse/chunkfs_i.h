@@ -73,8 +73,11 @@ struct chunkfs {
 	int listings_fd;            /* cache_dir/listings of a pinned mount, or -1 */
 	const struct chunkfs_opts *opts;
 	char *staging_dir;  /* resolved staging directory; owned */
+	int staging_fd;     /* its checked descriptor (safedir.h), or -1 */
 	char *session_dir;  /* this mount's stages, under it (recovery.c); owned */
+	int session_fd;     /* its descriptor, or -1; stages are made relative to it */
 	char *recovery_dir; /* unsaved data of failed uploads; owned */
+	int recovery_fd;    /* its descriptor, or -1 */
 	char *source_id;    /* SOURCE as notes name it; owned */
 	int session_lock;   /* flock held on session_dir/lock, or -1 */
 	uid_t uid;          /* owner shown for every file */

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "safedir.h"
 
 #define NAME_MAX_BYTES 255
 #define N_BUCKETS      1024
@@ -479,8 +480,7 @@ static void save_listing(struct dircache *dc, struct dir *d)
 		goto out;
 	saved_name(name, sizeof(name), d->prefix);
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
-	fd = openat(dc->opts.save_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	            0600);
+	fd = safedir_create_fresh(dc->opts.save_dirfd, tmp, O_WRONLY);
 	if (fd >= 0) {
 		size_t len = strlen(text);
 		int ok = write(fd, text, len) == (ssize_t)len;

@@ -32,10 +32,14 @@
 #include "mountinfo.h"
 #include "recovery.h"
 #include "s3/s3.h"
+#include "safedir.h"
 #include "shutdown.h"
 #include "warm.h"
 
 #define CHUNKFS_VERSION "0.1.0"
+
+/* root's default staging directory (its parent is made 0700 too). */
+#define CHUNKFS_ROOT_STAGING "/var/lib/chunkfs/staging"
 
 /* What the kernel is told to cache for with -o pin: a year. */
 #define PIN_TIMEOUT (365.0 * 24 * 3600)
@@ -49,6 +53,7 @@ enum {
 	KEY_MAX_READ,
 	KEY_METADATA_STORE,
 	KEY_METADATA_REFUSE,
+	KEY_ALLOW_OTHER,
 };
 
 #define OPT(t, p)                                                                                  \
@@ -83,6 +88,7 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_KEY("-d", KEY_DEBUG),
     FUSE_OPT_KEY("debug", KEY_DEBUG),
     FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
     FUSE_OPT_END,
 };
@@ -103,7 +109,9 @@ static void usage(const char *prog)
 	    "    -o attr_timeout=SECS   how long the kernel caches attributes (default 1)\n"
 	    "    -o entry_timeout=SECS  how long the kernel caches names (default 1)\n"
 	    "    -o staging_dir=DIR     where files being written are kept until saved\n"
-	    "                           (default: $TMPDIR or /var/tmp, chunkfs-staging-UID);\n"
+	    "                           (default: root's " CHUNKFS_ROOT_STAGING ", others'\n"
+	    "                           $TMPDIR or /var/tmp, chunkfs-staging-UID); it must be\n"
+	    "                           the user's own, not writable by others\n"
 	    "                           unsaved data is kept in its recovery/ directory\n"
 	    "    -o recover=ACTION      unsaved files of earlier mounts of this SOURCE:\n"
 	    "                           keep (default: report them), upload, discard\n"
@@ -153,6 +161,7 @@ static void usage(const char *prog)
 struct parse_state {
 	struct chunkfs_opts opts;
 	int help, version;
+	int allow_other; /* -o allow_other (passed on to FUSE too) */
 };
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -181,6 +190,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_RO:
 		ps->opts.ro = 1;
 		return 1; /* also a mount flag for the kernel */
+	case KEY_ALLOW_OTHER:
+		ps->allow_other = 1;
+		return 1; /* FUSE's option */
 	case KEY_MAX_READ:
 		if (sscanf(arg, "max_read=%u", &ps->opts.max_read) != 1) {
 			fprintf(stderr, "chunkfs: bad option \"%s\"\n", arg);
@@ -354,65 +366,72 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
 }
 
 /*
- * The staging directory: the one given, else a per-user directory that
- * outlives the mount (so the next mount finds unsaved data), which must be
- * ours and private.
+ * The default staging directory, which outlives the mount (so the next
+ * mount finds unsaved data): root's in a root-only place, where no other
+ * user can squat the name first; another user's in $TMPDIR or /var/tmp.
+ * The caller frees.
  */
-static char *staging_dir_create(const char *given)
+static char *staging_default(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	struct stat sb;
 	char *dir;
 
-	if (given != NULL) {
-		if (mkdir(given, 0700) < 0 && errno != EEXIST)
-			return NULL;
-		return realpath(given, NULL);
-	}
+	if (geteuid() == 0)
+		return strdup(CHUNKFS_ROOT_STAGING);
 	if (asprintf(&dir, "%s/chunkfs-staging-%u", tmp && *tmp ? tmp : "/var/tmp",
 	             (unsigned)getuid()) < 0)
 		return NULL;
-	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || lstat(dir, &sb) < 0) {
-		free(dir);
-		return NULL;
-	}
-	if (!S_ISDIR(sb.st_mode) || sb.st_uid != getuid() || (sb.st_mode & 077) != 0) {
-		fprintf(stderr,
-		        "chunkfs: %s is not a private directory of this user; remove it or give "
-		        "-o staging_dir=\n",
-		        dir);
-		free(dir);
-		errno = EPERM;
-		return NULL;
-	}
 	return dir;
 }
 
 /*
+ * Open the staging directory (the one given, else the default) as a safe
+ * directory of this user (safedir.h), creating it: sets fs->staging_dir
+ * and fs->staging_fd.  0, or -1 with a sentence on stderr.
+ */
+static int staging_dir_open(struct chunkfs *fs, const char *given)
+{
+	char err[PATH_MAX + 256], *real;
+	char *dir = given ? strdup(given) : staging_default();
+
+	if (dir == NULL) {
+		fprintf(stderr, "chunkfs: out of memory\n");
+		return -1;
+	}
+	fs->staging_fd =
+	    safedir_open(dir, SAFEDIR_CREATE | (given ? 0 : SAFEDIR_PRIVATE), err, sizeof(err));
+	if (fs->staging_fd < 0) {
+		fprintf(stderr, "chunkfs: cannot use the staging directory: %s%s\n", err,
+		        given ? "" : "; or give -o staging_dir=");
+		free(dir);
+		return -1;
+	}
+	real = realpath(dir, NULL);
+	if (real != NULL) {
+		free(dir);
+		dir = real;
+	}
+	fs->staging_dir = dir;
+	return 0;
+}
+
+/*
  * The directory a pinned mount keeps its listings in, under the disk
- * cache's directory (which the disk tier created and checked): made 0700,
- * opened without following a link.  The descriptor, or -1 (the mount then
+ * cache's directory: both checked as the disk tier checks its own
+ * (safedir.h), listings made 0700.  The descriptor, or -1 (the mount then
  * keeps its listings in memory only, as without cache_dir).
  */
 static int listings_dir_open(const char *cache_dir)
 {
-	int dfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd = -1;
-	struct stat sb;
+	char err[PATH_MAX + 256];
+	int dfd = safedir_open(cache_dir, 0, err, sizeof(err)), fd = -1;
 
-	if (dfd < 0)
-		return -1;
-	if (mkdirat(dfd, "listings", 0700) < 0 && errno != EEXIST)
-		goto out;
-	fd = openat(dfd, "listings", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &sb) < 0 || sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)) {
-		log_warn("%s/listings is not a private directory of this user; listings are "
-		         "kept in memory only",
-		         cache_dir);
-		close(fd);
-		fd = -1;
-	}
-out:
-	close(dfd);
+	if (dfd >= 0)
+		fd = safedir_sub(dfd, cache_dir, "listings", SAFEDIR_CREATE, err, sizeof(err));
+	if (fd < 0)
+		log_warn("%s; listings are kept in memory only", err);
+	if (dfd >= 0)
+		close(dfd);
 	return fd;
 }
 
@@ -435,6 +454,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 	}
 	fs->session_lock = -1;
 	fs->listings_fd = -1;
+	fs->staging_fd = fs->session_fd = fs->recovery_fd = -1;
 	fs->inodes = inode_table_create();
 	if (fs->inodes == NULL)
 		goto fail;
@@ -459,12 +479,8 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		if (fs->dirs == NULL)
 			goto fail;
 	}
-	fs->staging_dir = staging_dir_create(opts->staging_dir);
-	if (fs->staging_dir == NULL) {
-		fprintf(stderr, "chunkfs: cannot create the staging directory %s: %s\n",
-		        opts->staging_dir ? opts->staging_dir : "(default)", strerror(errno));
+	if (staging_dir_open(fs, opts->staging_dir) < 0)
 		goto fail;
-	}
 	if (recovery_parse_action(opts->recover, &action) < 0) {
 		fprintf(stderr, "chunkfs: recover must be keep, upload or discard\n");
 		goto fail;
@@ -478,6 +494,8 @@ fail:
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	if (fs->staging_fd >= 0)
+		close(fs->staging_fd);
 	dircache_destroy(fs->dirs);
 	if (fs->listings_fd >= 0)
 		close(fs->listings_fd);
@@ -498,6 +516,8 @@ void chunkfs_destroy(struct chunkfs *fs)
 	free(fs->recovery_dir);
 	free(fs->source_id);
 	free(fs->staging_dir);
+	if (fs->staging_fd >= 0)
+		close(fs->staging_fd);
 	dircache_destroy(fs->dirs);
 	if (fs->listings_fd >= 0)
 		close(fs->listings_fd);
@@ -710,10 +730,19 @@ int main(int argc, char *argv[])
 		goto out;
 	fs->se = se;
 	if (fuse_session_mount(se, mnt) != 0) {
-		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)\n",
-		        opts->source, mnt);
+		fprintf(stderr, "chunkfs: mounting %s on %s failed (see the message above)%s\n",
+		        opts->source, mnt,
+		        ps.allow_other && geteuid() != 0
+		            ? "; -o allow_other for a user other than root needs the line "
+		              "user_allow_other in /etc/fuse.conf"
+		            : "");
 		goto out_session;
 	}
+	if (!ps.allow_other)
+		log_info("only uid %u can use %s: other users, root too, get \"Permission "
+		         "denied\"; to let them in, mount with -o allow_other (for a user other "
+		         "than root, /etc/fuse.conf needs user_allow_other)",
+		         (unsigned)geteuid(), mnt);
 	mountinfo_find(mnt, fs->bdi, sizeof(fs->bdi), type, sizeof(type));
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;

@@ -70,7 +70,9 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 	st->st_gid = !(meta & BACKEND_META_GID) ? fs->gid : sg ? sg->attrs.gid : node->st.gid;
 	st->st_blksize = 1 << 20; /* tools size their I/O by it */
 	if (node->type == S_IFDIR) {
-		st->st_mode = S_IFDIR | 0755;
+		/* A real directory's own mode (fs sources, real_dir_stat()),
+		 * so default_permissions stops other users where it would. */
+		st->st_mode = S_IFDIR | ((meta & BACKEND_META_MODE) ? mode & 07777 : 0755);
 		st->st_nlink = 2;
 		st->st_mtim = node->st.mtime.tv_sec ? node->st.mtime : fs->mount_time;
 	} else {
@@ -165,8 +167,28 @@ static int probe_by_listing(struct backend *be, const char *key, struct backend_
 }
 
 /*
- * What the store has at key: a file (fills *st), a directory, or -ENOENT.
- * Returns S_IFREG, S_IFDIR or -errno.
+ * The attributes of the directory key (not the root) on a store with real
+ * directories: the stat of its marker "key/", which carries the
+ * directory's own mode and owner.  0 or -errno.
+ */
+static int real_dir_stat(struct backend *be, const char *key, struct backend_stat *st)
+{
+	char *marker;
+	int ret;
+
+	if (*key == '\0' || !(be->flags & BACKEND_REAL_DIRS))
+		return -ENOENT;
+	marker = dir_prefix(key);
+	if (marker == NULL)
+		return -ENOMEM;
+	ret = be->ops->stat(be, marker, st);
+	free(marker);
+	return ret;
+}
+
+/*
+ * What the store has at key: a file or a real directory (fills *st), a
+ * directory, or -ENOENT.  Returns S_IFREG, S_IFDIR or -errno.
  */
 static int probe(struct backend *be, const char *key, struct backend_stat *st)
 {
@@ -182,6 +204,9 @@ static int probe(struct backend *be, const char *key, struct backend_stat *st)
 		return S_IFREG;
 	if (ret != -ENOENT)
 		return ret;
+	if (real_dir_stat(be, key, st) == 0)
+		return S_IFDIR;
+	memset(st, 0, sizeof(*st));
 	ret = dir_exists(be, key);
 	if (ret < 0)
 		return ret;
@@ -1078,6 +1103,25 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		dir_handle_free(d);
 }
 
+/*
+ * A listing gives a subdirectory no attributes: on a store with real
+ * directories, take them from the directory itself (real_dir_stat), so
+ * readdirplus shows the mode and owner lookup would.
+ */
+static void listed_dir_stat(struct chunkfs *fs, struct node *parent, const char *name,
+                            struct backend_stat *st)
+{
+	struct backend_stat real;
+	char *key;
+
+	if (!(fs->be->flags & BACKEND_REAL_DIRS) ||
+	    chunkfs_child_key(fs, parent, name, 0, &key) < 0)
+		return;
+	if (real_dir_stat(fs->be, key, &real) == 0)
+		*st = real;
+	free(key);
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, int plus)
 {
@@ -1103,11 +1147,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			e.attr.st_mode = S_IFDIR;
 			e.attr.st_ino = i == 0 ? dir->number : FUSE_ROOT_ID;
 		} else if (plus) {
+			struct backend_stat st = d->list.items[i - 2].st;
+
 			need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
 			if (used + need > size)
 				break;
-			node = link_found(fs, dir, name, (int)d->list.items[i - 2].type,
-			                  &d->list.items[i - 2].st);
+			if (d->list.items[i - 2].type == S_IFDIR)
+				listed_dir_stat(fs, dir, name, &st);
+			node = link_found(fs, dir, name, (int)d->list.items[i - 2].type, &st);
 			if (node == NULL)
 				break;
 			fill_entry(fs, node, &e);

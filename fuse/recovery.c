@@ -13,6 +13,14 @@
  * bytes were never fetched, or whose upload fails again, stays), or with
  * -o recover=discard deletes them.  Recoveries of other sources are only
  * counted.
+ *
+ * Other local users must not steer any of this (docs/SECURITY.md): every
+ * file here is reached by a name relative to a checked directory
+ * descriptor (fs->staging_fd, recovery_fd, session_fd), never through a
+ * symlink.  A session directory that is a symlink or not ours is left
+ * alone, a note or data file that is not a regular file of this user with
+ * one link is neither read nor uploaded, and files are made 0600 with
+ * O_EXCL.
  */
 #include "recovery.h"
 
@@ -28,6 +36,7 @@
 
 #include "chunkfs_i.h"
 #include "log.h"
+#include "safedir.h"
 
 int recovery_parse_action(const char *s, enum recovery_action *out)
 {
@@ -74,19 +83,33 @@ static void unescape(char *s)
 
 static const char *const state_names[] = {"clean", "dirty", "unlinked"};
 
-int recovery_note_write(const char *path, const struct recovery_note *n)
+/* Create dfd/tmp anew for writing (safedir_create_fresh). */
+static FILE *note_tmp_create(int dfd, const char *tmp)
 {
-	char *tmp = NULL;
+	int fd = safedir_create_fresh(dfd, tmp, O_WRONLY);
+	FILE *f;
+
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	f = fdopen(fd, "w");
+	if (f == NULL)
+		close(fd);
+	return f;
+}
+
+int recovery_note_write(int dfd, const char *name, const struct recovery_note *n)
+{
+	char tmp[NAME_MAX + 8];
 	FILE *f;
 	int ret = 0;
 
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
-		return -ENOMEM;
-	f = fopen(tmp, "we");
-	if (f == NULL) {
-		ret = -errno;
-		goto out;
-	}
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = note_tmp_create(dfd, tmp);
+	if (f == NULL)
+		return -errno;
 	fprintf(f, "chunkfs-stage 1\nsource=");
 	put_escaped(f, n->source);
 	fprintf(f, "\nkey=");
@@ -99,12 +122,10 @@ int recovery_note_write(const char *path, const struct recovery_note *n)
 		ret = -EIO;
 	if (fclose(f) != 0 && ret == 0)
 		ret = -errno;
-	if (ret == 0 && rename(tmp, path) < 0)
+	if (ret == 0 && renameat(dfd, tmp, dfd, name) < 0)
 		ret = -errno;
 	if (ret < 0)
-		unlink(tmp);
-out:
-	free(tmp);
+		unlinkat(dfd, tmp, 0);
 	return ret;
 }
 
@@ -115,16 +136,19 @@ void recovery_note_free(struct recovery_note *n)
 	memset(n, 0, sizeof(*n));
 }
 
-int recovery_note_read(const char *path, struct recovery_note *n)
+int recovery_note_read(int dfd, const char *name, struct recovery_note *n)
 {
 	char line[8192];
-	FILE *f = fopen(path, "re");
-	int ok = 0;
+	int fd = safedir_open_own_file(dfd, name), ok = 0;
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 
 	memset(n, 0, sizeof(*n));
 	n->state = NOTE_DIRTY;
-	if (f == NULL)
-		return -errno;
+	if (f == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return fd < 0 ? fd : -ENOMEM;
+	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *eq, *val;
 		long long sec;
@@ -183,51 +207,75 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Move dir/name (and dir/name.note when note) into the recovery directory. */
-static void move_to_recovery(struct chunkfs *fs, const char *dir, const char *name, int note)
+/*
+ * Move name (and name.note when note) from the session directory sfd
+ * (named dir, for messages) into the recovery directory.  Never over a
+ * file already there.
+ */
+static void move_to_recovery(struct chunkfs *fs, int sfd, const char *dir, const char *name,
+                             int note)
 {
-	char from[PATH_MAX + NAME_MAX + 8], to[PATH_MAX + NAME_MAX + 8];
+	char note_name[NAME_MAX + 8];
+	int ret = safedir_move(sfd, fs->recovery_fd, name);
 
-	snprintf(from, sizeof(from), "%s/%s", dir, name);
-	snprintf(to, sizeof(to), "%s/%s", fs->recovery_dir, name);
-	if (rename(from, to) < 0) {
-		log_error("cannot move %s to %s: %s (left where it is)", from, to, strerror(errno));
+	if (ret < 0) {
+		log_error("cannot move %s/%s to %s: %s (left where it is)", dir, name,
+		          fs->recovery_dir, strerror(-ret));
 		return;
 	}
-	if (note) {
-		snprintf(from, sizeof(from), "%s/%s.note", dir, name);
-		snprintf(to, sizeof(to), "%s/%s.note", fs->recovery_dir, name);
-		if (rename(from, to) < 0)
-			log_error("cannot move %s to %s: %s", from, to, strerror(errno));
-	}
+	snprintf(note_name, sizeof(note_name), "%s.note", name);
+	ret = note ? safedir_move(sfd, fs->recovery_fd, note_name) : 0;
+	if (ret < 0)
+		log_error("cannot move %s/%s to %s: %s", dir, note_name, fs->recovery_dir,
+		          strerror(-ret));
 }
 
-/* Empty one dead session directory: dirty stages go to recovery. */
-static void sweep_session(struct chunkfs *fs, const char *dir)
+/* A directory stream over a copy of dfd (so closedir leaves dfd open). */
+static DIR *dir_stream(int dfd)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char path[PATH_MAX + NAME_MAX + 2];
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 
-	if (d == NULL)
-		return;
-	/* Notes first: each decides the fate of its data file. */
+	if (d == NULL && fd >= 0)
+		close(fd);
+	if (d != NULL)
+		rewinddir(d);
+	return d;
+}
+
+/* Sort the notes of a dead session: each decides the fate of its data. */
+static void sweep_notes(struct chunkfs *fs, int sfd, const char *dir, DIR *d)
+{
+	struct dirent *de;
+
 	while ((de = readdir(d)) != NULL) {
 		struct recovery_note n;
 		char name[NAME_MAX + 1];
 
 		if (!ends_with(de->d_name, ".note"))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		snprintf(name, sizeof(name), "%.*s", (int)(strlen(de->d_name) - 5), de->d_name);
-		if (recovery_note_read(path, &n) == 0 && n.state != NOTE_DIRTY) {
-			unlinkat(dirfd(d), name, 0);
-			unlinkat(dirfd(d), de->d_name, 0);
+		if (recovery_note_read(sfd, de->d_name, &n) == 0 && n.state != NOTE_DIRTY) {
+			unlinkat(sfd, name, 0);
+			unlinkat(sfd, de->d_name, 0);
 		} else {
-			move_to_recovery(fs, dir, name, 1);
+			move_to_recovery(fs, sfd, dir, name, 1);
 		}
 		recovery_note_free(&n);
 	}
+}
+
+/* Empty one dead session directory, name in the staging directory. */
+static void sweep_session(struct chunkfs *fs, int sfd, const char *name)
+{
+	char dir[PATH_MAX];
+	DIR *d = dir_stream(sfd);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	snprintf(dir, sizeof(dir), "%s/%s", fs->staging_dir, name);
+	sweep_notes(fs, sfd, dir, d);
 	/* Whatever is left without a note is kept too: never delete data. */
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
@@ -235,46 +283,54 @@ static void sweep_session(struct chunkfs *fs, const char *dir)
 
 		if (strncmp(de->d_name, "stage-", 6) != 0 || ends_with(de->d_name, ".tmp"))
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode) &&
-		    sb.st_size > 0)
-			move_to_recovery(fs, dir, de->d_name, 0);
+		if (fstatat(sfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(sb.st_mode) && sb.st_size > 0)
+			move_to_recovery(fs, sfd, dir, de->d_name, 0);
 		else
-			unlinkat(dirfd(d), de->d_name, 0);
+			unlinkat(sfd, de->d_name, 0);
 	}
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.' || ends_with(de->d_name, ".tmp"))
-			unlinkat(dirfd(d), de->d_name, 0);
+			unlinkat(sfd, de->d_name, 0);
 	closedir(d);
-	if (rmdir(dir) < 0)
+	if (unlinkat(fs->staging_fd, name, AT_REMOVEDIR) < 0)
 		log_warn("cannot remove %s: %s", dir, strerror(errno));
+}
+
+/*
+ * Sweep the session directory name if its mount is gone.  A symlink or a
+ * directory that is not this user's own is left alone: sweeping deletes.
+ */
+static void sweep_if_dead(struct chunkfs *fs, const char *name)
+{
+	char err[PATH_MAX + 256];
+	int sfd = safedir_sub(fs->staging_fd, fs->staging_dir, name, 0, err, sizeof(err));
+	int lock;
+
+	if (sfd < 0) {
+		log_warn("staging: %s; left alone, not swept", err);
+		return;
+	}
+	lock = openat(sfd, "lock", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) == 0)
+		sweep_session(fs, sfd, name);
+	if (lock >= 0)
+		close(lock); /* a live mount holds its lock: nothing was done */
+	close(sfd);
 }
 
 /* Sweep every session directory whose mount is gone. */
 static void sweep_dead_sessions(struct chunkfs *fs)
 {
-	DIR *d = opendir(fs->staging_dir);
+	DIR *d = dir_stream(fs->staging_fd);
 	struct dirent *de;
 
 	if (d == NULL)
 		return;
-	while ((de = readdir(d)) != NULL) {
-		char dir[PATH_MAX], lock[PATH_MAX + 16];
-		int fd;
-
-		if (strncmp(de->d_name, "mount-", 6) != 0)
-			continue;
-		snprintf(dir, sizeof(dir), "%s/%s", fs->staging_dir, de->d_name);
-		snprintf(lock, sizeof(lock), "%s/lock", dir);
-		fd = open(lock, O_RDWR | O_CLOEXEC);
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			close(fd); /* a live mount */
-			continue;
-		}
-		sweep_session(fs, dir);
-		if (fd >= 0)
-			close(fd);
-	}
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "mount-", 6) == 0)
+			sweep_if_dead(fs, de->d_name);
 	closedir(d);
 }
 
@@ -282,26 +338,28 @@ static void sweep_dead_sessions(struct chunkfs *fs)
 
 static void remove_pair(struct chunkfs *fs, const char *data)
 {
-	char path[PATH_MAX + NAME_MAX + 2];
+	char note[NAME_MAX + 8];
 
-	snprintf(path, sizeof(path), "%s/%s", fs->recovery_dir, data);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/%s.note", fs->recovery_dir, data);
-	unlink(path);
+	snprintf(note, sizeof(note), "%s.note", data);
+	unlinkat(fs->recovery_fd, data, 0);
+	unlinkat(fs->recovery_fd, note, 0);
 }
 
 /* Save one recovery to the store.  0 or -errno. */
 static int upload_one(struct chunkfs *fs, const char *data, const struct recovery_note *n)
 {
-	char path[PATH_MAX + NAME_MAX + 2];
 	struct backend_source src;
 	struct stat sb;
 	int fd, ret;
 
-	snprintf(path, sizeof(path), "%s/%s", fs->recovery_dir, data);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Only a file this user wrote: never one another user planted. */
+	fd = safedir_open_own_file(fs->recovery_fd, data);
+	if (fd == -EPERM)
+		log_error("%s/%s is not a regular file of this user (a symlink, a link or "
+		          "another owner's); not uploaded",
+		          fs->recovery_dir, data);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &sb) < 0) {
 		ret = -errno;
 		close(fd);
@@ -334,7 +392,7 @@ static unsigned count_orphans(DIR *d)
 
 static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 {
-	DIR *d = opendir(fs->recovery_dir);
+	DIR *d = dir_stream(fs->recovery_fd);
 	struct dirent *de;
 	unsigned ours = 0, others = 0, saved = 0, dropped = 0, partial = 0, orphans;
 	char first[PATH_MAX] = "";
@@ -343,14 +401,13 @@ static void handle_recoveries(struct chunkfs *fs, enum recovery_action action)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		struct recovery_note n;
-		char path[PATH_MAX + NAME_MAX + 2], data[NAME_MAX + 1];
+		char data[NAME_MAX + 1];
 		int ret;
 
 		if (!ends_with(de->d_name, ".note"))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", fs->recovery_dir, de->d_name);
 		snprintf(data, sizeof(data), "%.*s", (int)(strlen(de->d_name) - 5), de->d_name);
-		if (recovery_note_read(path, &n) < 0) {
+		if (recovery_note_read(fs->recovery_fd, de->d_name, &n) < 0) {
 			others++;
 			continue;
 		}
@@ -424,50 +481,77 @@ static char *normalize_source(const char *source)
 	return real ? real : strdup(source);
 }
 
+/* Make this mount's session directory and take its lock.  0 or -errno. */
+static int session_create(struct chunkfs *fs)
+{
+	char name[] = "mount-XXXXXX", err[PATH_MAX + 256];
+	int ret = safedir_create_unique(fs->staging_fd, name, 0, 1);
+
+	if (ret < 0) {
+		fprintf(stderr, "chunkfs: cannot create a directory in %s: %s\n", fs->staging_dir,
+		        strerror(-ret));
+		return ret;
+	}
+	if (asprintf(&fs->session_dir, "%s/%s", fs->staging_dir, name) < 0) {
+		fs->session_dir = NULL;
+		return -ENOMEM;
+	}
+	fs->session_fd = safedir_sub(fs->staging_fd, fs->staging_dir, name, 0, err, sizeof(err));
+	if (fs->session_fd < 0) {
+		fprintf(stderr, "chunkfs: %s\n", err);
+		return fs->session_fd;
+	}
+	fs->session_lock = openat(fs->session_fd, "lock",
+	                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fs->session_lock < 0 || flock(fs->session_lock, LOCK_EX) < 0) {
+		ret = -errno;
+		fprintf(stderr, "chunkfs: cannot lock %s/lock: %s\n", fs->session_dir,
+		        strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
 int recovery_start(struct chunkfs *fs, enum recovery_action action)
 {
-	char lock[PATH_MAX];
+	char err[PATH_MAX + 256];
+	int ret;
 
 	fs->source_id = normalize_source(fs->opts->source ? fs->opts->source : "");
 	if (fs->source_id == NULL ||
-	    asprintf(&fs->recovery_dir, "%s/recovery", fs->staging_dir) < 0 ||
-	    asprintf(&fs->session_dir, "%s/mount-XXXXXX", fs->staging_dir) < 0)
+	    asprintf(&fs->recovery_dir, "%s/recovery", fs->staging_dir) < 0)
 		return -ENOMEM;
-	if (mkdir(fs->recovery_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "chunkfs: cannot create the recovery directory %s: %s\n",
-		        fs->recovery_dir, strerror(errno));
-		return -errno;
+	fs->recovery_fd = safedir_sub(fs->staging_fd, fs->staging_dir, "recovery", SAFEDIR_CREATE,
+	                              err, sizeof(err));
+	if (fs->recovery_fd < 0) {
+		fprintf(stderr, "chunkfs: cannot use the recovery directory: %s\n", err);
+		return fs->recovery_fd;
 	}
 	sweep_dead_sessions(fs);
-	if (mkdtemp(fs->session_dir) == NULL) {
-		fprintf(stderr, "chunkfs: cannot create a directory in %s: %s\n", fs->staging_dir,
-		        strerror(errno));
-		return -errno;
-	}
-	snprintf(lock, sizeof(lock), "%s/lock", fs->session_dir);
-	fs->session_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fs->session_lock < 0 || flock(fs->session_lock, LOCK_EX) < 0) {
-		fprintf(stderr, "chunkfs: cannot lock %s: %s\n", lock, strerror(errno));
-		return -errno;
-	}
+	ret = session_create(fs);
+	if (ret < 0)
+		return ret;
 	handle_recoveries(fs, action);
 	return 0;
 }
 
 void recovery_stop(struct chunkfs *fs)
 {
-	char lock[PATH_MAX];
-
-	if (fs->session_dir == NULL || fs->session_lock < 0)
-		return;
-	snprintf(lock, sizeof(lock), "%s/lock", fs->session_dir);
-	unlink(lock);
-	if (rmdir(fs->session_dir) < 0) {
-		/* Stages of files still open: keep the lock file so a live
-		 * mount is not assumed; the next mount sweeps the rest. */
-		log_error("unsaved files remain in %s; the next mount moves them to %s",
-		          fs->session_dir, fs->recovery_dir);
+	if (fs->session_dir != NULL && fs->session_lock >= 0) {
+		unlinkat(fs->session_fd, "lock", 0);
+		if (unlinkat(fs->staging_fd, strrchr(fs->session_dir, '/') + 1, AT_REMOVEDIR) < 0) {
+			/* Stages of files still open: keep the lock file so a
+			 * live mount is not assumed; the next mount sweeps the
+			 * rest. */
+			log_error("unsaved files remain in %s; the next mount moves them to %s",
+			          fs->session_dir, fs->recovery_dir);
+		}
 	}
-	close(fs->session_lock);
-	fs->session_lock = -1;
+	if (fs->session_lock >= 0)
+		close(fs->session_lock);
+	if (fs->session_fd >= 0)
+		close(fs->session_fd);
+	if (fs->recovery_fd >= 0)
+		close(fs->recovery_fd);
+	fs->session_lock = fs->session_fd = fs->recovery_fd = -1;
 }

@@ -38,15 +38,17 @@ enum recovery_action { RECOVER_KEEP, RECOVER_UPLOAD, RECOVER_DISCARD };
 int recovery_parse_action(const char *s, enum recovery_action *out);
 
 /*
- * Write a note to path atomically (temporary file + rename).  0 or -errno.
+ * Write the note name in the directory dfd atomically: a new 0600 file
+ * name.tmp (O_EXCL, O_NOFOLLOW), then a rename.  0 or -errno.
  */
-int recovery_note_write(const char *path, const struct recovery_note *n);
+int recovery_note_write(int dfd, const char *name, const struct recovery_note *n);
 
 /*
- * Read the note at path into *n (free with recovery_note_free).  0 or
- * -errno (-EINVAL for a file that is not a note).
+ * Read the note name in the directory dfd into *n (free with
+ * recovery_note_free).  0 or -errno (-EINVAL for a file that is not a
+ * note, -EPERM for one that is not a regular file of this user).
  */
-int recovery_note_read(const char *path, struct recovery_note *n);
+int recovery_note_read(int dfd, const char *name, struct recovery_note *n);
 
 void recovery_note_free(struct recovery_note *n);
 
@@ -54,12 +56,16 @@ void recovery_note_free(struct recovery_note *n);
  * At mount: make this mount's session directory and lock it, move the
  * unsaved files of dead mounts into the recovery directory, report what
  * waits there for this source, and upload or discard it when asked.
- * Sets fs->session_dir, fs->recovery_dir, fs->source_id.  0 or -errno
- * (with a sentence on stderr).
+ * Needs fs->staging_dir and its checked descriptor fs->staging_fd.  Sets
+ * fs->session_dir, session_fd, recovery_dir, recovery_fd, source_id.  0
+ * or -errno (with a sentence on stderr).
  */
 int recovery_start(struct chunkfs *fs, enum recovery_action action);
 
-/* At unmount: remove the session directory if nothing was left in it. */
+/*
+ * At unmount: remove the session directory if nothing was left in it, and
+ * close the descriptors recovery_start() opened.
+ */
 void recovery_stop(struct chunkfs *fs);
 
 #endif

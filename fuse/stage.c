@@ -36,9 +36,16 @@
 #include "io.h"
 #include "log.h"
 #include "recovery.h"
+#include "safedir.h"
 
 /* Original bytes are fetched in reads of at most this many blocks. */
 #define FETCH_BLOCKS 8
+
+/* The last component of path: the name of a stage file in its directory. */
+static const char *base_name(const char *path)
+{
+	return strrchr(path, '/') + 1;
+}
 
 static int have_block(const struct stage *s, uint64_t b)
 {
@@ -76,9 +83,9 @@ void stage_free(struct stage *s, int keep_file)
 		close(s->fd);
 	if (!keep_file) {
 		if (s->path != NULL)
-			unlink(s->path);
+			unlinkat(s->dirfd, base_name(s->path), 0);
 		if (s->note_path != NULL)
-			unlink(s->note_path);
+			unlinkat(s->dirfd, base_name(s->note_path), 0);
 	}
 	free(s->path);
 	free(s->note_path);
@@ -107,7 +114,7 @@ int stage_note(struct chunkfs *fs, struct node *node, const char *key)
 	}
 	n.key = (char *)(key ? key : own);
 	n.attrs.mtime = s->mtime;
-	ret = recovery_note_write(s->note_path, &n);
+	ret = recovery_note_write(s->dirfd, base_name(s->note_path), &n);
 	if (ret == 0) {
 		s->note_ok = 1;
 		s->noted_dirty = s->dirty;
@@ -198,17 +205,20 @@ int stage_open(struct chunkfs *fs, struct node *node, int keep,
 	if (s == NULL)
 		return -ENOMEM;
 	s->fd = -1;
+	s->dirfd = fs->session_fd;
 	if (asprintf(&s->path, "%s/stage-%llu-XXXXXX", fs->session_dir,
 	             (unsigned long long)node->number) < 0) {
 		s->path = NULL;
 		ret = -ENOMEM;
 		goto fail;
 	}
-	s->fd = mkostemp(s->path, O_CLOEXEC);
+	s->fd = safedir_create_unique(s->dirfd, (char *)base_name(s->path), O_RDWR, 0);
 	if (s->fd < 0) {
-		ret = -errno;
+		ret = s->fd;
 		log_error("cannot create a staging file in %s: %s", fs->session_dir,
-		          strerror(errno));
+		          strerror(-ret));
+		free(s->path); /* names no file of ours */
+		s->path = NULL;
 		goto fail;
 	}
 	if (asprintf(&s->note_path, "%s.note", s->path) < 0) {
@@ -459,17 +469,21 @@ int stage_truncate(struct chunkfs *fs, struct node *node, uint64_t size)
 void stage_to_recovery(struct chunkfs *fs, struct node *node, int err)
 {
 	struct stage *s = node->stage;
-	const char *base = strrchr(s->path, '/') + 1;
+	const char *base = base_name(s->path), *note_base = base_name(s->note_path);
 	char *key = inode_key(fs->inodes, node, NULL);
-	char *data = NULL, *note = NULL;
+	char *data = NULL;
 	int moved = 0;
 
 	stage_note(fs, node, key);
-	if (asprintf(&data, "%s/%s", fs->recovery_dir, base) >= 0 &&
-	    asprintf(&note, "%s/%s.note", fs->recovery_dir, base) >= 0) {
-		moved = rename(s->path, data) == 0;
-		if (moved && rename(s->note_path, note) < 0)
-			log_error("cannot move %s to %s: %s", s->note_path, note, strerror(errno));
+	if (asprintf(&data, "%s/%s", fs->recovery_dir, base) >= 0) {
+		int ret = safedir_move(s->dirfd, fs->recovery_fd, base);
+
+		moved = ret == 0;
+		if (moved)
+			ret = safedir_move(s->dirfd, fs->recovery_fd, note_base);
+		if (ret < 0)
+			log_error("cannot move %s to %s: %s", moved ? s->note_path : s->path,
+			          fs->recovery_dir, strerror(-ret));
 	}
 	log_error("could not save \"%s\" (%llu bytes): %s; the data is kept in %s (mount again "
 	          "with -o recover=upload to save it)",
@@ -479,5 +493,4 @@ void stage_to_recovery(struct chunkfs *fs, struct node *node, int err)
 	node->stage = NULL;
 	free(key);
 	free(data);
-	free(note);
 }

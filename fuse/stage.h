@@ -39,7 +39,8 @@ struct node;
 
 struct stage {
 	int fd;
-	char *path;      /* the data file */
+	int dirfd;       /* the session directory holding both files; not owned */
+	char *path;      /* the data file (for messages; names are used from dirfd) */
 	char *note_path; /* path + ".note" */
 	uint64_t size;   /* the staged file's length */
 	int dirty;       /* differs from what the backend has */

@@ -33,6 +33,10 @@
 /* The signal flag: set by SIGINT/SIGTERM, read by every thread. */
 static volatile sig_atomic_t warm_stop;
 
+/* After a signal, how long the readers may take to finish the read each
+ * is in (a slow or stuck store) before warm exits without them. */
+#define WARM_STOP_GRACE 1.0
+
 struct warm_file {
 	char *path;
 	uint64_t size;
@@ -114,8 +118,22 @@ static int add_path(struct warm *w, const char *mnt, const char *path)
 	return 0;
 }
 
+/* Whether full, once its symlinks are resolved, is still below base. */
+static int resolves_below(const char *full, const char *base)
+{
+	char rf[PATH_MAX], rb[PATH_MAX];
+	size_t n;
+
+	if (realpath(full, rf) == NULL || realpath(base, rb) == NULL)
+		return 0;
+	n = strlen(rb);
+	return strncmp(rf, rb, n) == 0 && (rf[n] == '/' || strcmp(rb, "/") == 0);
+}
+
 /* Add the regular file base/file, named by the manifest, if it exists;
- * a missing file is an error when required.  0 or -1. */
+ * a missing file is an error when required.  The manifest's names are
+ * relative without ".." (manifest.c); one that leads out of base through
+ * a symlink is refused, anything but a regular file skipped.  0 or -1. */
 static int add_listed(struct warm *w, const char *manifest, const char *base, const char *file,
                       const struct manifest_chunk *c, int required)
 {
@@ -123,7 +141,7 @@ static int add_listed(struct warm *w, const char *manifest, const char *base, co
 	struct stat st;
 
 	snprintf(full, sizeof(full), "%s/%s", base, file);
-	if (stat(full, &st) < 0) {
+	if (lstat(full, &st) < 0) {
 		if (!required && errno == ENOENT)
 			return 0;
 		fprintf(stderr, "chunkfs warm: %s (listed in %s): %s\n", full, manifest,
@@ -131,8 +149,13 @@ static int add_listed(struct warm *w, const char *manifest, const char *base, co
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "chunkfs warm: %s (listed in %s) is not a regular file\n", full,
-		        manifest);
+		fprintf(stderr, "chunkfs warm: %s (listed in %s) is not a regular file; skipped\n",
+		        full, manifest);
+		return 0;
+	}
+	if (!resolves_below(full, base)) {
+		fprintf(stderr, "chunkfs warm: %s (listed in %s) leads out of %s; refused\n", full,
+		        manifest, base);
 		return -1;
 	}
 	if (c != NULL && c->size_exact && c->size != (uint64_t)st.st_size)
@@ -208,7 +231,7 @@ static int make_segments(struct warm *w)
  */
 static int open_regular(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), flags;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC), flags;
 	struct stat st;
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -331,6 +354,56 @@ static void progress(const struct warm *w, double t0, int tty, int final)
 	}
 }
 
+/*
+ * Start the reader threads with SIGINT and SIGTERM blocked: a signal then
+ * reaches the main thread, which sees it at once, rather than a reader
+ * blocked in a read of a slow mount, which would see it only after that
+ * read.  Returns how many started.
+ */
+static unsigned start_readers(struct warm *w, pthread_t *tids, unsigned threads)
+{
+	sigset_t stop, old;
+	unsigned started = 0;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
+	w->running = threads;
+	for (; started < threads; started++) {
+		if (pthread_create(&tids[started], NULL, warm_worker, w) != 0) {
+			__atomic_fetch_sub(&w->running, threads - started, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return started;
+}
+
+/*
+ * Print progress until every reader is done: 0; or -1 when a signal came
+ * and the readers did not finish within WARM_STOP_GRACE.
+ */
+static int wait_readers(struct warm *w, double t0, int tty, int quiet)
+{
+	double last = t0, stopped = 0;
+
+	while (__atomic_load_n(&w->running, __ATOMIC_ACQUIRE) > 0) {
+		struct timespec tick = {0, 50 * 1000 * 1000};
+
+		nanosleep(&tick, NULL);
+		if (warm_stop && stopped == 0)
+			stopped = now_s();
+		if (stopped != 0 && now_s() - stopped > WARM_STOP_GRACE)
+			return -1;
+		if (!quiet && now_s() - last >= (tty ? 0.25 : 5.0)) {
+			progress(w, t0, tty, 0);
+			last = now_s();
+		}
+	}
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: chunkfs warm MOUNTPOINT [PATH...] [--manifest FILE] [-j N] [-q]\n");
@@ -345,7 +418,7 @@ int warm_command(int argc, char *argv[])
 	struct sigaction sa = {.sa_handler = on_signal};
 	pthread_t *tids = NULL;
 	unsigned started = 0;
-	double t0, last;
+	double t0;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--manifest") == 0 && i + 1 < argc) {
@@ -370,14 +443,14 @@ int warm_command(int argc, char *argv[])
 		usage();
 		return 2;
 	}
-	if (getxattr(mnt, CHUNKFS_STATS_XATTR, NULL, 0) < 0) {
-		fprintf(stderr, "chunkfs warm: %s is not a chunkfs mount (%s)\n", mnt,
-		        strerror(errno));
-		return 1;
-	}
 	/* From here on Ctrl-C stops cleanly, also while listing a slow mount. */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	if (getxattr(mnt, CHUNKFS_STATS_XATTR, NULL, 0) < 0) {
+		fprintf(stderr, "chunkfs warm: %s is not a chunkfs mount (%s)\n", mnt,
+		        strerror(errno));
+		return warm_stop ? 130 : 1;
+	}
 	if (manifest != NULL && add_manifest(&w, mnt, manifest) < 0)
 		goto out;
 	for (int i = 1, seen_mnt = 0; i < argc; i++) {
@@ -400,22 +473,14 @@ int warm_command(int argc, char *argv[])
 	tids = calloc(threads, sizeof(*tids));
 	if (tids == NULL)
 		goto out;
-	t0 = last = now_s();
-	w.running = threads;
-	for (; started < threads; started++) {
-		if (pthread_create(&tids[started], NULL, warm_worker, &w) != 0) {
-			__atomic_fetch_sub(&w.running, threads - started, __ATOMIC_RELEASE);
-			break;
-		}
-	}
-	while (__atomic_load_n(&w.running, __ATOMIC_ACQUIRE) > 0) {
-		struct timespec tick = {0, 100 * 1000 * 1000};
-
-		nanosleep(&tick, NULL);
-		if (!quiet && now_s() - last >= (tty ? 0.25 : 5.0)) {
-			progress(&w, t0, tty, 0);
-			last = now_s();
-		}
+	t0 = now_s();
+	started = start_readers(&w, tids, threads);
+	if (wait_readers(&w, t0, tty, quiet) < 0) {
+		/* Readers stuck in a read: the process ends under them. */
+		printf("chunkfs warm: stopped by a signal; reads still in progress were "
+		       "abandoned\n");
+		fflush(stdout);
+		_exit(130);
 	}
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);

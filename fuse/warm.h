@@ -11,10 +11,13 @@
  * its chunk files are read in its order, then its "config" (else a
  * config.json beside it, if any), relative to the manifest's directory
  * when the manifest is inside the mount, else relative to MOUNTPOINT.  A
- * file that would leave that directory, or that is not a regular file,
- * is refused.  Progress goes to stderr: a bar
- * with bytes, rate and ETA on a terminal, a plain line every 5 s
- * otherwise.  SIGINT/SIGTERM stop it cleanly (exit 130).
+ * name that is absolute, has a ".." component or resolves (through
+ * symlinks) outside that directory is refused; anything but a regular
+ * file (a FIFO, a device) is skipped, and files are opened with
+ * O_NONBLOCK | O_NOFOLLOW.  Progress goes to stderr: a bar with bytes,
+ * rate and ETA on a terminal, a plain line every 5 s otherwise.
+ * SIGINT/SIGTERM stop it (exit 130, with a line saying so), within about
+ * a second even when a read is stuck in a slow store.
  */
 #ifndef CHUNKFS_WARM_H
 #define CHUNKFS_WARM_H

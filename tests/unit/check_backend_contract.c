@@ -1677,6 +1677,49 @@ START_TEST(test_fs_meta_and_space)
 }
 END_TEST
 
+/* The widest mode of a temporary file seen while a save reads its data. */
+static mode_t g_tmp_mode;
+
+static int tmp_mode_seen(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)type;
+	if (strncmp(path + ftw->base, ".chunkfs-tmp.", 13) == 0)
+		g_tmp_mode |= sb->st_mode & 07777;
+	return 0;
+}
+
+static int read_noting_tmp_mode(const struct backend_source *src, uint64_t off, void *dst,
+                                size_t len)
+{
+	(void)src;
+	nftw(g_fs_dir, tmp_mode_seen, 16, FTW_PHYS);
+	memset(dst, 'x', len);
+	(void)off;
+	return 0;
+}
+
+/* A file being saved is 0600 until its data is in: another user cannot
+ * read a private file's new content through the temporary file.  A save
+ * without a mode still ends with the default (0666 less the umask). */
+START_TEST(test_fs_save_tmp_private)
+{
+	struct backend_save_attrs attrs = {.meta = BACKEND_META_MODE, .mode = 0600};
+	struct backend_source src = {.size = 3 << 20, .read = read_noting_tmp_mode};
+	mode_t mask = umask(022);
+	struct stat sb;
+
+	g_tmp_mode = 0;
+	ck_assert_int_eq(g_b->ops->save(g_b, "secret", &src, &attrs, NULL), 0);
+	ck_assert_uint_eq(g_tmp_mode, 0600);
+	ck_assert_int_eq(lstat(fs_path("secret"), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+	put("plain", "p");
+	ck_assert_int_eq(lstat(fs_path("plain"), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0666 & ~mask);
+	umask(mask);
+}
+END_TEST
+
 START_TEST(test_fs_rename_dirs)
 {
 	put("a/1", "1");
@@ -1746,6 +1789,7 @@ static void add_fs_cases(Suite *s)
 	tcase_add_test(tc, test_fs_reserved_names);
 	tcase_add_test(tc, test_fs_create_errors);
 	tcase_add_test(tc, test_fs_meta_and_space);
+	tcase_add_test(tc, test_fs_save_tmp_private);
 	tcase_add_test(tc, test_fs_rename_dirs);
 	tcase_add_test(tc, test_fs_sparse_save);
 	suite_add_tcase(s, tc);

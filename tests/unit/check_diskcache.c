@@ -517,6 +517,14 @@ START_TEST(test_read_ref_lends_files)
 }
 END_TEST
 
+static mode_t mode_of(const char *path)
+{
+	struct stat sb;
+
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	return sb.st_mode & 07777;
+}
+
 START_TEST(test_permissions)
 {
 	struct stat sb;
@@ -554,6 +562,39 @@ START_TEST(test_permissions)
 	} else {
 		printf("SKIP test_permissions (other owner): not root, cannot chown\n");
 	}
+	/* missing parents are created 0700; a symlink, or a parent anyone
+	 * may write to, is refused */
+	snprintf(g_dir, sizeof(g_dir), "%s/new/parents/cache", g_tmp);
+	b = open_dc(g_dir, 0, -1);
+	ck_assert_ptr_nonnull(b);
+	g_dc = b;
+	close_dc();
+	ck_assert_uint_eq(mode_of(tm_path(g_tmp, "new")), 0700);
+	ck_assert_int_eq(symlink(g_dir, tm_path(g_tmp, "link")), 0);
+	snprintf(g_dir, sizeof(g_dir), "%s/link", g_tmp);
+	ck_assert_ptr_null(open_dc(g_dir, 0, -1));
+	ck_assert_int_eq(errno, ELOOP);
+	ck_assert_int_eq(chmod(tm_path(g_tmp, "new"), 0777), 0);
+	snprintf(g_dir, sizeof(g_dir), "%s/new/parents/cache", g_tmp);
+	ck_assert_ptr_null(open_dc(g_dir, 0, -1));
+	ck_assert_int_eq(errno, EPERM);
+	/* symlinks planted among the block files (named as a block and as an
+	 * unfinished write) are removed at the rebuild, never followed */
+	snprintf(g_dir, sizeof(g_dir), "%s/new/parents/cache", g_tmp);
+	ck_assert_int_eq(chmod(tm_path(g_tmp, "new"), 0700), 0);
+	ck_assert_int_eq(tm_write_file(tm_path(g_tmp, "victim"), "keep", 4), 0);
+	ck_assert_int_eq(mkdir(tm_path(g_dir, "ab"), 0700), 0);
+	ck_assert_int_eq(symlink(tm_path(g_tmp, "victim"), tm_path(g_dir, "ab/.tmp.evil")), 0);
+	ck_assert_int_eq(symlink(tm_path(g_tmp, "victim"),
+	                         tm_path(g_dir, "ab/ab00000000000000000000000000000000000000000000"
+	                                        "00000000000000000000-0")),
+	                 0);
+	b = open_dc(g_dir, 0, -1);
+	ck_assert_ptr_nonnull(b);
+	g_dc = b;
+	close_dc();
+	ck_assert_int_eq(tm_sh("[ \"$(cat '%s/victim')\" = keep ]", g_tmp), 0);
+	ck_assert_int_eq(tm_sh("[ -z \"$(find '%s/ab' -type l)\" ]", g_dir), 0);
 	/* not a directory */
 	snprintf(g_dir, sizeof(g_dir), "%s/file", g_tmp);
 	ck_assert_int_eq(close(open(g_dir, O_CREAT | O_WRONLY, 0600)), 0);

@@ -33,7 +33,9 @@ static void setup(void)
 	fs.be = mem_backend_create();
 	fs.inodes = inode_table_create();
 	fs.staging_dir = strdup(dir);
-	fs.session_lock = -1;
+	fs.staging_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(fs.staging_fd, 0);
+	fs.session_lock = fs.session_fd = fs.recovery_fd = -1;
 	ck_assert_int_eq(recovery_start(&fs, RECOVER_KEEP), 0);
 }
 
@@ -46,6 +48,7 @@ static void teardown(void)
 	free(fs.recovery_dir);
 	free(fs.source_id);
 	free(fs.staging_dir);
+	close(fs.staging_fd);
 	inode_table_destroy(fs.inodes);
 	backend_destroy(fs.be);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -160,8 +163,8 @@ START_TEST(test_note_roundtrip)
 	n.attrs.mtime.tv_sec = 1600000000;
 	n.attrs.mtime.tv_nsec = 5;
 	snprintf(path, sizeof(path), "%s/x.note", dir);
-	ck_assert_int_eq(recovery_note_write(path, &n), 0);
-	ck_assert_int_eq(recovery_note_read(path, &back), 0);
+	ck_assert_int_eq(recovery_note_write(fs.staging_fd, "x.note", &n), 0);
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "x.note", &back), 0);
 	ck_assert_str_eq(back.key, key);
 	ck_assert_str_eq(back.source, "s3://b/p q");
 	ck_assert_int_eq(back.state, NOTE_DIRTY);
@@ -172,7 +175,7 @@ START_TEST(test_note_roundtrip)
 	recovery_note_free(&back);
 	/* Not a note. */
 	ck_assert_int_eq(tm_write_file(path, "junk\n", 5), 0);
-	ck_assert_int_eq(recovery_note_read(path, &back), -EINVAL);
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "x.note", &back), -EINVAL);
 }
 END_TEST
 
@@ -184,14 +187,28 @@ static void dead_stage(const char *session, const char *name, const char *key,
 	    .source = fs.source_id, .key = (char *)key, .state = state, .complete = complete};
 	char path[512];
 	FILE *f;
+	int dfd = open(session, O_RDONLY | O_DIRECTORY);
 
+	ck_assert_int_ge(dfd, 0);
 	snprintf(path, sizeof(path), "%s/%s", session, name);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(data, f);
 	fclose(f);
-	snprintf(path, sizeof(path), "%s/%s.note", session, name);
-	ck_assert_int_eq(recovery_note_write(path, &n), 0);
+	snprintf(path, sizeof(path), "%s.note", name);
+	ck_assert_int_eq(recovery_note_write(dfd, path, &n), 0);
+	close(dfd);
+}
+
+/* End this test's mount (recovery_stop) and start another with action. */
+static void remount(enum recovery_action action)
+{
+	recovery_stop(&fs);
+	free(fs.session_dir);
+	free(fs.recovery_dir);
+	free(fs.source_id);
+	fs.session_dir = fs.recovery_dir = fs.source_id = NULL;
+	ck_assert_int_eq(recovery_start(&fs, action), 0);
 }
 
 /* A dead mount's dirty stages go to recovery, the rest is deleted; upload
@@ -218,12 +235,7 @@ START_TEST(test_sweep_and_upload)
 	ck_assert_int_ge(lock, 0);
 	ck_assert_int_eq(flock(lock, LOCK_EX), 0);
 
-	recovery_stop(&fs);
-	free(fs.session_dir);
-	free(fs.recovery_dir);
-	free(fs.source_id);
-	fs.session_dir = fs.recovery_dir = fs.source_id = NULL;
-	ck_assert_int_eq(recovery_start(&fs, RECOVER_UPLOAD), 0);
+	remount(RECOVER_UPLOAD);
 
 	ck_assert_int_eq(access(dead, F_OK), -1); /* swept */
 	len = (size_t)backend_read_full(fs.be, "saved/me.txt", 0, buf, sizeof(buf), NULL);
@@ -244,6 +256,112 @@ START_TEST(test_sweep_and_upload)
 }
 END_TEST
 
+/* A file with text in it, made by the test; its content after the run. */
+static void write_text(const char *path, const char *text)
+{
+	ck_assert_int_eq(tm_write_file(path, text, strlen(text)), 0);
+}
+
+static int has_text(const char *path, const char *text)
+{
+	size_t len;
+	char *got = tm_read_file(path, &len);
+	int same = got != NULL && len == strlen(text) && memcmp(got, text, len) == 0;
+
+	free(got);
+	return same;
+}
+
+/* A mount-* entry that is a symlink is never swept: what it points to
+ * keeps every file. */
+START_TEST(test_sweep_skips_symlinked_session)
+{
+	char victim[512], link[512], path[600];
+
+	snprintf(victim, sizeof(victim), "%s-victim", dir);
+	ck_assert_int_eq(mkdir(victim, 0700), 0);
+	snprintf(path, sizeof(path), "%s/precious", victim);
+	write_text(path, "keep me");
+	snprintf(path, sizeof(path), "%s/stage-1-x", victim);
+	write_text(path, "stage-like");
+	snprintf(link, sizeof(link), "%s/mount-evil01", dir);
+	ck_assert_int_eq(symlink(victim, link), 0);
+
+	remount(RECOVER_UPLOAD);
+	snprintf(path, sizeof(path), "%s/precious", victim);
+	ck_assert(has_text(path, "keep me"));
+	snprintf(path, sizeof(path), "%s/stage-1-x", victim);
+	ck_assert(has_text(path, "stage-like"));
+	ck_assert_int_eq(tm_sh("rm -rf '%s'", victim), 0);
+}
+END_TEST
+
+/* Put a note for key in the recovery directory, naming data. */
+static void recovery_note_for(const char *data, const char *key)
+{
+	struct recovery_note n = {
+	    .source = fs.source_id, .key = (char *)key, .state = NOTE_DIRTY, .complete = 1};
+	char note[256];
+
+	snprintf(note, sizeof(note), "%s.note", data);
+	ck_assert_int_eq(recovery_note_write(fs.recovery_fd, note, &n), 0);
+}
+
+/* recover=upload sends only regular files of this user with one link:
+ * not a planted symlink, a hard link, or another user's file. */
+START_TEST(test_upload_refuses_planted_files)
+{
+	char secret[512], path[600];
+	struct backend_stat st;
+
+	snprintf(secret, sizeof(secret), "%s/secret", dir);
+	write_text(secret, "root only");
+	snprintf(path, sizeof(path), "%s/stage-7-sym", fs.recovery_dir);
+	ck_assert_int_eq(symlink(secret, path), 0);
+	recovery_note_for("stage-7-sym", "leak/symlink");
+	snprintf(path, sizeof(path), "%s/stage-8-hard", fs.recovery_dir);
+	ck_assert_int_eq(link(secret, path), 0);
+	recovery_note_for("stage-8-hard", "leak/hardlink");
+	snprintf(path, sizeof(path), "%s/stage-9-other", fs.recovery_dir);
+	write_text(path, "someone else's");
+	ck_assert_int_eq(chown(path, 65534, 65534), 0);
+	recovery_note_for("stage-9-other", "leak/other");
+
+	remount(RECOVER_UPLOAD);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "leak/symlink", &st), -ENOENT);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "leak/hardlink", &st), -ENOENT);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "leak/other", &st), -ENOENT);
+	ck_assert(has_text(secret, "root only"));
+}
+END_TEST
+
+/* A note that is a symlink is not read; a planted NAME.note.tmp symlink
+ * does not redirect the note's write: its target keeps its bytes. */
+START_TEST(test_note_write_ignores_planted_tmp)
+{
+	struct recovery_note n = {.source = "s3://b/p", .key = "k", .state = NOTE_DIRTY};
+	struct recovery_note back;
+	char victim[512], path[600];
+	struct stat sb;
+
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	write_text(victim, "do not truncate");
+	snprintf(path, sizeof(path), "%s/a.note.tmp", dir);
+	ck_assert_int_eq(symlink(victim, path), 0);
+	ck_assert_int_eq(recovery_note_write(fs.staging_fd, "a.note", &n), 0);
+	ck_assert(has_text(victim, "do not truncate"));
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "a.note", &back), 0);
+	recovery_note_free(&back);
+	snprintf(path, sizeof(path), "%s/a.note", dir);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	/* A note that is a symlink to a note is not read. */
+	snprintf(path, sizeof(path), "%s/b.note", dir);
+	ck_assert_int_eq(symlink("a.note", path), 0);
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "b.note", &back), -EPERM);
+}
+END_TEST
+
 static Suite *stage_suite(void)
 {
 	Suite *s = suite_create("stage");
@@ -254,6 +372,9 @@ static Suite *stage_suite(void)
 	tcase_add_test(tc, test_changed_object_fails_fetch);
 	tcase_add_test(tc, test_note_roundtrip);
 	tcase_add_test(tc, test_sweep_and_upload);
+	tcase_add_test(tc, test_sweep_skips_symlinked_session);
+	tcase_add_test(tc, test_upload_refuses_planted_files);
+	tcase_add_test(tc, test_note_write_ignores_planted_tmp);
 	suite_add_tcase(s, tc);
 	return s;
 }
