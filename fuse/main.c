@@ -71,6 +71,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("no_manifest_prefetch", manifest_off),
     OPT("list_ttl=%lf", list_ttl),
     OPT("list_cache=%u", list_cache_mb),
+    OPT("list_pages=%u", list_pages),
+    OPT("dir_memory=%u", dir_memory_mb),
     OPT("pin", pin),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
     FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
@@ -113,6 +115,10 @@ static void usage(const char *prog)
 	    "    -o list_ttl=SECS       how long a directory listing answers lookups of its\n"
 	    "                           names, found or not (default 10; 0: list every time)\n"
 	    "    -o list_cache=MiB      memory for the listings kept (default 64)\n"
+	    "    -o list_pages=N        pages (1000 names each) one directory listing may\n"
+	    "                           take before ls gets EIO (default 10000)\n"
+	    "    -o dir_memory=MiB      memory for the listings of open directories; a\n"
+	    "                           listing past it gives EIO (default 512)\n"
 	    "    -o pin                 trust what the mount has seen for its whole life:\n"
 	    "                           listings, names and attributes never expire (only\n"
 	    "                           this mount's own changes count); others' changes\n"
@@ -446,6 +452,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		    .max_dirs = DIRCACHE_DEFAULT_MAX_DIRS,
 		    .max_entries = DIRCACHE_DEFAULT_MAX_ENTRIES,
 		    .max_bytes = (size_t)opts->list_cache_mb << 20,
+		    .max_pages = opts->list_pages,
 		};
 
 		if (opts->pin && opts->cache_dir != NULL)
@@ -595,6 +602,8 @@ int main(int argc, char *argv[])
 	            .stream_min_mb = 32,
 	            .list_ttl = DIRCACHE_DEFAULT_TTL,
 	            .list_cache_mb = DIRCACHE_DEFAULT_MAX_BYTES >> 20,
+	            .list_pages = DIRCACHE_DEFAULT_MAX_PAGES,
+	            .dir_memory_mb = DIRCACHE_DEFAULT_SNAP_MB,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;

@@ -828,6 +828,8 @@ static int move_prefix(struct backend *be, const char *src, const char *dst)
 		token = NULL;
 		if (ret < 0)
 			return ret;
+		if (backend_list_keep(&l, src, 0) > 0)
+			log_warn("moving \"%s\": keys outside it in its listing; left alone", src);
 		for (size_t i = 0; i < l.n_entries && ret == 0; i++) {
 			const char *rest = l.entries[i].key + src_len;
 			char *to = malloc(dst_len + strlen(rest) + 1);
@@ -1020,14 +1022,36 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 /* A snapshot of a directory's listing taken at opendir (fi->fh). */
 struct dir_handle {
 	struct dircache_listing list;
+	struct chunkfs *fs;
+	size_t bytes; /* counted in fs->dir_bytes */
 };
 
 static void dir_handle_free(struct dir_handle *d)
 {
 	if (d == NULL)
 		return;
+	__atomic_fetch_sub(&d->fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
 	dircache_listing_free(&d->list);
 	free(d);
+}
+
+/* Read the listing of prefix into d, within what fs allows open
+ * directories, and count it there. */
+static int dir_handle_list(struct chunkfs *fs, struct dir_handle *d, const char *prefix)
+{
+	size_t budget = (size_t)fs->opts->dir_memory_mb << 20;
+	size_t used = __atomic_load_n(&fs->dir_bytes, __ATOMIC_RELAXED);
+	struct dircache_limits lim = {
+	    .max_pages = fs->opts->list_pages,
+	    .max_bytes = used < budget ? budget - used : 1,
+	};
+	int ret = dircache_list(fs->be, prefix, &lim, &d->list);
+
+	if (ret == 0) {
+		d->bytes = dircache_listing_bytes(&d->list);
+		__atomic_fetch_add(&fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
+	}
+	return ret;
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1040,13 +1064,15 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t gen = fs->dirs ? dircache_gen(fs->dirs) : 0;
 	int ret = -ENOMEM;
 
+	if (d != NULL)
+		d->fs = fs;
 	/* A pinned mount lists a directory once; others list at every
 	 * opendir, so ls shows what is there now. */
 	if (d != NULL && prefix != NULL && fs->opts->pin && fs->dirs != NULL &&
 	    dircache_get(fs->dirs, prefix, &d->list) == 0)
 		ret = 1;
 	else if (d != NULL && prefix != NULL)
-		ret = dircache_list(fs->be, prefix, 0, &d->list);
+		ret = dir_handle_list(fs, d, prefix);
 	/* The snapshot answers lookups of its names for a while too. */
 	if (ret == 0 && fs->dirs != NULL)
 		dircache_put(fs->dirs, prefix, &d->list, gen);

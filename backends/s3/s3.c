@@ -832,6 +832,15 @@ static int list_check(const struct http_result *res)
 	           : -1;
 }
 
+/* One line per listing page whose answer held keys it was not asked for. */
+static void warn_outside(const char *prefix, size_t dropped)
+{
+	if (dropped > 0)
+		log_warn("listing \"%s\": %zu keys or prefixes outside it in the server's answer; "
+		         "ignored (is the endpoint an S3 server?)",
+		         prefix, dropped);
+}
+
 static int s3_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
                    const char *token, size_t max_keys, struct backend_list *out)
 {
@@ -865,7 +874,7 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 	}
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0) {
-		ret = s3xml_parse_list(res.body, res.body_len, s3->prefix_len, out);
+		ret = s3xml_parse_list(res.body, res.body_len, 0, out);
 		if (ret < 0) {
 			log_warn(
 			    "listing \"%s\": the server's answer is not a ListObjectsV2 result",
@@ -873,6 +882,9 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 			backend_list_free(out);
 			ret = -EIO;
 		}
+		if (ret == 0)
+			warn_outside(full_prefix,
+			             backend_list_keep(out, full_prefix, s3->prefix_len));
 		/* Whole seconds, as HEAD's Last-Modified: the kernel drops a
 		 * file's page cache when its mtime seems to change. */
 		for (size_t i = 0; ret == 0 && i < out->n_entries; i++)
