@@ -48,13 +48,18 @@ static void mount_with(const char *opts)
 
 /* Make the server hostile (modes, see tests/s3/README.md) for the keys
  * under dir/ of this test's prefix. */
-static void hostile(const char *modes, const char *dir)
+static void hostile_at(const char *modes, const char *dir, unsigned trickle_bps)
 {
 	char json[1024];
 
-	snprintf(json, sizeof(json), "{\"modes\":\"%s\",\"prefix\":\"%s%s/\",\"trickle_bps\":4}",
-	         modes, store_s3_prefix(&st), dir);
+	snprintf(json, sizeof(json), "{\"modes\":\"%s\",\"prefix\":\"%s%s/\",\"trickle_bps\":%u}",
+	         modes, store_s3_prefix(&st), dir, trickle_bps);
 	ck_assert_int_eq(store_control("POST", "/hostile", json), 0);
+}
+
+static void hostile(const char *modes, const char *dir)
+{
+	hostile_at(modes, dir, 4);
 }
 
 /* How many answers the server made hostile with mode. */
@@ -165,6 +170,103 @@ START_TEST(test_s3_endless_listing_eio)
 }
 END_TEST
 
+/* Read the whole file at path, which must fail with EIO. */
+static void read_gets_eio(const char *path)
+{
+	size_t len;
+	char *got;
+
+	errno = 0;
+	got = tm_read_file(path, &len);
+	ck_assert_ptr_null(got);
+	ck_assert_int_eq(errno, EIO);
+}
+
+/* Put b/f (size bytes), mount with opts, make GETs of b/ hostile with
+ * mode, and check that reading b/f gets EIO within secs. */
+static void body_eio(const char *opts, const char *mode, unsigned bps, size_t size, double secs)
+{
+	char *want = malloc(size), *got;
+	size_t len;
+	double t0;
+
+	ck_assert_ptr_nonnull(want);
+	tm_pattern(want, 0, size, 7);
+	ck_assert_int_eq(store_put(&st, "b/f", want, size), 0);
+	mount_with(opts);
+	hostile_at(mode, "b", bps);
+	t0 = now_s();
+	read_gets_eio(tm_path(m.mnt, "b/f"));
+	ck_assert_double_lt(now_s() - t0, secs);
+	ck_assert_int_ge(pages_of(mode), 1);
+	/* The store honest again: the right bytes. */
+	ck_assert_int_eq(store_control("DELETE", "/hostile", NULL), 0);
+	got = tm_read_file(tm_path(m.mnt, "b/f"), &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(len, size);
+	ck_assert_int_eq(memcmp(got, want, size), 0);
+	free(want);
+	free(got);
+}
+
+/* A GET body that never ends: cut where the range ends, EIO; main read it
+ * for ever. */
+START_TEST(test_s3_endless_body_eio)
+{
+	body_eio("retries=1", "endless", 4, 100000, 10);
+}
+END_TEST
+
+/* A body trickling at 4 B/s: under the low-speed limit (1 KiB/s for
+ * read_timeout), EIO; main's limit was 1 B/s. */
+START_TEST(test_s3_trickled_body_eio)
+{
+	body_eio("retries=1,read_timeout=2,whole_max=0", "trickle", 4, 4096, 15);
+}
+END_TEST
+
+/* A body at 2 KiB/s, above the low-speed limit but 64 s for 128 KiB: the
+ * request's deadline (request_timeout plus 4 s per MiB asked for: 5 s
+ * here) ends it. */
+START_TEST(test_s3_request_deadline_eio)
+{
+	body_eio("retries=0,request_timeout=1,read_part_size=1,whole_max=0", "trickle", 2048,
+	         128 << 10, 15);
+}
+END_TEST
+
+/* Connections reset on every GET: each failed read took retries + 1
+ * attempts, no more (main took one more: a reset on a kept-alive
+ * connection was resent for free, however often it happened). */
+START_TEST(test_s3_resets_take_the_promised_attempts)
+{
+	char json[512], *log;
+	size_t len, failures = 0;
+
+	ck_assert_int_eq(store_put(&st, "r/f", "0123456789", 10), 0);
+	ck_assert_int_eq(store_put(&st, "r/g", "0123456789", 10), 0);
+	mount_with("retries=2,log_level=warn");
+	log = tm_read_file(tm_path(m.mnt, "r/f"), &len);
+	ck_assert_ptr_nonnull(log);
+	free(log);
+	snprintf(json, sizeof(json),
+	         "{\"rate\":1,\"kinds\":\"reset\",\"methods\":\"GetObject\",\"prefix\":\"%s\"}",
+	         store_s3_prefix(&st));
+	ck_assert_int_eq(store_control("POST", "/faults", json), 0);
+	read_gets_eio(tm_path(m.mnt, "r/g"));
+	store_control("DELETE", "/faults", NULL);
+	tm_unmount(&m);
+	log = tm_read_file(tm_path(m.root, "daemon.log"), &len);
+	ck_assert_ptr_nonnull(log);
+	for (char *p = log; (p = strstr(p, "failed after ")) != NULL; p++) {
+		ck_assert_msg(strncmp(p, "failed after 3 attempts", 23) == 0, "%.40s", p);
+		failures++;
+	}
+	ck_assert_uint_ge(failures, 1);
+	free(log);
+}
+END_TEST
+
 static Suite *hostile_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "hostile_fs" : "hostile_s3");
@@ -176,6 +278,10 @@ static Suite *hostile_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_unusable_names_skipped);
 		tcase_add_test(tc, test_s3_repeated_token_eio);
 		tcase_add_test(tc, test_s3_endless_listing_eio);
+		tcase_add_test(tc, test_s3_endless_body_eio);
+		tcase_add_test(tc, test_s3_trickled_body_eio);
+		tcase_add_test(tc, test_s3_request_deadline_eio);
+		tcase_add_test(tc, test_s3_resets_take_the_promised_attempts);
 	}
 	suite_add_tcase(s, tc);
 	return s;
