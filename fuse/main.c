@@ -30,6 +30,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "mountinfo.h"
+#include "opts.h"
 #include "recovery.h"
 #include "s3/s3.h"
 #include "shutdown.h"
@@ -185,10 +186,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ps->opts.ro = 1;
 		return 1; /* also a mount flag for the kernel */
 	case KEY_MAX_READ:
-		if (sscanf(arg, "max_read=%u", &ps->opts.max_read) != 1) {
-			fprintf(stderr, "chunkfs: bad option \"%s\"\n", arg);
+		if (opts_uint("max_read", arg + strlen("max_read="), &ps->opts.max_read) < 0)
 			return -1;
-		}
 		return 1; /* the kernel needs it too */
 	case FUSE_OPT_KEY_NONOPT:
 		if (ps->opts.source == NULL) {
@@ -639,7 +638,7 @@ int main(int argc, char *argv[])
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
 	    access_opts_parse(&args, &opts->access) < 0 ||
 	    fault_opts_parse(&args, &fault_o, &faults) < 0 ||
-	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
+	    opts_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
 		usage(argv[0]);

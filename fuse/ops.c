@@ -77,7 +77,9 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 	} else {
 		uint64_t size = node->stage ? node->stage->size : node->st.size;
 
-		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 07777 : 0644);
+		/* No setuid, setgid or sticky bit: a store's metadata is not
+		 * trusted to grant them (the mount is nosuid as well). */
+		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 0777 : 0644);
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 		st->st_blocks = (blkcnt_t)((size + 511) / 512);

@@ -251,6 +251,28 @@ static char *trim(char *s, size_t len)
 	return s;
 }
 
+/* The latest mtime taken from metadata: 9999-12-31T23:59:59Z. */
+#define MTIME_MAX 253402300799.0
+
+/*
+ * x-amz-meta-mtime as s3fs writes it: seconds, possibly with a fraction.
+ * Anything else (negative, NaN, past year 9999, trailing junk) is ignored:
+ * -1, and the object's Last-Modified stands.
+ */
+static int parse_meta_mtime(const char *s, struct timespec *t)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v >= 0 && v <= MTIME_MAX))
+		return -1;
+	t->tv_sec = (time_t)v;
+	t->tv_nsec = (long)((v - (double)t->tv_sec) * 1e9);
+	if (t->tv_nsec > 999999999)
+		t->tv_nsec = 999999999;
+	return 0;
+}
+
 static int parse_uint32(const char *s, uint32_t *out)
 {
 	char *end;
@@ -327,14 +349,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 		if (parse_uint32(value, &r->gid) == 0)
 			r->meta |= BACKEND_META_GID;
 	} else if (strcasecmp(name, "x-amz-meta-mtime") == 0) {
-		/* s3fs writes seconds, possibly with a fraction. */
-		char *end;
-		double v = strtod(value, &end);
-		if (end != value && v >= 0) {
-			r->meta_mtime.tv_sec = (time_t)v;
-			r->meta_mtime.tv_nsec = (long)((v - (double)(time_t)v) * 1e9);
-			r->has_meta_mtime = 1;
-		}
+		r->has_meta_mtime = parse_meta_mtime(value, &r->meta_mtime) == 0;
 	}
 	return len;
 }

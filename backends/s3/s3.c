@@ -37,10 +37,15 @@
 #include "creds.h"
 #include "http.h"
 #include "log.h"
+#include "opts.h"
 #include "s3xml.h"
 #include "sigv4.h"
 
 /* --- options ------------------------------------------------------------ */
+
+/* More retries than this are a typo, and past UINT_MAX - 1 the count of
+ * attempts would wrap to 0. */
+#define S3_MAX_RETRIES 100
 
 #define S3OPT(t, p, v)                                                                             \
 	{                                                                                          \
@@ -79,7 +84,14 @@ void s3_opts_init(struct s3_opts *o)
 
 int s3_opts_parse(struct fuse_args *args, struct s3_opts *o)
 {
-	return fuse_opt_parse(args, o, s3_opt_spec, NULL);
+	if (opts_parse(args, o, s3_opt_spec, NULL) < 0)
+		return -1;
+	if (o->retries > S3_MAX_RETRIES) {
+		fprintf(stderr, "chunkfs: -o retries=%u: too many (at most %u)\n", o->retries,
+		        S3_MAX_RETRIES);
+		return -1;
+	}
+	return 0;
 }
 
 void s3_opts_usage(FILE *out)

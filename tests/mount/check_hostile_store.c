@@ -267,6 +267,66 @@ START_TEST(test_s3_resets_take_the_promised_attempts)
 }
 END_TEST
 
+/* The mount with opts fails before mounting, and its log names why. */
+static void refused(const char *opts, const char *why)
+{
+	size_t len;
+	char *log;
+
+	ck_assert_int_eq(store_mount(&st, &m, opts), -ECHILD);
+	log = tm_read_file(tm_path(m.root, "daemon.log"), &len);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, why) != NULL, "no \"%s\" in: %s", why, log);
+	free(log);
+}
+
+/* Junk and overflow in numeric options are refused with a sentence
+ * naming the option (main mounted with cache_size=12abc, and
+ * retries=4294967295 wrapped the count of attempts to 0). */
+START_TEST(test_junk_options_refused)
+{
+	refused("cache_size=12abc", "-o cache_size=12abc: not a whole number");
+	refused("retries=4294967295", "-o retries=4294967295: too many");
+	refused("read_ahead_kb=99999999999", "-o read_ahead_kb=99999999999: too large");
+	refused("list_ttl=nan", "-o list_ttl=nan: not a number");
+	refused("max_read=-1", "-o max_read=-1: not a whole number");
+	mount_with("cache_size=64,list_ttl=2.5");
+}
+END_TEST
+
+/* An object whose metadata holds an mtime of 1e300 or inf and a setuid
+ * mode: the mtime is ignored (Last-Modified stands; main converted it
+ * with undefined behaviour), the setuid bit is not shown. */
+START_TEST(test_s3_hostile_metadata)
+{
+	const char *mtimes[] = {"1e300", "inf", "-5", "12abc"};
+	time_t now = time(NULL);
+	struct stat sb;
+
+	if (access("/usr/bin/aws", X_OK) != 0) {
+		printf("SKIP hostile metadata: /usr/bin/aws (awscli) is not installed\n");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(mtimes) / sizeof(*mtimes); i++)
+		ck_assert_int_eq(tm_sh("echo x | /usr/bin/aws --endpoint-url %s s3 cp --quiet "
+		                       "--metadata mtime=%s,mode=%u - s3://%s/%sm/f%zu",
+		                       getenv("CHUNKFS_TEST_S3_ENDPOINT"), mtimes[i],
+		                       (unsigned)(S_IFREG | 06755),
+		                       getenv("CHUNKFS_TEST_S3_BUCKET"), store_s3_prefix(&st), i),
+		                 0);
+	mount_with(NULL);
+	for (size_t i = 0; i < sizeof(mtimes) / sizeof(*mtimes); i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "m/f%zu", i);
+		ck_assert_int_eq(stat(tm_path(m.mnt, name), &sb), 0);
+		ck_assert_msg(sb.st_mtime > now - 3600 && sb.st_mtime < now + 3600,
+		              "mtime %lld from %s", (long long)sb.st_mtime, mtimes[i]);
+		ck_assert_uint_eq(sb.st_mode & 07777, 0755);
+	}
+}
+END_TEST
+
 static Suite *hostile_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "hostile_fs" : "hostile_s3");
@@ -274,7 +334,9 @@ static Suite *hostile_suite(enum store_kind kind)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_junk_options_refused);
 	if (kind == STORE_S3) {
+		tcase_add_test(tc, test_s3_hostile_metadata);
 		tcase_add_test(tc, test_s3_unusable_names_skipped);
 		tcase_add_test(tc, test_s3_repeated_token_eio);
 		tcase_add_test(tc, test_s3_endless_listing_eio);
