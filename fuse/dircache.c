@@ -269,7 +269,8 @@ int dircache_list(struct backend *be, const char *prefix, const struct dircache_
 
 	/* Entries and prefixes come as two sorted lists; merge and drop an
 	 * object shadowed by a directory of the same name. */
-	qsort(out->items, out->n, sizeof(*out->items), item_cmp);
+	if (out->n > 1)
+		qsort(out->items, out->n, sizeof(*out->items), item_cmp);
 	for (size_t r = w = 0; r < out->n; r++) {
 		if (w > 0 && strcmp(out->items[w - 1].name, out->items[r].name) == 0) {
 			log_warn(
