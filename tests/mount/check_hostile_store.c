@@ -327,6 +327,25 @@ START_TEST(test_s3_hostile_metadata)
 }
 END_TEST
 
+/* Renaming a directory whose listing repeats its token: EIO, not a move
+ * that lists for ever (main looped on the token). */
+START_TEST(test_s3_rename_endless_listing_eio)
+{
+	double t0;
+
+	ck_assert_int_eq(store_put(&st, "e/a", "a", 1), 0);
+	mount_with("list_ttl=0");
+	ck_assert_int_eq(access(tm_path(m.mnt, "e/a"), F_OK), 0);
+	hostile("same_token", "e");
+	t0 = now_s();
+	errno = 0;
+	ck_assert_int_eq(rename(tm_path(m.mnt, "e"), tm_path(m.mnt, "e2")), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_double_lt(now_s() - t0, 10);
+	ck_assert_int_ge(pages_of("same_token"), 2);
+}
+END_TEST
+
 static Suite *hostile_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "hostile_fs" : "hostile_s3");
@@ -340,6 +359,7 @@ static Suite *hostile_suite(enum store_kind kind)
 		tcase_add_test(tc, test_s3_unusable_names_skipped);
 		tcase_add_test(tc, test_s3_repeated_token_eio);
 		tcase_add_test(tc, test_s3_endless_listing_eio);
+		tcase_add_test(tc, test_s3_rename_endless_listing_eio);
 		tcase_add_test(tc, test_s3_endless_body_eio);
 		tcase_add_test(tc, test_s3_trickled_body_eio);
 		tcase_add_test(tc, test_s3_request_deadline_eio);
