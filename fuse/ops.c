@@ -1059,23 +1059,27 @@ static void dir_handle_free(struct dir_handle *d)
 	free(d);
 }
 
-/* Read the listing of prefix into d, within what fs allows open
- * directories, and count it there. */
+/* Read the listing of prefix into d, within the memory fs leaves open
+ * directories. */
 static int dir_handle_list(struct chunkfs *fs, struct dir_handle *d, const char *prefix)
 {
 	size_t budget = (size_t)fs->opts->dir_memory_mb << 20;
 	size_t used = __atomic_load_n(&fs->dir_bytes, __ATOMIC_RELAXED);
 	struct dircache_limits lim = {
 	    .max_pages = fs->opts->list_pages,
-	    .max_bytes = used < budget ? budget - used : 1,
+	    .max_bytes = budget == 0     ? 0
+	                 : used < budget ? budget - used
+	                                 : 1,
 	};
-	int ret = dircache_list(fs->be, prefix, &lim, &d->list);
 
-	if (ret == 0) {
-		d->bytes = dircache_listing_bytes(&d->list);
-		__atomic_fetch_add(&fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
-	}
-	return ret;
+	return dircache_list(fs->be, prefix, &lim, &d->list);
+}
+
+/* Count d's listing in what open directories hold. */
+static void dir_handle_count(struct chunkfs *fs, struct dir_handle *d)
+{
+	d->bytes = dircache_listing_bytes(&d->list);
+	__atomic_fetch_add(&fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1097,6 +1101,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		ret = 1;
 	else if (d != NULL && prefix != NULL)
 		ret = dir_handle_list(fs, d, prefix);
+	if (ret >= 0)
+		dir_handle_count(fs, d);
 	/* The snapshot answers lookups of its names for a while too. */
 	if (ret == 0 && fs->dirs != NULL)
 		dircache_put(fs->dirs, prefix, &d->list, gen);
