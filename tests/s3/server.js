@@ -1662,10 +1662,8 @@ async function listObjectsV2(ctx, rec, app) {
   const extra = hostileNames(prefix);
   objects.push(...extra.objects);
   prefixes.push(...extra.prefixes);
-  if (hostile.modes.has('constant_etag')) {
-    for (let i = 0; i < objects.length; i++) {
-      if (hostileOn('constant_etag', objects[i].key)) objects[i] = { ...objects[i], etag: HOSTILE_ETAG };
-    }
+  if (hostileOn('constant_etag', prefix)) {
+    for (let i = 0; i < objects.length; i++) objects[i] = { ...objects[i], etag: HOSTILE_ETAG };
   }
   const endless = hostileToken(prefix);
   if (endless !== undefined) {
