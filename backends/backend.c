@@ -243,6 +243,40 @@ void backend_list_free(struct backend_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* Whether s belongs in a listing of prefix (plen bytes); when so, cut
+ * strip bytes from its front. */
+static int keep_cut(char *s, const char *prefix, size_t plen, size_t strip, int longer)
+{
+	size_t len = strlen(s);
+
+	if (len < plen + (size_t)longer || memcmp(s, prefix, plen) != 0)
+		return 0;
+	memmove(s, s + strip, len - strip + 1);
+	return 1;
+}
+
+size_t backend_list_keep(struct backend_list *l, const char *prefix, size_t strip)
+{
+	size_t plen = strlen(prefix), n = l->n_entries + l->n_prefixes, w = 0;
+
+	for (size_t r = 0; r < l->n_entries; r++) {
+		if (keep_cut(l->entries[r].key, prefix, plen, strip, 0))
+			l->entries[w++] = l->entries[r];
+		else
+			free(l->entries[r].key);
+	}
+	l->n_entries = w;
+	w = 0;
+	for (size_t r = 0; r < l->n_prefixes; r++) {
+		if (keep_cut(l->prefixes[r], prefix, plen, strip, 1))
+			l->prefixes[w++] = l->prefixes[r];
+		else
+			free(l->prefixes[r]);
+	}
+	l->n_prefixes = w;
+	return n - l->n_entries - l->n_prefixes;
+}
+
 void backend_stats(struct backend *b, backend_stats_fn emit, void *ctx)
 {
 	if (b != NULL && b->ops->stats != NULL)

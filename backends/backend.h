@@ -459,6 +459,16 @@ int backend_setattr(struct backend *b, const char *key, const struct backend_sav
 void backend_list_free(struct backend_list *l);
 
 /*
+ * Keep in l only what a listing of prefix may hold: entries whose key
+ * starts with prefix, and common prefixes that start with it and are
+ * longer; then cut the first strip bytes (at most strlen(prefix)) from
+ * every kept key and prefix.  Returns how many were dropped.  A store
+ * that answers outside what was asked is not trusted to: consumers that
+ * index past the prefix call this first.
+ */
+size_t backend_list_keep(struct backend_list *l, const char *prefix, size_t strip);
+
+/*
  * Report the counters of b (and of the backends under it, for layers that
  * implement stats by calling this on their inner backend).  Nothing for a
  * backend without the op.

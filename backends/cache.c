@@ -107,6 +107,7 @@
  *   - n_jobs is the length of the job queue, <= max_jobs.
  */
 #include "cache.h"
+#include "opts.h"
 
 #include <stddef.h>
 
@@ -1631,7 +1632,7 @@ int cache_opts_parse(struct fuse_args *args, struct cache_opts *o, int *disabled
 {
 	struct cache_cmdline c = {0};
 
-	if (fuse_opt_parse(args, &c, cache_opt_spec, NULL) < 0)
+	if (opts_parse(args, &c, cache_opt_spec, NULL) < 0)
 		return -1;
 	if (c.cache_size_mb)
 		o->mem_budget = (uint64_t)c.cache_size_mb << 20;

@@ -45,6 +45,7 @@
 
 #include "io.h"
 #include "log.h"
+#include "opts.h"
 #include "safedir.h"
 
 #include <dirent.h>
@@ -1084,7 +1085,7 @@ int diskcache_opts_parse(struct fuse_args *args, struct diskcache_opts *o)
 {
 	struct dc_cmdline c = {.min_free = -2};
 
-	if (fuse_opt_parse(args, &c, dc_opt_spec, NULL) < 0)
+	if (opts_parse(args, &c, dc_opt_spec, NULL) < 0)
 		return -1;
 	if (c.dir != NULL)
 		o->dir = c.dir;

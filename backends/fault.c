@@ -7,6 +7,7 @@
  * decisions repeats for a given seed and order of calls.
  */
 #include "fault.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -395,7 +396,7 @@ int fault_opts_parse(struct fuse_args *args, struct fault_opts *o, int *enabled)
 	int ret = 0;
 
 	memset(o, 0, sizeof(*o));
-	if (fuse_opt_parse(args, &c, fault_opt_spec, NULL) < 0)
+	if (opts_parse(args, &c, fault_opt_spec, NULL) < 0)
 		return -1;
 	*enabled = c.ops != NULL || c.err != NULL || c.rate > 0 || c.count > 0 || c.delay_ms > 0;
 	if (c.ops != NULL && fault_parse_ops(c.ops, &o->ops) < 0) {

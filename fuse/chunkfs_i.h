@@ -49,6 +49,8 @@ struct chunkfs_opts {
 	int metadata_refuse;    /* -o metadata=refuse: chmod/chown give EPERM, no HEAD */
 	double list_ttl;        /* seconds a directory listing answers lookups */
 	unsigned list_cache_mb; /* memory for the listings kept */
+	unsigned list_pages;    /* pages one listing may take, 0: no bound */
+	unsigned dir_memory_mb; /* memory for open directories' listings */
 	int pin;                /* -o pin: trust what was seen for the mount's life */
 	const char *cache_dir;  /* -o cache_dir (diskcache.h), or NULL; a pinned
 	                         * mount keeps its listings in it too */
@@ -92,6 +94,7 @@ struct chunkfs {
 	struct fuse_session *se;          /* set once the session exists */
 	struct pagefill_set fills;        /* pagefill.c */
 	struct manifest_cache *manifests; /* manifest.c; owned */
+	size_t dir_bytes;                 /* atomic: held by open directories */
 };
 
 /* An open file handle (fi->fh). */

@@ -80,14 +80,35 @@ struct dircache {
 
 /* --- listings --------------------------------------------------------- */
 
-static int name_usable(const char *name, const char *key)
+/* Whether name (one component, NUL-terminated) can be shown in a
+ * directory: not empty, not . or .., no '/', no control characters, not
+ * longer than the kernel takes. */
+static int name_usable(const char *name)
 {
-	if (*name == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-	    strlen(name) > NAME_MAX_BYTES) {
-		log_warn("key \"%s\" cannot be shown as a file name; skipped", key);
+	size_t len = strlen(name);
+
+	if (len == 0 || len > NAME_MAX_BYTES || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return 0;
-	}
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		if (*c == '/' || *c < 0x20 || *c == 0x7f)
+			return 0;
 	return 1;
+}
+
+/* What a listing skipped, reported in one line when it ends. */
+struct skipped {
+	size_t n;
+	char first[64]; /* the first one, control characters shown as '?' */
+};
+
+static void skip(struct skipped *sk, const char *key)
+{
+	if (sk->n++ > 0)
+		return;
+	snprintf(sk->first, sizeof(sk->first), "%s", key);
+	for (char *c = sk->first; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 }
 
 static int listing_add(struct dircache_listing *l, const char *name, size_t len, mode_t type,
@@ -133,54 +154,105 @@ void dircache_listing_free(struct dircache_listing *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Add one page of a listing of prefix to out. */
-static int add_page(const char *prefix, const struct backend_list *l, struct dircache_listing *out)
+/* Memory held by the items of l from the first'th on. */
+static size_t items_bytes(const struct dircache_listing *l, size_t first)
+{
+	size_t b = (l->n - first) * sizeof(*l->items);
+
+	for (size_t i = first; i < l->n; i++)
+		b += strlen(l->items[i].name) + 1;
+	return b;
+}
+
+/* Add one page of a listing of prefix to out; what cannot be a file name
+ * here is counted in *sk. */
+static int add_page(const char *prefix, struct backend_list *l, struct dircache_listing *out,
+                    struct skipped *sk)
 {
 	size_t plen = strlen(prefix);
 	int ret = 0;
 
+	for (size_t n = backend_list_keep(l, prefix, 0); n > 0; n--)
+		skip(sk, "(a key outside the directory)");
 	for (size_t i = 0; i < l->n_entries && ret == 0; i++) {
 		const char *name = l->entries[i].key + plen;
 
 		if (*name == '\0')
 			continue; /* the directory's own marker */
-		if (name_usable(name, l->entries[i].key))
+		if (name_usable(name))
 			ret = listing_add(out, name, strlen(name), S_IFREG, &l->entries[i].st);
+		else
+			skip(sk, l->entries[i].key);
 	}
 	for (size_t i = 0; i < l->n_prefixes && ret == 0; i++) {
 		const char *name = l->prefixes[i] + plen;
 		size_t len = strlen(name) - 1; /* drop the delimiter */
 		char tmp[NAME_MAX_BYTES + 2];
 
-		if (len > NAME_MAX_BYTES || len == 0) {
-			log_warn("prefix \"%s\" cannot be shown as a directory; skipped",
-			         l->prefixes[i]);
+		if (len > NAME_MAX_BYTES || name[len] != '/') {
+			skip(sk, l->prefixes[i]);
 			continue;
 		}
 		memcpy(tmp, name, len);
 		tmp[len] = '\0';
-		if (name_usable(tmp, l->prefixes[i]))
+		if (name_usable(tmp))
 			ret = listing_add(out, name, len, S_IFDIR, NULL);
+		else
+			skip(sk, l->prefixes[i]);
 	}
 	return ret;
 }
 
-int dircache_list(struct backend *be, const char *prefix, size_t max, struct dircache_listing *out)
+/* Whether the listing may go on after a page: -EIO when the store loops
+ * or the listing outgrows lim, with a line saying which. */
+static int page_check(const char *prefix, const char *sent, const struct backend_list *l,
+                      size_t pages, size_t bytes, const struct dircache_limits *lim)
+{
+	if (l->next_token == NULL)
+		return 0;
+	if (sent != NULL && strcmp(sent, l->next_token) == 0) {
+		log_warn("listing \"%s\": the server answered with the continuation token it "
+		         "was given, so the listing would never end; giving up (EIO)",
+		         prefix);
+		return -EIO;
+	}
+	if (lim->max_pages > 0 && pages >= lim->max_pages) {
+		log_warn("listing \"%s\": still not done after %zu pages; giving up (EIO); "
+		         "raise -o list_pages= if the directory is really that big",
+		         prefix, pages);
+		return -EIO;
+	}
+	if (lim->max_bytes > 0 && bytes > lim->max_bytes) {
+		log_warn("listing \"%s\": over the memory left for directory listings (%zu KiB); "
+		         "giving up (EIO); close other directories or raise -o dir_memory=",
+		         prefix, lim->max_bytes >> 10);
+		return -EIO;
+	}
+	return 0;
+}
+
+int dircache_list(struct backend *be, const char *prefix, const struct dircache_limits *lim,
+                  struct dircache_listing *out)
 {
 	struct backend_list l = {0};
+	struct skipped sk = {0};
 	char *token = NULL;
-	size_t w;
+	size_t w, pages = 0, bytes = 0;
 	int ret;
 
 	do {
+		size_t n0 = out->n;
+
 		ret = be->ops->list(be, prefix, '/', NULL, token, 0, &l);
+		if (ret == 0)
+			ret = add_page(prefix, &l, out, &sk);
+		bytes += items_bytes(out, n0);
+		if (ret == 0 && lim->max_items > 0 && out->n > lim->max_items)
+			ret = -E2BIG;
+		if (ret == 0)
+			ret = page_check(prefix, token, &l, ++pages, bytes, lim);
 		free(token);
 		token = NULL;
-		if (ret < 0)
-			goto fail;
-		ret = add_page(prefix, &l, out);
-		if (ret == 0 && max > 0 && out->n > max)
-			ret = -E2BIG;
 		if (ret == 0 && l.next_token != NULL) {
 			token = strdup(l.next_token);
 			if (token == NULL)
@@ -190,10 +262,16 @@ int dircache_list(struct backend *be, const char *prefix, size_t max, struct dir
 		if (ret < 0)
 			goto fail;
 	} while (token != NULL);
+	if (sk.n > 0)
+		log_warn("listing \"%s\": %zu names skipped that cannot be file names here "
+		         "(empty, . or .., '/' or control characters inside, too long, or "
+		         "outside the directory), the first \"%s\"",
+		         prefix, sk.n, sk.first);
 
 	/* Entries and prefixes come as two sorted lists; merge and drop an
 	 * object shadowed by a directory of the same name. */
-	qsort(out->items, out->n, sizeof(*out->items), item_cmp);
+	if (out->n > 1)
+		qsort(out->items, out->n, sizeof(*out->items), item_cmp);
 	for (size_t r = w = 0; r < out->n; r++) {
 		if (w > 0 && strcmp(out->items[w - 1].name, out->items[r].name) == 0) {
 			log_warn(
@@ -278,13 +356,9 @@ static size_t hash_prefix(const char *s)
 	return (size_t)(h ^ (h >> 29)) & (N_BUCKETS - 1);
 }
 
-static size_t listing_bytes(const struct dircache_listing *l)
+size_t dircache_listing_bytes(const struct dircache_listing *l)
 {
-	size_t b = l->n * sizeof(*l->items);
-
-	for (size_t i = 0; i < l->n; i++)
-		b += strlen(l->items[i].name) + 1;
-	return b;
+	return items_bytes(l, 0);
 }
 
 /* Lock held. */
@@ -403,7 +477,7 @@ static void enforce_budget(struct dircache *dc, const struct dir *keep)
 static void dir_fill(struct dircache *dc, struct dir *d, struct dircache_listing *l,
                      struct timespec t)
 {
-	size_t bytes = l ? sizeof(*d) + strlen(d->prefix) + listing_bytes(l) : 0;
+	size_t bytes = l ? sizeof(*d) + strlen(d->prefix) + dircache_listing_bytes(l) : 0;
 
 	if (l != NULL && bytes > dc->opts.max_bytes) {
 		dircache_listing_free(l);
@@ -643,12 +717,14 @@ static int answer(struct dircache *dc, struct dir *d, const char *name, struct b
 static int load(struct dircache *dc, struct dir *d)
 {
 	struct dircache_listing l = {0};
+	struct dircache_limits lim = {.max_items = dc->opts.max_entries,
+	                              .max_pages = dc->opts.max_pages};
 	struct timespec t = now();
 	int ret;
 
 	dc->stats.loads++;
 	pthread_mutex_unlock(&dc->lock);
-	ret = dircache_list(dc->be, d->prefix, dc->opts.max_entries, &l);
+	ret = dircache_list(dc->be, d->prefix, &lim, &l);
 	pthread_mutex_lock(&dc->lock);
 	if (ret == 0 || ret == -E2BIG) {
 		if (d->dropped) {

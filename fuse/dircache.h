@@ -36,6 +36,11 @@
 #define DIRCACHE_DEFAULT_MAX_DIRS    1024
 #define DIRCACHE_DEFAULT_MAX_ENTRIES 10000
 #define DIRCACHE_DEFAULT_MAX_BYTES   (64u << 20)
+/* Pages per listing (1000 keys each) and memory for the listings open
+ * directories hold: enough for millions of keys, not for a store whose
+ * listing never ends. */
+#define DIRCACHE_DEFAULT_MAX_PAGES 10000
+#define DIRCACHE_DEFAULT_SNAP_MB   512
 
 /* One name of a directory. */
 struct dircache_item {
@@ -56,6 +61,7 @@ struct dircache_opts {
 	double ttl;         /* seconds a listing answers; < 0: for ever (pin) */
 	size_t max_dirs;    /* listings kept at most */
 	size_t max_entries; /* longer listings are not kept (0: no bound) */
+	size_t max_pages;   /* pages one listing may take (0: no bound) */
 	size_t max_bytes;   /* memory for all listings kept */
 	int save_dirfd;     /* with ttl < 0 (pin): a directory the listings
 	                     * (and the metadata stat'ed) are also saved in, so
@@ -73,13 +79,27 @@ struct dircache_stats {
 	uint64_t saved;   /* listings read back from save_dirfd */
 };
 
+/* Bounds of one listing read by dircache_list(); 0: no bound. */
+struct dircache_limits {
+	size_t max_items; /* more items: -E2BIG */
+	size_t max_pages; /* more pages: -EIO */
+	size_t max_bytes; /* more memory (dircache_listing_bytes()): -EIO */
+};
+
 /*
  * Read the whole listing of prefix ("" or ending in '/') from be, page by
  * page, into *out (empty on entry; free with dircache_listing_free()).
- * Keys that cannot be file names are skipped with a warning.  -E2BIG when
- * it has more than max items (max 0: no bound), else 0 or -errno.
+ * Keys that cannot be file names here (outside prefix, empty, . or ..,
+ * '/' or control characters inside, too long) are skipped with one
+ * warning for the listing.  A store that hands back the continuation
+ * token it was given gets -EIO at once; a listing beyond lim gets
+ * -E2BIG or -EIO as lim says, each with a warning.  Else 0 or -errno.
  */
-int dircache_list(struct backend *be, const char *prefix, size_t max, struct dircache_listing *out);
+int dircache_list(struct backend *be, const char *prefix, const struct dircache_limits *lim,
+                  struct dircache_listing *out);
+
+/* The memory a listing's items hold (counted against the budgets). */
+size_t dircache_listing_bytes(const struct dircache_listing *l);
 
 /* Free the items of a listing and empty it. */
 void dircache_listing_free(struct dircache_listing *l);

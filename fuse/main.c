@@ -30,6 +30,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "mountinfo.h"
+#include "opts.h"
 #include "recovery.h"
 #include "s3/s3.h"
 #include "safedir.h"
@@ -77,6 +78,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("no_manifest_prefetch", manifest_off),
     OPT("list_ttl=%lf", list_ttl),
     OPT("list_cache=%u", list_cache_mb),
+    OPT("list_pages=%u", list_pages),
+    OPT("dir_memory=%u", dir_memory_mb),
     OPT("pin", pin),
     FUSE_OPT_KEY("metadata=store", KEY_METADATA_STORE),
     FUSE_OPT_KEY("metadata=refuse", KEY_METADATA_REFUSE),
@@ -122,6 +125,10 @@ static void usage(const char *prog)
 	    "    -o list_ttl=SECS       how long a directory listing answers lookups of its\n"
 	    "                           names, found or not (default 10; 0: list every time)\n"
 	    "    -o list_cache=MiB      memory for the listings kept (default 64)\n"
+	    "    -o list_pages=N        pages (1000 names each) one directory listing may\n"
+	    "                           take before ls gets EIO (default 10000, 0: no bound)\n"
+	    "    -o dir_memory=MiB      memory for the listings of open directories; a\n"
+	    "                           listing past it gives EIO (default 512, 0: no bound)\n"
 	    "    -o pin                 trust what the mount has seen for its whole life:\n"
 	    "                           listings, names and attributes never expire (only\n"
 	    "                           this mount's own changes count); others' changes\n"
@@ -194,10 +201,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ps->allow_other = 1;
 		return 1; /* FUSE's option */
 	case KEY_MAX_READ:
-		if (sscanf(arg, "max_read=%u", &ps->opts.max_read) != 1) {
-			fprintf(stderr, "chunkfs: bad option \"%s\"\n", arg);
+		if (opts_uint("max_read", arg + strlen("max_read="), &ps->opts.max_read) < 0)
 			return -1;
-		}
 		return 1; /* the kernel needs it too */
 	case FUSE_OPT_KEY_NONOPT:
 		if (ps->opts.source == NULL) {
@@ -469,6 +474,7 @@ struct chunkfs *chunkfs_create(struct backend *be, const struct chunkfs_opts *op
 		    .max_dirs = DIRCACHE_DEFAULT_MAX_DIRS,
 		    .max_entries = DIRCACHE_DEFAULT_MAX_ENTRIES,
 		    .max_bytes = (size_t)opts->list_cache_mb << 20,
+		    .max_pages = opts->list_pages,
 		};
 
 		if (opts->pin && opts->cache_dir != NULL)
@@ -618,6 +624,8 @@ int main(int argc, char *argv[])
 	            .stream_min_mb = 32,
 	            .list_ttl = DIRCACHE_DEFAULT_TTL,
 	            .list_cache_mb = DIRCACHE_DEFAULT_MAX_BYTES >> 20,
+	            .list_pages = DIRCACHE_DEFAULT_MAX_PAGES,
+	            .dir_memory_mb = DIRCACHE_DEFAULT_SNAP_MB,
 	        },
 	};
 	struct chunkfs_opts *opts = &ps.opts;
@@ -653,7 +661,7 @@ int main(int argc, char *argv[])
 	    diskcache_opts_parse(&args, &disk_o) < 0 ||
 	    access_opts_parse(&args, &opts->access) < 0 ||
 	    fault_opts_parse(&args, &fault_o, &faults) < 0 ||
-	    fuse_opt_parse(&args, &ps, option_spec, opt_proc) < 0)
+	    opts_parse(&args, &ps, option_spec, opt_proc) < 0)
 		goto out;
 	if (ps.help) {
 		usage(argv[0]);

@@ -78,7 +78,9 @@ void chunkfs_fill_attr(struct chunkfs *fs, struct node *node, struct stat *st)
 	} else {
 		uint64_t size = node->stage ? node->stage->size : node->st.size;
 
-		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 07777 : 0644);
+		/* No setuid, setgid or sticky bit: a store's metadata is not
+		 * trusted to grant them (the mount is nosuid as well). */
+		st->st_mode = S_IFREG | ((meta & BACKEND_META_MODE) ? mode & 0777 : 0644);
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 		st->st_blocks = (blkcnt_t)((size + 511) / 512);
@@ -852,37 +854,60 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -ret);
 }
 
-/* Move every key under the prefix src to dst, one by one (not atomic). */
-static int move_prefix(struct backend *be, const char *src, const char *dst)
+/* Copy the keys of one listing page of src to dst and remove them. */
+static int move_page(struct backend *be, const struct backend_list *l, const char *src,
+                     const char *dst)
 {
 	size_t src_len = strlen(src), dst_len = strlen(dst);
+	int ret = 0;
+
+	for (size_t i = 0; i < l->n_entries && ret == 0; i++) {
+		const char *rest = l->entries[i].key + src_len;
+		char *to = malloc(dst_len + strlen(rest) + 1);
+
+		if (to == NULL)
+			return -ENOMEM;
+		memcpy(to, dst, dst_len);
+		strcpy(to + dst_len, rest);
+		ret = backend_copy(be, l->entries[i].key, to, NULL);
+		if (ret == 0)
+			ret = be->ops->remove(be, l->entries[i].key);
+		free(to);
+	}
+	return ret;
+}
+
+/*
+ * Move every key under the prefix src to dst, one by one (not atomic).
+ * A listing that hands back its own token, or goes on past list_pages
+ * pages, stops the move with -EIO.
+ */
+static int move_prefix(struct chunkfs *fs, const char *src, const char *dst)
+{
+	struct backend *be = fs->be;
 	struct backend_list l = {0};
 	char *token = NULL;
+	size_t pages = 0;
 	int ret;
 
 	do {
 		ret = be->ops->list(be, src, 0, NULL, token, 0, &l);
+		if (ret == 0 && backend_list_keep(&l, src, 0) > 0)
+			log_warn("moving \"%s\": keys outside it in its listing; left alone", src);
+		if (ret == 0)
+			ret = move_page(be, &l, src, dst);
+		if (ret == 0 && l.next_token != NULL &&
+		    ((token != NULL && strcmp(token, l.next_token) == 0) ||
+		     (fs->opts->list_pages > 0 && ++pages >= fs->opts->list_pages))) {
+			log_warn("moving \"%s\": its listing does not end (a repeated token, or "
+			         "over %u pages); stopped (EIO), some keys are left under it",
+			         src, fs->opts->list_pages);
+			ret = -EIO;
+		}
 		free(token);
 		token = NULL;
-		if (ret < 0)
-			return ret;
-		for (size_t i = 0; i < l.n_entries && ret == 0; i++) {
-			const char *rest = l.entries[i].key + src_len;
-			char *to = malloc(dst_len + strlen(rest) + 1);
-
-			if (to == NULL) {
-				ret = -ENOMEM;
-				break;
-			}
-			memcpy(to, dst, dst_len);
-			strcpy(to + dst_len, rest);
-			ret = backend_copy(be, l.entries[i].key, to, NULL);
-			if (ret == 0)
-				ret = be->ops->remove(be, l.entries[i].key);
-			free(to);
-		}
-		if (l.next_token != NULL && ret == 0)
-			token = strdup(l.next_token);
+		if (ret == 0 && l.next_token != NULL && (token = strdup(l.next_token)) == NULL)
+			ret = -ENOMEM;
 		backend_list_free(&l);
 	} while (token != NULL);
 	return ret;
@@ -893,8 +918,9 @@ static int move_prefix(struct backend *be, const char *src, const char *dst)
  * Move src to dst.  For a file, *st (when not NULL) gets dst's stat: a
  * copy may give the same bytes another etag (S3's multipart copies do).
  */
-static int move_key(struct backend *be, const char *src, const char *dst, struct backend_stat *st)
+static int move_key(struct chunkfs *fs, const char *src, const char *dst, struct backend_stat *st)
 {
+	struct backend *be = fs->be;
 	struct backend_stat own;
 	int ret = -ENOTSUP;
 
@@ -908,7 +934,7 @@ static int move_key(struct backend *be, const char *src, const char *dst, struct
 	if (ret != -ENOTSUP)
 		return ret;
 	if (src[strlen(src) - 1] == '/')
-		return move_prefix(be, src, dst);
+		return move_prefix(fs, src, dst);
 	ret = backend_copy(be, src, dst, st);
 	if (ret == 0)
 		ret = be->ops->remove(be, src);
@@ -995,7 +1021,7 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 			if (ret < 0)
 				goto out;
 		}
-		ret = move_key(fs->be, src, dst, &st);
+		ret = move_key(fs, src, dst, &st);
 		chunkfs_changed(fs, src, 0);
 		chunkfs_changed(fs, dst, 0);
 		if (ret == 0 && node != NULL)
@@ -1021,7 +1047,7 @@ static int do_rename(struct chunkfs *fs, struct node *pnode, const char *name, s
 			if (ret < 0)
 				goto out;
 		}
-		ret = move_key(fs->be, src_dir, dst_dir, NULL);
+		ret = move_key(fs, src_dir, dst_dir, NULL);
 		chunkfs_changed(fs, src, 1); /* a partial move changed both */
 		chunkfs_changed(fs, dst, 1);
 		node = inode_find(fs->inodes, pnode, name);
@@ -1058,14 +1084,40 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 /* A snapshot of a directory's listing taken at opendir (fi->fh). */
 struct dir_handle {
 	struct dircache_listing list;
+	struct chunkfs *fs;
+	size_t bytes; /* counted in fs->dir_bytes */
 };
 
 static void dir_handle_free(struct dir_handle *d)
 {
 	if (d == NULL)
 		return;
+	__atomic_fetch_sub(&d->fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
 	dircache_listing_free(&d->list);
 	free(d);
+}
+
+/* Read the listing of prefix into d, within the memory fs leaves open
+ * directories. */
+static int dir_handle_list(struct chunkfs *fs, struct dir_handle *d, const char *prefix)
+{
+	size_t budget = (size_t)fs->opts->dir_memory_mb << 20;
+	size_t used = __atomic_load_n(&fs->dir_bytes, __ATOMIC_RELAXED);
+	struct dircache_limits lim = {
+	    .max_pages = fs->opts->list_pages,
+	    .max_bytes = budget == 0     ? 0
+	                 : used < budget ? budget - used
+	                                 : 1,
+	};
+
+	return dircache_list(fs->be, prefix, &lim, &d->list);
+}
+
+/* Count d's listing in what open directories hold. */
+static void dir_handle_count(struct chunkfs *fs, struct dir_handle *d)
+{
+	d->bytes = dircache_listing_bytes(&d->list);
+	__atomic_fetch_add(&fs->dir_bytes, d->bytes, __ATOMIC_RELAXED);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1078,13 +1130,17 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint64_t gen = fs->dirs ? dircache_gen(fs->dirs) : 0;
 	int ret = -ENOMEM;
 
+	if (d != NULL)
+		d->fs = fs;
 	/* A pinned mount lists a directory once; others list at every
 	 * opendir, so ls shows what is there now. */
 	if (d != NULL && prefix != NULL && fs->opts->pin && fs->dirs != NULL &&
 	    dircache_get(fs->dirs, prefix, &d->list) == 0)
 		ret = 1;
 	else if (d != NULL && prefix != NULL)
-		ret = dircache_list(fs->be, prefix, 0, &d->list);
+		ret = dir_handle_list(fs, d, prefix);
+	if (ret >= 0)
+		dir_handle_count(fs, d);
 	/* The snapshot answers lookups of its names for a while too. */
 	if (ret == 0 && fs->dirs != NULL)
 		dircache_put(fs->dirs, prefix, &d->list, gen);

@@ -225,9 +225,10 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *opaque)
 		}
 		pos -= skip_total;
 		if (pos >= c->dst_cap) {
+			/* More than asked for: stop reading (an endless body
+			 * would hold the request for ever). */
 			x->res->dst_overflow = 1;
-			x->received += n;
-			break;
+			return 0;
 		}
 		if (n > c->dst_cap - pos)
 			n = (size_t)(c->dst_cap - pos);
@@ -248,6 +249,28 @@ static char *trim(char *s, size_t len)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	return s;
+}
+
+/* The latest mtime taken from metadata: 9999-12-31T23:59:59Z. */
+#define MTIME_MAX 253402300799.0
+
+/*
+ * x-amz-meta-mtime as s3fs writes it: seconds, possibly with a fraction.
+ * Anything else (negative, NaN, past year 9999, trailing junk) is ignored:
+ * -1, and the object's Last-Modified stands.
+ */
+static int parse_meta_mtime(const char *s, struct timespec *t)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v >= 0 && v <= MTIME_MAX))
+		return -1;
+	t->tv_sec = (time_t)v;
+	t->tv_nsec = (long)((v - (double)t->tv_sec) * 1e9);
+	if (t->tv_nsec > 999999999)
+		t->tv_nsec = 999999999;
+	return 0;
 }
 
 static int parse_uint32(const char *s, uint32_t *out)
@@ -326,14 +349,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 		if (parse_uint32(value, &r->gid) == 0)
 			r->meta |= BACKEND_META_GID;
 	} else if (strcasecmp(name, "x-amz-meta-mtime") == 0) {
-		/* s3fs writes seconds, possibly with a fraction. */
-		char *end;
-		double v = strtod(value, &end);
-		if (end != value && v >= 0) {
-			r->meta_mtime.tv_sec = (time_t)v;
-			r->meta_mtime.tv_nsec = (long)((v - (double)(time_t)v) * 1e9);
-			r->has_meta_mtime = 1;
-		}
+		r->has_meta_mtime = parse_meta_mtime(value, &r->meta_mtime) == 0;
 	}
 	return len;
 }
@@ -388,7 +404,9 @@ int http_perform(struct http_pool *pool, const struct http_call *call, struct ht
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, pool->opts.connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, pool->opts.low_speed_time_s);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, pool->opts.low_speed_bytes);
-	if (pool->opts.max_time_ms > 0)
+	if (call->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, call->timeout_ms);
+	else if (pool->opts.max_time_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, pool->opts.max_time_ms);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -426,6 +444,8 @@ int http_perform(struct http_pool *pool, const struct http_call *call, struct ht
 		if (call->want_md5)
 			strcpy(res->body_md5, "d41d8cd98f00b204e9800998ecf8427e");
 	}
+	if (rc == CURLE_WRITE_ERROR && res->dst_overflow)
+		rc = CURLE_OK; /* an answer, cut where the caller's buffer ends */
 	if (rc != CURLE_OK) {
 		snprintf(res->curl_error, sizeof(res->curl_error), "%s", curl_easy_strerror(rc));
 		res->status = 0;

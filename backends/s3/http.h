@@ -48,12 +48,14 @@ struct http_call {
 	/*
 	 * Response sink for a 2xx body: when dst is set, up to dst_cap bytes go
 	 * there (skipping the first dst_skip bytes of a 200 answer, for a
-	 * server that ignored a Range); other bodies are collected in
-	 * http_result.body.
+	 * server that ignored a Range), and a body longer than that is cut
+	 * off (http_result.dst_overflow); other bodies are collected in
+	 * http_result.body, up to 64 MiB (longer: the exchange fails).
 	 */
 	void *dst;
 	size_t dst_cap;
 	uint64_t dst_skip;
+	long timeout_ms; /* the whole exchange; 0: the pool's max_time_ms */
 };
 
 /* What came back. */
@@ -65,7 +67,8 @@ struct http_result {
 	int body_sent;        /* the whole request body was handed to curl */
 	char body_md5[33];    /* hex MD5 of that body (want_md5), or "" */
 	size_t dst_len;       /* bytes written to call->dst */
-	int dst_overflow;     /* the body was longer than dst_cap */
+	int dst_overflow;     /* the body went on past dst_cap: the transfer was
+	                       * stopped there (the rest is never read) */
 	char *body;           /* other bodies (errors, XML); caller frees */
 	size_t body_len;
 	/* Headers of interest. */

@@ -37,10 +37,15 @@
 #include "creds.h"
 #include "http.h"
 #include "log.h"
+#include "opts.h"
 #include "s3xml.h"
 #include "sigv4.h"
 
 /* --- options ------------------------------------------------------------ */
+
+/* More retries than this are a typo, and past UINT_MAX - 1 the count of
+ * attempts would wrap to 0. */
+#define S3_MAX_RETRIES 100
 
 #define S3OPT(t, p, v)                                                                             \
 	{                                                                                          \
@@ -59,6 +64,7 @@ static const struct fuse_opt s3_opt_spec[] = {
     S3OPT("retries=%u", retries, 0),
     S3OPT("connect_timeout=%u", connect_timeout, 0),
     S3OPT("read_timeout=%u", read_timeout, 0),
+    S3OPT("request_timeout=%u", request_timeout, 0),
     S3OPT("part_size_mb=%u", part_size_mb, 0),
     S3OPT("max_copy_mb=%u", max_copy_mb, 0),
     S3OPT("upload_concurrency=%u", upload_concurrency, 0),
@@ -71,13 +77,21 @@ void s3_opts_init(struct s3_opts *o)
 	o->retries = 6;
 	o->connect_timeout = 5;
 	o->read_timeout = 30;
+	o->request_timeout = 60;
 	o->part_size_mb = 16;
 	o->upload_concurrency = 8;
 }
 
 int s3_opts_parse(struct fuse_args *args, struct s3_opts *o)
 {
-	return fuse_opt_parse(args, o, s3_opt_spec, NULL);
+	if (opts_parse(args, o, s3_opt_spec, NULL) < 0)
+		return -1;
+	if (o->retries > S3_MAX_RETRIES) {
+		fprintf(stderr, "chunkfs: -o retries=%u: too many (at most %u)\n", o->retries,
+		        S3_MAX_RETRIES);
+		return -1;
+	}
+	return 0;
 }
 
 void s3_opts_usage(FILE *out)
@@ -99,9 +113,12 @@ void s3_opts_usage(FILE *out)
 	    "    -o profile=NAME        profile in the shared credentials files\n"
 	    "    -o credentials_file=F  shared credentials file to read\n"
 	    "    -o anonymous           no credentials (public buckets)\n"
-	    "    -o retries=N           retries of a failed request (default 6)\n"
+	    "    -o retries=N           retries of a failed request: N + 1 attempts at most\n"
+	    "                           (default 6)\n"
 	    "    -o connect_timeout=S   seconds to connect (default 5)\n"
-	    "    -o read_timeout=S      seconds without progress before a retry (default 30)\n"
+	    "    -o read_timeout=S      seconds under 1 KiB/s before a retry (default 30)\n"
+	    "    -o request_timeout=S   longest a request may take: S plus 4 s per MiB it\n"
+	    "                           carries (default 60), then it is retried\n"
 	    "    -o part_size_mb=N      multipart upload part size (default 16)\n"
 	    "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
 	    "                           with UploadPartCopy (default 5120, S3's limit)\n"
@@ -139,6 +156,12 @@ void s3_backend_get_stats(struct backend *b, struct s3_stats *out)
 }
 
 /* --- one request, with retries -------------------------------------------- */
+
+/* An answer slower than this (bytes a second) for read_timeout seconds is
+ * given up; and every request must go at least S3_FLOOR_RATE on average
+ * to finish within its deadline (request_timeout plus 4 s per MiB). */
+#define S3_LOW_SPEED  1024
+#define S3_FLOOR_RATE (256 * 1024)
 
 /*
  * The one table that says what an S3 answer means: retry it, or which
@@ -416,6 +439,22 @@ static void free_lines(char **lines, size_t n)
 }
 
 /*
+ * The deadline of one attempt of r: the fixed part plus the time its
+ * bytes (sent or asked for) take at S3_FLOOR_RATE, so that no answer, not
+ * even one trickling just above the low-speed limit, holds it for ever.
+ */
+static long request_deadline_ms(const struct s3 *s3, const struct s3_req *r)
+{
+	uint64_t bytes = r->src != NULL ? r->src_len : r->body_len;
+
+	if (r->dst != NULL)
+		bytes += r->dst_cap;
+	if (s3->request_timeout_ms <= 0)
+		return 0;
+	return s3->request_timeout_ms + (long)(bytes * 1000 / S3_FLOOR_RATE);
+}
+
+/*
  * Make the request r, retrying what the table says to retry.  Returns 0
  * for a 2xx answer (in *res, which the caller clears) or -errno.  When
  * fail is not NULL it describes the last failure.
@@ -456,6 +495,7 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 		    .dst = r->dst,
 		    .dst_cap = r->dst_cap,
 		    .dst_skip = r->dst_skip,
+		    .timeout_ms = request_deadline_ms(s3, r),
 		};
 
 		if (attempt > 0) {
@@ -490,13 +530,15 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 			snprintf(fail->curl_error, sizeof(fail->curl_error), "%s", res->curl_error);
 			retry = http_transport_retryable(res->curl_code);
 			ret = -EIO;
-			/* A kept-alive connection the server had closed: retry at once. */
+			/* A kept-alive connection the server had closed: the next
+			 * attempt goes at once, without a backoff (but within
+			 * the retries promised: a server that resets every
+			 * request gets no more attempts than any other). */
 			if (res->reused && !quick_retry_used &&
 			    (res->curl_code == CURLE_SEND_ERROR ||
 			     res->curl_code == CURLE_RECV_ERROR ||
 			     res->curl_code == CURLE_GOT_NOTHING)) {
 				quick_retry_used = 1;
-				attempts++;
 				continue;
 			}
 			log_debug("%s %s: %s (attempt %u)", r->op, r->key ? r->key : "(bucket)",
@@ -631,6 +673,13 @@ static ssize_t s3_read_once(struct s3 *s3, const char *key, uint64_t off, void *
 		goto out;
 	if (etag != NULL && *etag && strcmp(res.etag, etag) != 0) {
 		ret = -ESTALE;
+		goto out;
+	}
+	if (res.status == 206 && res.dst_overflow) {
+		log_warn("GET \"%s%s\": the server sent more than the %zu bytes asked for; "
+		         "not used",
+		         s3->prefix, key, len);
+		ret = -EIO;
 		goto out;
 	}
 	if (res.status == 206 && (!res.has_content_range || res.range_start != off)) {
@@ -832,6 +881,15 @@ static int list_check(const struct http_result *res)
 	           : -1;
 }
 
+/* One line per listing page whose answer held keys it was not asked for. */
+static void warn_outside(const char *prefix, size_t dropped)
+{
+	if (dropped > 0)
+		log_warn("listing \"%s\": %zu keys or prefixes outside it in the server's answer; "
+		         "ignored (is the endpoint an S3 server?)",
+		         prefix, dropped);
+}
+
 static int s3_list(struct backend *b, const char *prefix, char delimiter, const char *start_after,
                    const char *token, size_t max_keys, struct backend_list *out)
 {
@@ -865,7 +923,7 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 	}
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0) {
-		ret = s3xml_parse_list(res.body, res.body_len, s3->prefix_len, out);
+		ret = s3xml_parse_list(res.body, res.body_len, 0, out);
 		if (ret < 0) {
 			log_warn(
 			    "listing \"%s\": the server's answer is not a ListObjectsV2 result",
@@ -873,6 +931,9 @@ static int s3_list(struct backend *b, const char *prefix, char delimiter, const 
 			backend_list_free(out);
 			ret = -EIO;
 		}
+		if (ret == 0)
+			warn_outside(full_prefix,
+			             backend_list_keep(out, full_prefix, s3->prefix_len));
 		/* Whole seconds, as HEAD's Last-Modified: the kernel drops a
 		 * file's page cache when its mtime seems to change. */
 		for (size_t i = 0; ret == 0 && i < out->n_entries; i++)
@@ -1342,7 +1403,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	    .ca_bundle = copts.ca_bundle,
 	    .connect_timeout_ms = (long)o->connect_timeout * 1000,
 	    .low_speed_time_s = (long)o->read_timeout,
-	    .low_speed_bytes = 1,
+	    .low_speed_bytes = S3_LOW_SPEED,
 	};
 	int ret = -ENOMEM;
 
@@ -1352,6 +1413,7 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	s3->base.ops = &s3_ops;
 	pthread_mutex_init(&s3->stats_lock, NULL);
 	s3->max_attempts = o->retries + 1;
+	s3->request_timeout_ms = (long)o->request_timeout * 1000;
 	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 16) << 20;
 	s3->unsigned_payload = o->unsigned_payload;
 	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_PART_SIZE;

@@ -26,7 +26,9 @@ struct s3_opts {
 	int anonymous;            /* -o anonymous: unsigned requests (public buckets) */
 	unsigned retries;         /* -o retries=N: attempts after the first (default 6) */
 	unsigned connect_timeout; /* -o connect_timeout=SECS (default 5) */
-	unsigned read_timeout;    /* -o read_timeout=SECS without progress (default 30) */
+	unsigned read_timeout;    /* -o read_timeout=SECS under 1 KiB/s (default 30) */
+	unsigned request_timeout; /* -o request_timeout=SECS: fixed part of each request's
+	                           * deadline, which adds 4 s per MiB (default 60) */
 	unsigned part_size_mb;    /* -o part_size_mb=N for multipart uploads (default 16) */
 	unsigned max_copy_mb;     /* -o max_copy_mb=N: larger objects are copied in parts
 	                           * (UploadPartCopy); 0: 5120, S3's CopyObject limit */

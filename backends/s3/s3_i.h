@@ -35,6 +35,7 @@ struct s3 {
 	int tls;
 	int unsigned_payload; /* uploads over http skip the payload hash */
 	unsigned max_attempts;
+	long request_timeout_ms; /* fixed part of a request's deadline */
 	uint64_t part_size;
 	uint64_t max_copy_size; /* larger objects are copied in parts */
 	unsigned concurrency;

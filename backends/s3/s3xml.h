@@ -27,9 +27,11 @@ int s3xml_parse_error(const char *body, size_t len, struct s3xml_error *err);
 
 /*
  * Parse a ListObjectsV2 result into *out.  Keys and prefixes lose their
- * first strip bytes (the mount's prefix; those not starting with it are
- * dropped).  out->next_token is set only when the result is truncated.
- * The caller frees *out with backend_list_free() (also after an error).
+ * first strip bytes (keys shorter and prefixes not longer are dropped;
+ * the bytes are not checked here: the S3 backend parses with strip 0 and
+ * keeps what starts with the prefix it asked for, backend_list_keep()).
+ * out->next_token is set only when the result is truncated.  The caller
+ * frees *out with backend_list_free() (also after an error).
  */
 int s3xml_parse_list(const char *body, size_t len, size_t strip, struct backend_list *out);
 

@@ -1026,8 +1026,9 @@ START_TEST(test_s3_directories_and_odd_keys)
 	closedir(d);
 	control("DELETE", "/phantom", NULL);
 	ck_assert_int_eq(n_long, 1); /* only "ok" */
-	ck_assert_int_eq(tm_sh("[ $(grep -c 'cannot be shown as' '%s/daemon.log') -ge 2 ]", m.root),
-	                 0);
+	/* One warning per listing, not one per name. */
+	ck_assert_int_eq(
+	    tm_sh("grep -q 'names skipped that cannot be file names' '%s/daemon.log'", m.root), 0);
 	/* The daemon is still serving. */
 	files_equal_str(tm_path(m.mnt, "long/ok"), "k");
 }

@@ -443,6 +443,30 @@ check "ListObjectsV2 reset fault cuts the XML body (curl rc=$rc)" test $rc -ne 0
 ctl DELETE /faults >/dev/null
 check "counted as ListObjectsV2 (3), not GET" test "$(counter '[j.ListObjectsV2, j.GET, j.ops.ListObjectsV2].join()')" = "3,0,3"
 
+# hostile mode (control API): answers a client must survive (query
+# parameters in sorted order: curl's signer does not sort them)
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{"modes":"bogus"}' "$S3_CONTROL/hostile")
+check "POST /hostile with an unknown mode -> 400 ($code)" test "$code" = 400
+ctl POST /hostile '{"modes":"same_token,outside,slash,ctl,constant_etag","prefix":"plain/"}' >/dev/null
+scurl "$EMPTY" -o "$work/x" "$S3_ENDPOINT/data?delimiter=%2F&list-type=2&prefix=plain%2F"
+check "same_token: truncated, token hostile-same" \
+    bash -c 'grep -q "<IsTruncated>true</IsTruncated>" "$1" && grep -q "<NextContinuationToken>hostile-same<" "$1"' _ "$work/x"
+scurl "$EMPTY" -o "$work/y" "$S3_ENDPOINT/data?continuation-token=hostile-same&delimiter=%2F&list-type=2&prefix=plain%2F"
+check "...which lists the first page again" cmp -s <(grep -o '<Contents>.*' "$work/x") <(grep -o '<Contents>.*' "$work/y")
+check "outside, slash, ctl: ~outside, plain, plain/sl/ash/, plain/tab<TAB>here, plain/del&#x7F;/ listed" \
+    bash -c 'for k in "<Key>~outside<" "<Key>plain<" "<Prefix>plain/sl/ash/<" "<Key>plain/tab	here<" "<Prefix>plain/del&#x7F;/<"; do grep -q "$k" "$1" || exit 1; done' _ "$work/x"
+check "constant_etag: one ETag for every listed object" \
+    test "$(grep -o '<ETag>[^<]*</ETag>' "$work/x" | sort -u)" = '<ETag>&quot;00000000000000000000000000000000&quot;</ETag>'
+ctl POST /hostile '{"modes":"endless","prefix":"plain/"}' >/dev/null
+n=$(scurl "$EMPTY" -H 'Range: bytes=0-9' -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$S3_ENDPOINT/data/plain/obj.bin" 2>/dev/null)
+check "endless: a 206 for 10 bytes goes on past them ($n)" test "${n%% *}" = 206 -a "${n##* }" -gt 10
+ctl POST /hostile '{"modes":"trickle","prefix":"plain/","trickle_bps":10}' >/dev/null
+n=$(scurl "$EMPTY" -H 'Range: bytes=0-99' -o /dev/null --max-time 2 -w '%{size_download}' "$S3_ENDPOINT/data/plain/obj.bin" 2>/dev/null)
+check "trickle at 10 B/s: at most ~20 of 100 bytes in 2 s ($n)" test "$n" -le 25
+check "GET /hostile counts what each mode changed" test "$(ctl GET /hostile | json_get 'j.applied.trickle')" = 1
+ctl DELETE /hostile >/dev/null
+check "DELETE /hostile: no modes left" test "$(ctl GET /hostile | json_get 'j.modes.length')" = 0
+
 # any range on an empty object: 416 InvalidRange, as on S3
 aws s3api put-object --bucket data --key empty/zero --body "$work/empty" >/dev/null 2>&1
 aws s3api get-object --bucket data --key empty/zero --range bytes=0-0 "$work/x" >/dev/null 2>"$work/err"

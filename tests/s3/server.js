@@ -54,6 +54,15 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
                         (default 120000)
   --reset-fraction F    part of the body sent before a reset (default 0.5)
   --reset-mode MODE     rst (TCP RST, default) or fin (plain close)
+  --hostile LIST        behave like a hostile store (see README, "Hostile
+                        mode"): same_token,new_tokens (listings that never
+                        end), outside (keys outside the listed prefix or
+                        shorter than it), slash (names with '/', '.', '..'
+                        or empty components), ctl (names with control
+                        characters), endless,trickle (GET bodies that never
+                        end or crawl), constant_etag (one ETag for all)
+  --hostile-prefix P    only keys (and listing prefixes) starting with P
+  --trickle-bps N       bytes a second of a trickled body (default 2)
   --region R            require credential scope region R (default: any)
   --max-skew-s N        allowed clock skew for header auth (default 900)
   --keep-alive-ms N     idle keep-alive timeout (default: node's 5000)
@@ -72,7 +81,7 @@ function parseArgs(argv) {
     publicBuckets: [], latencyMs: 0, latencyJitterMs: 0, faults: {},
     region: null, maxSkewS: 900, keepAliveMs: null, spoolMemMb: 16,
     spoolDir: null, readyFile: null, silent: false, quiet: false,
-    stallMs: 120000,
+    stallMs: 120000, hostile: {},
   };
   const list = v => String(v).split(',').map(s => s.trim()).filter(Boolean);
   for (let i = 2; i < argv.length; i++) {
@@ -109,6 +118,9 @@ function parseArgs(argv) {
       case '--stall-ms': o.stallMs = num(val(), a); break;
       case '--reset-fraction': o.faults.reset_fraction = val(); break;
       case '--reset-mode': o.faults.reset_mode = val(); break;
+      case '--hostile': o.hostile.modes = val(); break;
+      case '--hostile-prefix': o.hostile.prefix = val(); break;
+      case '--trickle-bps': o.hostile.trickle_bps = val(); break;
       case '--region': o.region = val(); break;
       case '--max-skew-s': o.maxSkewS = num(val(), a); break;
       case '--keep-alive-ms': o.keepAliveMs = num(val(), a); break;
@@ -813,6 +825,128 @@ async function partialBody(ctx, rec, fault) {
   hardClose(socket, c.reset_mode);
 }
 
+// ---- hostile mode: a store that answers what a client must survive
+// (issue 13): listings whose continuation never ends, names outside the
+// listed prefix or unusable as file names, GET bodies that never end or
+// crawl, one ETag for every object. Off unless asked for.
+
+const HOSTILE_MODES = ['same_token', 'new_tokens', 'outside', 'slash', 'ctl', 'endless',
+  'trickle', 'constant_etag'];
+const HOSTILE_ETAG = '"00000000000000000000000000000000"';
+const HOSTILE_TOKEN = 'hostile-';
+const hostile = { modes: new Set(), prefix: '', trickle_bps: 2, tokens: 0, applied: {} };
+
+function setHostile(p) {
+  const modes = String(p.modes || '').split(',').map(m => m.trim()).filter(Boolean);
+  for (const m of modes) {
+    if (!HOSTILE_MODES.includes(m)) {
+      throw new Error(`unknown hostile mode ${m} (known: ${HOSTILE_MODES.join(',')})`);
+    }
+  }
+  const bps = p.trickle_bps !== undefined ? Number(p.trickle_bps) : 2;
+  if (!Number.isFinite(bps) || bps <= 0) throw new Error(`trickle_bps must be > 0: ${p.trickle_bps}`);
+  hostile.modes = new Set(modes);
+  hostile.prefix = p.prefix ? String(p.prefix) : '';
+  hostile.trickle_bps = bps;
+  hostile.tokens = 0;
+  hostile.applied = {};
+}
+
+function hostileView() {
+  return { modes: [...hostile.modes], prefix: hostile.prefix, trickle_bps: hostile.trickle_bps,
+    applied: hostile.applied };
+}
+
+/** Whether mode m applies to a key (or listing prefix) s. */
+function hostileOn(m, s) {
+  if (!hostile.modes.has(m) || !String(s || '').startsWith(hostile.prefix)) return false;
+  inc(hostile.applied, m);
+  return true;
+}
+
+try {
+  setHostile(opts.hostile);
+} catch (e) {
+  die(`--hostile: ${e.message}`);
+}
+
+/** The names a hostile listing of prefix adds: objects and common prefixes. */
+function hostileNames(prefix) {
+  const objects = [];
+  const prefixes = [];
+  const obj = key => objects.push({ key, size: 1, etag: PHANTOM_ETAG, mtime: PHANTOM_MTIME });
+  if (hostileOn('outside', prefix)) {
+    obj('~outside');
+    if (prefix.length > 0) obj(prefix.slice(0, -1));
+    prefixes.push('~outside/');
+  }
+  if (hostileOn('slash', prefix)) {
+    obj(`${prefix}sl/ash`);
+    prefixes.push(`${prefix}sl/ash/`, `${prefix}./`, `${prefix}../`, `${prefix}/`);
+  }
+  if (hostileOn('ctl', prefix)) {
+    obj(`${prefix}new\nline`);
+    obj(`${prefix}tab\there`);
+    prefixes.push(`${prefix}del\x7f/`);
+  }
+  return { objects, prefixes };
+}
+
+/** The continuation token of a hostile listing of prefix, or undefined. */
+function hostileToken(prefix) {
+  if (hostileOn('same_token', prefix)) return `${HOSTILE_TOKEN}same`;
+  if (hostileOn('new_tokens', prefix)) return `${HOSTILE_TOKEN}${++hostile.tokens}`;
+  return undefined;
+}
+
+/** The bytes of buf at bps bytes a second: up to ten pieces a second. */
+function trickleStream(buf, bps) {
+  const piece = Math.max(1, Math.floor(bps / 10));
+  let i = 0;
+  return new Readable({
+    read() {
+      if (i >= buf.length) { this.push(null); return; }
+      setTimeout(() => {
+        const from = i;
+        i = Math.min(buf.length, i + piece);
+        this.push(buf.subarray(from, i));
+      }, (1000 * piece) / bps);
+    },
+  });
+}
+
+/** A body that never ends, 64 KiB at a time. */
+function endlessStream() {
+  const chunk = Buffer.alloc(65536, 0x78);
+  return new Readable({ read() { this.push(chunk); } });
+}
+
+async function bodyBuffer(body) {
+  if (typeof body.pipe !== 'function') return Buffer.from(body);
+  const chunks = [];
+  for await (const c of body) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+/** After s3rver answered a GET or HEAD: the hostile body and ETag. */
+async function hostileAnswer(ctx, info) {
+  if (ctx.status < 200 || ctx.status > 299) return;
+  if (hostileOn('constant_etag', info.key)) ctx.set('ETag', HOSTILE_ETAG);
+  if (info.op !== 'GetObject' || !ctx.body) return;
+  if (hostileOn('endless', info.key)) {
+    if (typeof ctx.body.destroy === 'function') ctx.body.destroy();
+    const range = ctx.response.get('Content-Range');
+    ctx.body = endlessStream(); // no Content-Length: chunked, for ever
+    if (range) ctx.set('Content-Range', range);
+  } else if (hostileOn('trickle', info.key)) {
+    const range = ctx.response.get('Content-Range');
+    const buf = await bodyBuffer(ctx.body);
+    ctx.body = trickleStream(buf, hostile.trickle_bps);
+    ctx.length = buf.length;
+    if (range) ctx.set('Content-Range', range);
+  }
+}
+
 // ---- ListObjectsV2, answered here rather than by s3rver, whose listing
 // differs from S3: with a delimiter it prunes directories more than one level
 // below the prefix (deep implicit "directories" vanish), returns keys in
@@ -1503,7 +1637,9 @@ async function listObjectsV2(ctx, rec, app) {
   const startAfter = q.get('start-after') || '';
   const token = q.get('continuation-token');
   let after = startAfter; // S3 ignores start-after when a token is given
-  if (token !== undefined) {
+  if (token !== undefined && token.startsWith(HOSTILE_TOKEN)) {
+    after = ''; // a hostile listing starts over
+  } else if (token !== undefined) {
     after = decodeToken(bucket, token);
     if (after === null) {
       return invalid('The continuation token provided is incorrect', 'continuation-token');
@@ -1511,9 +1647,11 @@ async function listObjectsV2(ctx, rec, app) {
   }
 
   const entries = maxKeys > 0 ? withPhantoms(await getKeyIndex(app, bucket), bucket) : [];
-  const { items, truncated } = listPage(entries, { prefix, delimiter, after, maxKeys });
+  const page = listPage(entries, { prefix, delimiter, after, maxKeys });
+  const items = page.items;
+  let truncated = page.truncated;
   const last = items.length ? items[items.length - 1] : null;
-  const next = truncated ? encodeToken(bucket, last.prefix !== undefined ? last.prefix : last.entry.key) : null;
+  let next = truncated ? encodeToken(bucket, last.prefix !== undefined ? last.prefix : last.entry.key) : null;
   // size/ETag/mtime: remembered in the index entry once read (a write to the
   // key replaces the entry, so they are never stale; during an overwrite the
   // previous version is listed, as on S3)
@@ -1521,6 +1659,17 @@ async function listObjectsV2(ctx, rec, app) {
   await fillListedMeta(app, bucket, listed);
   const objects = listed.map(e => e.meta).filter(Boolean);
   const prefixes = items.filter(it => it.prefix !== undefined).map(it => it.prefix);
+  const extra = hostileNames(prefix);
+  objects.push(...extra.objects);
+  prefixes.push(...extra.prefixes);
+  if (hostileOn('constant_etag', prefix)) {
+    for (let i = 0; i < objects.length; i++) objects[i] = { ...objects[i], etag: HOSTILE_ETAG };
+  }
+  const endless = hostileToken(prefix);
+  if (endless !== undefined) {
+    truncated = true;
+    next = endless;
+  }
 
   const name = encodingType ? urlEncodeName : (s => s);
   const el = (tag, v) => `<${tag}>${xmlText(v)}</${tag}>`;
@@ -1804,6 +1953,10 @@ function makeFront(app) {
         rec.release = release;
         if (rec.closed) release();
       }
+      if (objectRead && hostile.modes.has('constant_etag')) {
+        delete ctx.req.headers['if-match']; // a store whose ETags mean nothing
+        delete ctx.req.headers['if-none-match'];
+      }
       if (objectRead && !phantom && !(await preconditions(ctx, rec, app))) {
         return;
       }
@@ -1816,6 +1969,7 @@ function makeFront(app) {
         await uploadPartCopy(ctx, rec, app, next);
       } else await next();
       if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
+      if (objectRead && !phantom && hostile.modes.size) await hostileAnswer(ctx, info);
 
       // 6. faults applied after processing
       if (after === 'short_body') {
@@ -1964,6 +2118,16 @@ async function control(req, res) {
         if (p.jitter_ms !== undefined) settings.latencyJitterMs = Math.max(0, Number(p.jitter_ms) || 0);
         return send(200, { ms: settings.latencyMs, jitter_ms: settings.latencyJitterMs });
       }
+      case 'GET /hostile':
+        return send(200, hostileView());
+      case 'POST /hostile':
+      case 'PUT /hostile':
+        setHostile(p);
+        return send(200, hostileView());
+      case 'POST /hostile/clear':
+      case 'DELETE /hostile':
+        setHostile({});
+        return send(200, hostileView());
       case 'GET /public':
         return send(200, { public_buckets: [...settings.publicBuckets] });
       case 'POST /public':
@@ -2020,7 +2184,9 @@ async function control(req, res) {
           'GET /latency', 'POST /latency {ms,jitter_ms}', 'GET /public',
           'POST /public {bucket,public}', 'GET /list-index', 'POST /list-index/clear',
           'GET /phantom[?bucket=B]', 'POST /phantom {bucket,keys,size}',
-          'DELETE /phantom[?bucket=B] [{keys}]', 'POST /shutdown'] });
+          'DELETE /phantom[?bucket=B] [{keys}]', 'GET /hostile',
+          'POST /hostile {modes,prefix,trickle_bps}', 'DELETE /hostile',
+          'POST /shutdown'] });
     }
   } catch (e) {
     return send(400, { error: e.message });

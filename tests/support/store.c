@@ -262,12 +262,17 @@ int store_control(const char *method, const char *path, const char *json)
 
 long long store_counter(const char *name, const char *sub)
 {
+	return store_control_number("/counters", name, sub);
+}
+
+long long store_control_number(const char *path, const char *name, const char *sub)
+{
 	json_error_t jerr;
 	json_t *root, *v;
 	long long n = -1;
 	char *body = NULL;
 
-	if (control_request("GET", "/counters", NULL, &body) == 0 &&
+	if (control_request("GET", path, NULL, &body) == 0 &&
 	    (root = json_loads(body, 0, &jerr)) != NULL) {
 		v = json_object_get(root, name);
 		if (sub != NULL)

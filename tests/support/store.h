@@ -69,6 +69,10 @@ int store_control(const char *method, const char *path, const char *json);
  * or counters[name][sub]; 0 when absent, -1 when unreadable. */
 long long store_counter(const char *name, const char *sub);
 
+/* The same from the JSON answer of GET path on the control port
+ * (e.g. "/hostile", "applied", "same_token"). */
+long long store_control_number(const char *path, const char *name, const char *sub);
+
 struct test_mount;
 
 /* Mount the store on m with its own options plus opts (may be NULL), as

@@ -2,7 +2,10 @@
  * check_dircache.c - the listing cache (fuse/dircache.c) over a mem
  * backend, counting the listings it sends: one per directory, answers
  * positive and negative, paging, the "big" bound, ttl and pin, LRU and
- * the memory budget, changes, metadata kept per version.
+ * the memory budget, changes, metadata kept per version.  And against a
+ * store that answers anything (listbe.h): keys outside the directory or
+ * shorter than its prefix, names no directory can show, continuation
+ * tokens that repeat or never end.
  */
 #include <check.h>
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
+#include "listbe.h"
 #include "mem.h"
 #include "suites.h"
 
@@ -239,7 +243,7 @@ START_TEST(test_put_and_generation)
 
 	put("p/a", "a");
 	gen = dircache_gen(dc);
-	ck_assert_int_eq(dircache_list(be, "p/", 0, &l), 0);
+	ck_assert_int_eq(dircache_list(be, "p/", &(struct dircache_limits){0}, &l), 0);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_ptr_nonnull(dircache_listing_find(&l, "a"));
 	ck_assert_ptr_null(dircache_listing_find(&l, "b"));
@@ -288,6 +292,121 @@ START_TEST(test_metadata_kept_per_version)
 }
 END_TEST
 
+/* --- a hostile store ---------------------------------------------------- */
+
+/* One page of everything a listing of "p/" must not show, and two names it
+ * must: the file a and the directory d. */
+static int hostile_page(void *ctx, const char *prefix, const char *token, struct backend_list *out)
+{
+	static const char *const keys[] = {
+	    "p/a", "p", "", "q/zz", "p/b/c", "p/\x01ctl", "p/.", "p/..", "o", "p/",
+	};
+	static const char *const prefixes[] = {
+	    "p/d/", "p/d/e/", "p/", "x/", "p/./", "p/../", "p/f", "p", "", "p//",
+	};
+	int ret = 0;
+
+	(void)ctx;
+	(void)prefix;
+	(void)token;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys) && ret == 0; i++)
+		ret = listbe_add(out, keys[i], 0);
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes) && ret == 0; i++)
+		ret = listbe_add(out, prefixes[i], 1);
+	return ret;
+}
+
+START_TEST(test_hostile_names_skipped)
+{
+	struct listbe *lb = listbe_create(hostile_page, NULL);
+	struct dircache_listing l = {0};
+
+	ck_assert_ptr_nonnull(lb);
+	ck_assert_int_eq(dircache_list(&lb->base, "p/", &(struct dircache_limits){0}, &l), 0);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.items[0].name, "a");
+	ck_assert_uint_eq(l.items[0].type, S_IFREG);
+	ck_assert_str_eq(l.items[1].name, "d");
+	ck_assert_uint_eq(l.items[1].type, S_IFDIR);
+	dircache_listing_free(&l);
+	backend_destroy(&lb->base);
+}
+END_TEST
+
+/* Pages of one new key each; the token is "same" (repeated) or new every
+ * time, as ctx says. */
+static int endless_page(void *ctx, const char *prefix, const char *token, struct backend_list *out)
+{
+	static unsigned n;
+	char key[64];
+
+	snprintf(key, sizeof(key), "%sk%u", prefix, n++);
+	if (listbe_add(out, key, 0) < 0)
+		return -ENOMEM;
+	if (*(const int *)ctx)
+		snprintf(key, sizeof(key), "same");
+	else
+		snprintf(key, sizeof(key), "%s+", token ? token : "t");
+	out->next_token = strdup(key);
+	return out->next_token ? 0 : -ENOMEM;
+}
+
+/* How many list() calls a listing of "p/" over endless pages took before
+ * it failed with -EIO, as it must, under lim. */
+static unsigned calls_until_eio(int same, struct dircache_limits lim)
+{
+	struct listbe *lb = listbe_create(endless_page, &same);
+	struct dircache_listing l = {0};
+	unsigned calls;
+
+	ck_assert_ptr_nonnull(lb);
+	ck_assert_int_eq(dircache_list(&lb->base, "p/", &lim, &l), -EIO);
+	ck_assert_uint_eq(l.n, 0);
+	calls = lb->calls;
+	backend_destroy(&lb->base);
+	return calls;
+}
+
+START_TEST(test_repeated_token_fails_at_once)
+{
+	ck_assert_uint_eq(calls_until_eio(1, (struct dircache_limits){0}), 2);
+}
+END_TEST
+
+START_TEST(test_endless_listing_bounded)
+{
+	unsigned calls;
+
+	ck_assert_uint_eq(calls_until_eio(0, (struct dircache_limits){.max_pages = 5}), 5);
+	/* The memory bound holds without a page bound. */
+	calls = calls_until_eio(0, (struct dircache_limits){.max_bytes = 4096});
+	ck_assert_uint_gt(calls, 1);
+	ck_assert_uint_lt(calls, 4096 / sizeof(struct dircache_item) + 2);
+}
+END_TEST
+
+START_TEST(test_lookup_through_endless_listing)
+{
+	int same = 0;
+	struct listbe *lb = listbe_create(endless_page, &same);
+	struct dircache_opts o = opts(60);
+	struct dircache *hostile;
+	struct backend_stat st;
+	int have_meta;
+
+	ck_assert_ptr_nonnull(lb);
+	o.max_entries = 0;
+	o.max_pages = 7;
+	hostile = dircache_create(&lb->base, &o);
+	ck_assert_ptr_nonnull(hostile);
+	ck_assert_int_eq(dircache_lookup(hostile, "p/x", 1, &st, &have_meta), -EIO);
+	ck_assert_uint_eq(lb->calls, 7);
+	ck_assert_int_eq(dircache_check(hostile), 0);
+	dircache_destroy(hostile);
+	backend_destroy(&lb->base);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dircache");
@@ -302,6 +421,10 @@ int main(void)
 	tcase_add_test(tc, test_changes_drop_listings);
 	tcase_add_test(tc, test_put_and_generation);
 	tcase_add_test(tc, test_metadata_kept_per_version);
+	tcase_add_test(tc, test_hostile_names_skipped);
+	tcase_add_test(tc, test_repeated_token_fails_at_once);
+	tcase_add_test(tc, test_endless_listing_bounded);
+	tcase_add_test(tc, test_lookup_through_endless_listing);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
