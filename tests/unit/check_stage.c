@@ -176,6 +176,45 @@ START_TEST(test_note_roundtrip)
 }
 END_TEST
 
+/* A source longer than the old 8 KiB line buffer: its tail, which says
+ * "key=...", was read as a line of its own. */
+START_TEST(test_note_long_source)
+{
+	struct recovery_note n = {.key = "real/key", .state = NOTE_DIRTY};
+	struct recovery_note back;
+	char path[256], *source = malloc(9001);
+
+	ck_assert_ptr_nonnull(source);
+	memset(source, 'a', 9000);
+	source[9000] = '\0';
+	memcpy(source + 8191 - strlen("source="), "key=forged", 10);
+	n.source = source;
+	snprintf(path, sizeof(path), "%s/long.note", dir);
+	ck_assert_int_eq(recovery_note_write(path, &n), 0);
+	ck_assert_int_eq(recovery_note_read(path, &back), 0);
+	ck_assert_str_eq(back.key, "real/key");
+	ck_assert_str_eq(back.source, source);
+	recovery_note_free(&back);
+	free(source);
+}
+END_TEST
+
+/* Only %XX with two hex digits is an escape ("%-1" and "% 41" were
+ * decoded by sscanf). */
+START_TEST(test_note_strict_escapes)
+{
+	static const char text[] = "chunkfs-stage 1\nsource=s\nkey=a%-1b% 41c%4G%41\n";
+	struct recovery_note back;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/esc.note", dir);
+	ck_assert_int_eq(tm_write_file(path, text, sizeof(text) - 1), 0);
+	ck_assert_int_eq(recovery_note_read(path, &back), 0);
+	ck_assert_str_eq(back.key, "a%-1b% 41c%4GA");
+	recovery_note_free(&back);
+}
+END_TEST
+
 /* Put a stage with a note into a dead session directory. */
 static void dead_stage(const char *session, const char *name, const char *key,
                        enum recovery_state state, int complete, const char *data)
@@ -253,6 +292,8 @@ static Suite *stage_suite(void)
 	tcase_add_test(tc, test_lazy_blocks);
 	tcase_add_test(tc, test_changed_object_fails_fetch);
 	tcase_add_test(tc, test_note_roundtrip);
+	tcase_add_test(tc, test_note_long_source);
+	tcase_add_test(tc, test_note_strict_escapes);
 	tcase_add_test(tc, test_sweep_and_upload);
 	suite_add_tcase(s, tc);
 	return s;
