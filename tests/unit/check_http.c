@@ -122,9 +122,6 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, test_headers_parsed);
 	tcase_add_test(tc, test_header_controls_ignored);
 	tcase_add_test(tc, test_meta_mtime_out_of_range);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("body");
 	tcase_add_test(tc, test_body_into_dst);
 	tcase_add_test(tc, test_body_error_collected);
 	suite_add_tcase(s, tc);
