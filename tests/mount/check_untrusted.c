@@ -5,17 +5,26 @@
  *   logs     a key holding "\n", a tab and DEL shows in the
  *            daemon's log as escapes, on the one line of its event: it
  *            cannot forge a line (finding 10).
+ *   metrics  clients that connect and send nothing do not hold up another
+ *            client, and are dropped after the deadline; a metrics port
+ *            another process holds does not fail the mount, it warns
+ *            (finding 11).
  *
  * Suites: untrusted_fs (a scratch directory) and untrusted_s3 (the S3
  * test server).
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mount.h"
@@ -81,6 +90,91 @@ START_TEST(test_s3_key_escaped_in_log)
 }
 END_TEST
 
+/* A socket on 127.0.0.1: listening on a port of its own (*port set) when
+ * port_out is not NULL, else connected to port. */
+static int loopback_socket(unsigned port, unsigned *port_out)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(s, 0);
+	if (port_out == NULL) {
+		a.sin_port = htons((uint16_t)port);
+		ck_assert_int_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		return s;
+	}
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(s, 4), 0);
+	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	*port_out = ntohs(a.sin_port);
+	return s;
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Clients that connect and say nothing: another client is answered at
+ * once (it waited 2 s per silent client before), and the silent ones are
+ * closed by the server after its deadline. */
+START_TEST(test_metrics_silent_clients_block_nobody)
+{
+	int silent[3], held;
+	unsigned port;
+	char opts[64];
+	struct timespec t0;
+
+	held = loopback_socket(0, &port);
+	close(held); /* a port that was free a moment ago */
+	snprintf(opts, sizeof(opts), "metrics_port=%u", port);
+	mount_with(opts);
+	for (int i = 0; i < 3; i++)
+		silent[i] = loopback_socket(port, NULL);
+	usleep(300 * 1000); /* the server has taken them */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(tm_sh("curl -sf --max-time 1 http://127.0.0.1:%u/metrics "
+	                       "| grep -q '^chunkfs_'",
+	                       port),
+	                 0);
+	ck_assert_msg(since(&t0) < 1.0, "the answer took %.2f s", since(&t0));
+	for (int i = 0; i < 3; i++) {
+		struct pollfd p = {.fd = silent[i], .events = POLLIN};
+		char c;
+
+		ck_assert_int_eq(poll(&p, 1, 4000), 1); /* closed within the deadline */
+		ck_assert_int_le(recv(silent[i], &c, 1, 0), 0);
+		close(silent[i]);
+	}
+}
+END_TEST
+
+/* A metrics port another process listens on: the mount comes up and
+ * serves files, with a warning that names the port. */
+START_TEST(test_metrics_port_taken_mount_goes_on)
+{
+	unsigned port;
+	int held = loopback_socket(0, &port);
+	char opts[64], want[128];
+	struct stat sb;
+
+	snprintf(opts, sizeof(opts), "metrics_port=%u", port);
+	ck_assert_int_eq(store_put(&st, "f", "data", 4), 0);
+	mount_with(opts);
+	ck_assert_int_eq(stat(tm_path(m.mnt, "f"), &sb), 0);
+	ck_assert_int_eq(sb.st_size, 4);
+	snprintf(want, sizeof(want), "cannot serve metrics on 127.0.0.1:%u: Address already in use",
+	         port);
+	ck_assert_int_eq(log_lines_with(want), 1);
+	ck_assert_int_eq(log_lines_with("the mount goes on without metrics"), 1);
+	close(held);
+}
+END_TEST
+
 static Suite *untrusted_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "untrusted_fs" : "untrusted_s3");
@@ -88,6 +182,10 @@ static Suite *untrusted_suite(enum store_kind kind)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
+	if (kind == STORE_FS) {
+		tcase_add_test(tc, test_metrics_silent_clients_block_nobody);
+		tcase_add_test(tc, test_metrics_port_taken_mount_goes_on);
+	}
 	if (kind == STORE_S3) {
 		tcase_add_test(tc, test_s3_key_escaped_in_log);
 	}
