@@ -82,6 +82,19 @@
  *   inner call (one call is one version).  A backend that reports no etag
  *   ("") is read through uncached.
  *
+ * Sizes
+ *   Two objects can share a key and an ETag (a store with weak or constant
+ *   ETags that replaced one behind the mount's back), so a block is only
+ *   served for the object size it was fetched with.  The size the store
+ *   last reported for each (key, etag) is kept in sizes[], a table of
+ *   CACHE_SIZE_SLOTS slots indexed by a hash of (key, etag), filled from
+ *   the answers of stat, list and every fetch from the store.  A block
+ *   whose object had another size is dropped when a read finds it, and
+ *   fetched again (once per read); the disk tier is asked for blocks of
+ *   that size only (tier_block.size).  A slot holds one (key, etag) at a
+ *   time; one taken by another pair means "size unknown", which serves
+ *   what the cache holds, as before this check.
+ *
  * Invalidation
  *   save/remove/copy/rename drop the cached blocks of the keys they touch
  *   once the inner op returns, and bump the key's generation (one of
@@ -125,6 +138,7 @@
 #define CACHE_MIN_BLOCK     4096u
 #define CACHE_HUGE_MIN      ((size_t)2 << 20) /* a huge page */
 #define CACHE_MAP_MIN       ((size_t)256 << 10)
+#define CACHE_SIZE_SLOTS    4096 /* a power of two */
 
 enum { CACHE_FETCHING, CACHE_READY };
 
@@ -172,7 +186,10 @@ struct cache {
 	struct cache_block lru;          /* lock; list head: next = newest */
 	uint64_t bytes_held;             /* lock; see the top */
 	uint64_t gen[CACHE_GEN_STRIPES]; /* lock */
-	struct cache_stats stats;        /* lock */
+	struct {
+		uint64_t hash, size; /* size 0: empty */
+	} sizes[CACHE_SIZE_SLOTS];   /* lock; see "Sizes" */
+	struct cache_stats stats;    /* lock */
 
 	/* Prefetch workers and their queue. */
 	unsigned fetch_threads;       /* immutable; workers to start */
@@ -240,6 +257,46 @@ static uint64_t cache_block_hash(const char *key, const char *etag, uint64_t idx
 
 	h = cache_fnv(h, etag, strlen(etag) + 1);
 	return cache_fnv(h, &idx, sizeof(idx));
+}
+
+/* The size slot of (key, etag) and the hash it is kept under. */
+static unsigned cache_size_slot(const char *key, const char *etag, uint64_t *hash)
+{
+	*hash = cache_block_hash(key, etag, UINT64_MAX);
+	return (unsigned)(*hash & (CACHE_SIZE_SLOTS - 1));
+}
+
+/* The store reported st for key (its stat, a listing, a fetch): keep its
+ * size for its etag.  Caller holds c->lock. */
+static void cache_size_seen(struct cache *c, const char *key, const struct backend_stat *st)
+{
+	uint64_t h;
+	unsigned i;
+
+	if (st->etag[0] == '\0' || st->size == 0)
+		return;
+	i = cache_size_slot(key, st->etag, &h);
+	c->sizes[i].hash = h;
+	c->sizes[i].size = st->size;
+}
+
+/* The size last reported for (key, etag), or 0 when unknown.  Caller
+ * holds c->lock. */
+static uint64_t cache_size_known(const struct cache *c, const char *key, const char *etag)
+{
+	uint64_t h;
+	unsigned i = cache_size_slot(key, etag, &h);
+
+	return c->sizes[i].hash == h ? c->sizes[i].size : 0;
+}
+
+/* Block b was fetched for another size of its object than the store last
+ * reported.  Caller holds c->lock. */
+static int cache_size_stale(const struct cache *c, const struct cache_block *b)
+{
+	uint64_t known = cache_size_known(c, b->key, b->etag);
+
+	return known != 0 && b->st.etag[0] != '\0' && b->st.size != known;
 }
 
 static unsigned cache_stripe(const char *key)
@@ -565,13 +622,13 @@ static void cache_invalidate(struct cache *c, const char *key, int prefix)
 
 /*
  * Fill data with the blocks from first of (key, etag) that the disk tier
- * holds, up to n of them, stopping at the first it lacks (or that fails
- * its check).  Returns the bytes (short of a whole block when the object
- * ends there; *eof then set), 0 when the tier lacks block first.  No lock
- * held.
+ * holds for an object of size bytes (0: any), up to n of them, stopping at the first it lacks (or
+ * that fails its check).  Returns the bytes (short of a whole block when the object ends there;
+ * *eof then set), 0 when the tier lacks block first.  No lock held.
  */
-static size_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t first,
-                             size_t n, unsigned char *data, struct backend_stat *st, int *eof)
+static size_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t size,
+                             uint64_t first, size_t n, unsigned char *data, struct backend_stat *st,
+                             int *eof)
 {
 	size_t got = 0;
 
@@ -579,7 +636,7 @@ static size_t cache_disk_get(struct cache *c, const char *key, const char *etag,
 	if (c->disk == NULL)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		struct tier_block tb = {.key = key, .etag = etag, .index = first + i};
+		struct tier_block tb = {.key = key, .etag = etag, .index = first + i, .size = size};
 		ssize_t len = c->disk->ops->get(c->disk, &tb, data + got, st);
 
 		if (len < 0)
@@ -601,8 +658,10 @@ static void cache_disk_put(struct cache *c, const char *key, const char *etag, u
 	if (c->disk == NULL || etag[0] == '\0')
 		return;
 	for (size_t off = 0; off < got; off += c->block_size) {
-		struct tier_block tb = {
-		    .key = key, .etag = etag, .index = first + off / c->block_size};
+		struct tier_block tb = {.key = key,
+		                        .etag = etag,
+		                        .index = first + off / c->block_size,
+		                        .size = st->size};
 		size_t len = got - off < c->block_size ? got - off : c->block_size;
 
 		c->disk->ops->put(c->disk, &tb, data + off, len, st);
@@ -647,8 +706,8 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
                         struct cache_block **blk, size_t n, struct cache_slab *slab)
 {
 	const size_t bs = c->block_size, want = n * bs;
-	const uint64_t first = blk[0]->idx;
-	struct backend_stat st;
+	const uint64_t first = blk[0]->idx, known = cache_size_known(c, key, etag);
+	struct backend_stat st, store_st;
 	unsigned char *data;
 	size_t alloc = want, from_disk = 0, from_store = 0;
 	int reads = 0, tail_err = 0;
@@ -667,7 +726,8 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	while (got >= 0 && (size_t)got < want) {
 		size_t i = (size_t)got / bs, ask;
 		int eof;
-		size_t d = cache_disk_get(c, key, etag, first + i, n - i, data + got, &st, &eof);
+		size_t d =
+		    cache_disk_get(c, key, etag, known, first + i, n - i, data + got, &st, &eof);
 		ssize_t r;
 
 		from_disk += d;
@@ -686,6 +746,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 			tail_err = (int)r; /* for the blocks the disk did not give */
 			break;
 		}
+		store_st = st;
 		cache_disk_put(c, key, etag, first + i, data + got, (size_t)r, &st);
 		from_store += (size_t)r;
 		got += r;
@@ -700,6 +761,8 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	}
 
 	pthread_mutex_lock(&c->lock);
+	if (from_store > 0)
+		cache_size_seen(c, key, &store_st);
 	if (from_disk > 0)
 		c->stats.disk_fills++;
 	c->stats.fetches += (uint64_t)reads;
@@ -789,6 +852,7 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 	struct cache_slab *slab;
 	struct cache_job *j;
 	ssize_t n, ret;
+	int size_checked = 0;
 
 	*eof = 0;
 	pthread_mutex_lock(&c->lock);
@@ -852,6 +916,13 @@ again:
 
 copy:
 	/* b is READY and referenced; c->lock held. */
+	if (b->err == 0 && !size_checked && cache_size_stale(c, b)) {
+		/* Bytes of another object with this key and ETag: fetch again. */
+		size_checked = 1;
+		cache_drop(c, b);
+		cache_unref(c, b);
+		goto again;
+	}
 	if (b->err < 0) {
 		ret = b->err;
 		cache_unref(c, b);
@@ -978,6 +1049,7 @@ static int cache_ref_disk(struct cache *c, const char *key, const char *etag, ui
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	in_mem = cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL;
+	tb.size = cache_size_known(c, key, etag);
 	pthread_mutex_unlock(&c->lock);
 	/* An unchecked block is read into memory, checked on the way. */
 	if (in_mem || c->disk->ops->has(c->disk, &tb) != TIER_CHECKED ||
@@ -1353,7 +1425,15 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 
 static int cache_stat(struct backend *b, const char *key, struct backend_stat *st)
 {
-	return cache_inner(b)->ops->stat(cache_inner(b), key, st);
+	struct cache *c = cache_of(b);
+	int ret = c->inner->ops->stat(c->inner, key, st);
+
+	if (ret == 0) {
+		pthread_mutex_lock(&c->lock);
+		cache_size_seen(c, key, st);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return ret;
 }
 
 static int cache_save(struct backend *b, const char *key, const struct backend_source *src,
@@ -1383,8 +1463,17 @@ static int cache_list(struct backend *b, const char *prefix, char delimiter,
                       const char *start_after, const char *token, size_t max_keys,
                       struct backend_list *out)
 {
-	return cache_inner(b)->ops->list(cache_inner(b), prefix, delimiter, start_after, token,
-	                                 max_keys, out);
+	struct cache *c = cache_of(b);
+	int ret =
+	    c->inner->ops->list(c->inner, prefix, delimiter, start_after, token, max_keys, out);
+
+	if (ret == 0) {
+		pthread_mutex_lock(&c->lock);
+		for (size_t i = 0; i < out->n_entries; i++)
+			cache_size_seen(c, out->entries[i].key, &out->entries[i].st);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return ret;
 }
 
 static int cache_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)
