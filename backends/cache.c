@@ -82,6 +82,19 @@
  *   inner call (one call is one version).  A backend that reports no etag
  *   ("") is read through uncached.
  *
+ * Sizes
+ *   Two objects can share a key and an ETag (a store with weak or constant
+ *   ETags that replaced one behind the mount's back), so a block is only
+ *   served for the object size it was fetched with.  The size the store
+ *   last reported for each (key, etag) is kept in sizes[], a table of
+ *   CACHE_SIZE_SLOTS slots indexed by a hash of (key, etag), filled from
+ *   the answers of stat, list and every fetch from the store.  A block
+ *   whose object had another size is dropped when a read finds it, and
+ *   fetched again (once per read); the disk tier is asked for blocks of
+ *   that size only (tier_block.size).  A slot holds one (key, etag) at a
+ *   time; one taken by another pair means "size unknown", which serves
+ *   what the cache holds, as before this check.
+ *
  * Invalidation
  *   save/remove/copy/rename drop the cached blocks of the keys they touch
  *   once the inner op returns, and bump the key's generation (one of
@@ -126,6 +139,7 @@
 #define CACHE_MIN_BLOCK     4096u
 #define CACHE_HUGE_MIN      ((size_t)2 << 20) /* a huge page */
 #define CACHE_MAP_MIN       ((size_t)256 << 10)
+#define CACHE_SIZE_SLOTS    4096 /* a power of two */
 
 enum { CACHE_FETCHING, CACHE_READY };
 
@@ -173,7 +187,10 @@ struct cache {
 	struct cache_block lru;          /* lock; list head: next = newest */
 	uint64_t bytes_held;             /* lock; see the top */
 	uint64_t gen[CACHE_GEN_STRIPES]; /* lock */
-	struct cache_stats stats;        /* lock */
+	struct {
+		uint64_t hash, size; /* size 0: empty */
+	} sizes[CACHE_SIZE_SLOTS];   /* lock; see "Sizes" */
+	struct cache_stats stats;    /* lock */
 
 	/* Prefetch workers and their queue. */
 	unsigned fetch_threads;       /* immutable; workers to start */
@@ -241,6 +258,46 @@ static uint64_t cache_block_hash(const char *key, const char *etag, uint64_t idx
 
 	h = cache_fnv(h, etag, strlen(etag) + 1);
 	return cache_fnv(h, &idx, sizeof(idx));
+}
+
+/* The size slot of (key, etag) and the hash it is kept under. */
+static unsigned cache_size_slot(const char *key, const char *etag, uint64_t *hash)
+{
+	*hash = cache_block_hash(key, etag, UINT64_MAX);
+	return (unsigned)(*hash & (CACHE_SIZE_SLOTS - 1));
+}
+
+/* The store reported st for key (its stat, a listing, a fetch): keep its
+ * size for its etag.  Caller holds c->lock. */
+static void cache_size_seen(struct cache *c, const char *key, const struct backend_stat *st)
+{
+	uint64_t h;
+	unsigned i;
+
+	if (st->etag[0] == '\0' || st->size == 0)
+		return;
+	i = cache_size_slot(key, st->etag, &h);
+	c->sizes[i].hash = h;
+	c->sizes[i].size = st->size;
+}
+
+/* The size last reported for (key, etag), or 0 when unknown.  Caller
+ * holds c->lock. */
+static uint64_t cache_size_known(const struct cache *c, const char *key, const char *etag)
+{
+	uint64_t h;
+	unsigned i = cache_size_slot(key, etag, &h);
+
+	return c->sizes[i].hash == h ? c->sizes[i].size : 0;
+}
+
+/* Block b was fetched for another size of its object than the store last
+ * reported.  Caller holds c->lock. */
+static int cache_size_stale(const struct cache *c, const struct cache_block *b)
+{
+	uint64_t known = cache_size_known(c, b->key, b->etag);
+
+	return known != 0 && b->st.etag[0] != '\0' && b->st.size != known;
 }
 
 static unsigned cache_stripe(const char *key)
@@ -566,18 +623,19 @@ static void cache_invalidate(struct cache *c, const char *key, int prefix)
 
 /*
  * Fill data with the n blocks from first of (key, etag) from the disk
- * tier.  Returns the bytes (short when the object ends in a block the tier
- * holds), or -ENOENT when the tier lacks one of them.  No lock held.
+ * tier, for an object of size bytes (0: any).  Returns the bytes (short when the object ends in a
+ * block the tier holds), or -ENOENT when the tier lacks one of them.  No lock held.
  */
-static ssize_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t first,
-                              size_t n, unsigned char *data, struct backend_stat *st)
+static ssize_t cache_disk_get(struct cache *c, const char *key, const char *etag, uint64_t size,
+                              uint64_t first, size_t n, unsigned char *data,
+                              struct backend_stat *st)
 {
 	size_t got = 0;
 
 	if (c->disk == NULL)
 		return -ENOENT;
 	for (size_t i = 0; i < n; i++) {
-		struct tier_block tb = {.key = key, .etag = etag, .index = first + i};
+		struct tier_block tb = {.key = key, .etag = etag, .index = first + i, .size = size};
 		ssize_t len = c->disk->ops->get(c->disk, &tb, data + got, st);
 
 		if (len < 0)
@@ -597,8 +655,10 @@ static void cache_disk_put(struct cache *c, const char *key, const char *etag, u
 	if (c->disk == NULL || etag[0] == '\0')
 		return;
 	for (size_t off = 0; off < got; off += c->block_size) {
-		struct tier_block tb = {
-		    .key = key, .etag = etag, .index = first + off / c->block_size};
+		struct tier_block tb = {.key = key,
+		                        .etag = etag,
+		                        .index = first + off / c->block_size,
+		                        .size = st->size};
 		size_t len = got - off < c->block_size ? got - off : c->block_size;
 
 		c->disk->ops->put(c->disk, &tb, data + off, len, st);
@@ -643,7 +703,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
                         struct cache_block **blk, size_t n, struct cache_slab *slab)
 {
 	const size_t bs = c->block_size, want = n * bs;
-	const uint64_t first = blk[0]->idx;
+	const uint64_t first = blk[0]->idx, known = cache_size_known(c, key, etag);
 	struct backend_stat st;
 	unsigned char *data;
 	size_t alloc = want;
@@ -655,7 +715,7 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	memset(&st, 0, sizeof(st));
 	if (data == NULL)
 		data = cache_buf_alloc(want);
-	got = data == NULL ? -ENOMEM : cache_disk_get(c, key, etag, first, n, data, &st);
+	got = data == NULL ? -ENOMEM : cache_disk_get(c, key, etag, known, first, n, data, &st);
 	if (got >= 0) {
 		from_disk = 1;
 	} else if (data != NULL) {
@@ -673,6 +733,8 @@ static void cache_fetch(struct cache *c, const char *key, const char *etag,
 	}
 
 	pthread_mutex_lock(&c->lock);
+	if (!from_disk && got > 0)
+		cache_size_seen(c, key, &st);
 	if (from_disk) {
 		c->stats.disk_fills++;
 	} else if (data != NULL) {
@@ -763,6 +825,7 @@ static ssize_t cache_read_block(struct cache *c, const char *key, const char *et
 	struct cache_slab *slab;
 	struct cache_job *j;
 	ssize_t n, ret;
+	int size_checked = 0;
 
 	*eof = 0;
 	pthread_mutex_lock(&c->lock);
@@ -826,6 +889,13 @@ again:
 
 copy:
 	/* b is READY and referenced; c->lock held. */
+	if (b->err == 0 && !size_checked && cache_size_stale(c, b)) {
+		/* Bytes of another object with this key and ETag: fetch again. */
+		size_checked = 1;
+		cache_drop(c, b);
+		cache_unref(c, b);
+		goto again;
+	}
 	if (b->err < 0) {
 		ret = b->err;
 		cache_unref(c, b);
@@ -952,6 +1022,7 @@ static int cache_ref_disk(struct cache *c, const char *key, const char *etag, ui
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	in_mem = cache_lookup(c, key, etag, idx, cache_block_hash(key, etag, idx)) != NULL;
+	tb.size = cache_size_known(c, key, etag);
 	pthread_mutex_unlock(&c->lock);
 	if (in_mem || c->disk->ops->open(c->disk, &tb, &fd, &data_off, &blen, &bst) < 0)
 		return 0;
@@ -1306,7 +1377,15 @@ static int cache_prefetch(struct backend *bk, const char *key, const char *etag,
 
 static int cache_stat(struct backend *b, const char *key, struct backend_stat *st)
 {
-	return cache_inner(b)->ops->stat(cache_inner(b), key, st);
+	struct cache *c = cache_of(b);
+	int ret = c->inner->ops->stat(c->inner, key, st);
+
+	if (ret == 0) {
+		pthread_mutex_lock(&c->lock);
+		cache_size_seen(c, key, st);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return ret;
 }
 
 static int cache_save(struct backend *b, const char *key, const struct backend_source *src,
@@ -1336,8 +1415,17 @@ static int cache_list(struct backend *b, const char *prefix, char delimiter,
                       const char *start_after, const char *token, size_t max_keys,
                       struct backend_list *out)
 {
-	return cache_inner(b)->ops->list(cache_inner(b), prefix, delimiter, start_after, token,
-	                                 max_keys, out);
+	struct cache *c = cache_of(b);
+	int ret =
+	    c->inner->ops->list(c->inner, prefix, delimiter, start_after, token, max_keys, out);
+
+	if (ret == 0) {
+		pthread_mutex_lock(&c->lock);
+		for (size_t i = 0; i < out->n_entries; i++)
+			cache_size_seen(c, out->entries[i].key, &out->entries[i].st);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return ret;
 }
 
 static int cache_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)

@@ -7,6 +7,9 @@
  * a read is pinned to one etag (the caller's, or the one a stat of the
  * inner backend reports when the caller gives none) and every block of the
  * read is fetched with inner->read(key, block offset, block_size, etag).
+ * A block is served only for the object size it was fetched with, once
+ * the store has reported another size for that key and etag (a store with
+ * weak or constant ETags): see "Sizes" in cache.c.
  *
  * Memory: mem_budget is a hard bound on the block buffers the layer has
  * allocated (cached blocks, blocks being fetched, and blocks dropped from

@@ -90,10 +90,11 @@ _Static_assert(sizeof(struct dc_header) == 192, "dc_header layout");
 struct dc_entry {
 	unsigned char name[32]; /* SHA-256 of key "\0" etag */
 	uint64_t index;
-	uint64_t bytes;  /* file size */
-	uint64_t serial; /* distinguishes a replaced entry */
-	int verified;    /* its data matched the sum since create */
-	char *key;       /* for invalidation */
+	uint64_t bytes;    /* file size */
+	uint64_t serial;   /* distinguishes a replaced entry */
+	uint64_t obj_size; /* the object's size, from the header */
+	int verified;      /* its data matched the sum since create */
+	char *key;         /* for invalidation */
 	struct dc_entry *hnext;
 	struct dc_entry *prev, *next; /* LRU; head most recent */
 };
@@ -348,9 +349,16 @@ static void dc_drop(struct tier *t, const char *key, int prefix)
 
 /* --- block files --------------------------------------------------------- */
 
+/* Whether entry e can be block b: b's object size, when known, is e's. */
+static int dc_size_fits(const struct dc_entry *e, const struct tier_block *b)
+{
+	return b->size == 0 || e->obj_size == b->size;
+}
+
 /*
  * Check the header h of the open block file fd (of file_size bytes) for
- * (key, etag, index).  0, or -EBADMSG with the reason in *why.
+ * (key, etag, index, and object size when b->size is not 0).  0, or
+ * -EBADMSG with the reason in *why.
  */
 static int dc_check_header(struct diskcache *c, int fd, const struct dc_header *h,
                            uint64_t file_size, const struct tier_block *b, const char **why)
@@ -372,6 +380,10 @@ static int dc_check_header(struct diskcache *c, int fd, const struct dc_header *
 	    io_pread_all(fd, key, key_len, (off_t)sizeof(*h)) != (ssize_t)key_len ||
 	    memcmp(key, b->key, key_len) != 0) {
 		*why = "names another block";
+		return -EBADMSG;
+	}
+	if (b->size != 0 && h->obj_size != b->size) {
+		*why = "kept for another object with this key and ETag (another size)";
 		return -EBADMSG;
 	}
 	return 0;
@@ -557,13 +569,13 @@ static void dc_willneed(struct tier *t, const struct tier_block *b)
 	struct diskcache *c = dc_of(t);
 	unsigned char name[32];
 	char path[DC_NAME_HEX + 40];
-	int fd;
-
-	int held;
+	struct dc_entry *e;
+	int fd, held;
 
 	dc_name_hash(name, b->key, b->etag);
 	pthread_mutex_lock(&c->lock);
-	held = dc_find(c, name, b->index) != NULL;
+	e = dc_find(c, name, b->index);
+	held = e != NULL && dc_size_fits(e, b);
 	pthread_mutex_unlock(&c->lock);
 	if (!held)
 		return; /* no syscall for a block the store will send */
@@ -579,11 +591,13 @@ static int dc_has(struct tier *t, const struct tier_block *b)
 {
 	struct diskcache *c = dc_of(t);
 	unsigned char name[32];
+	struct dc_entry *e;
 	int found;
 
 	dc_name_hash(name, b->key, b->etag);
 	pthread_mutex_lock(&c->lock);
-	found = dc_find(c, name, b->index) != NULL;
+	e = dc_find(c, name, b->index);
+	found = e != NULL && dc_size_fits(e, b);
 	pthread_mutex_unlock(&c->lock);
 	return found;
 }
@@ -690,6 +704,7 @@ static void dc_put(struct tier *t, const struct tier_block *b, const void *data,
 				dc_remove(c, old); /* its file was just replaced */
 			memcpy(e->name, name, 32);
 			e->index = b->index;
+			e->obj_size = st->size;
 			e->bytes = size;
 			e->verified = 1; /* summed from the bytes just written */
 			dc_insert(c, e);
@@ -878,6 +893,7 @@ static struct dc_entry *dc_scan_file(struct diskcache *c, int subfd, const char 
 	memcpy(e->name, hash, 32);
 	e->index = index;
 	e->bytes = (uint64_t)sb->st_size;
+	e->obj_size = h.obj_size;
 	e->key = key;
 	return e;
 }

@@ -12,7 +12,8 @@
  * of that version (the last block of an object is shorter).  A block is
  * written atomically (temporary file, then rename) with an XXH3-64 sum of
  * its header and bytes; the sum is checked at the block's first use after
- * create, and the header (names, etag, length) at every use; a corrupted
+ * create, and the header (names, etag, length, and the object's size when
+ * the caller knows it) at every use; a corrupted
  * or truncated file is logged, deleted and reported absent, never served.
  *
  * Space: the block files stay under max_bytes (least recently used files

@@ -10,7 +10,11 @@
  *
  * A block is named by the object's key, its etag and the block's index
  * (offset / block size); every block of an object but the last has
- * exactly the tier's block size.  A tier hands out only blocks whose
+ * exactly the tier's block size.  The object's size is kept with the
+ * block, and a caller that knows the size of the object it wants says so
+ * (tier_block.size): a block kept for another size is then absent, so
+ * two objects that share a key and an ETag (a store with weak or constant
+ * ETags) never get each other's bytes.  A tier hands out only blocks whose
  * integrity it has checked; a block that fails the check is dropped and
  * reported absent, so the engine fetches it again.
  *
@@ -29,6 +33,8 @@ struct tier_block {
 	const char *key;
 	const char *etag;
 	uint64_t index;
+	uint64_t size; /* the object's size, 0 when the caller does not know it
+	                  (an empty object has no blocks) */
 };
 
 struct tier;

@@ -489,7 +489,8 @@ static void dir_fill(struct dircache *dc, struct dir *d, struct dircache_listing
 			    dircache_listing_find(&d->list, l->items[i].name);
 
 			if (old != NULL && old->have_meta && l->items[i].type == S_IFREG &&
-			    strcmp(old->st.etag, l->items[i].st.etag) == 0) {
+			    strcmp(old->st.etag, l->items[i].st.etag) == 0 &&
+			    old->st.size == l->items[i].st.size) {
 				l->items[i].st = old->st;
 				l->items[i].have_meta = 1;
 			}

@@ -191,6 +191,7 @@ int file_save(struct chunkfs *fs, struct node *node)
 		node->st_time = chunkfs_now();
 		/* The kernel's page cache already holds what we wrote. */
 		memcpy(node->open_etag, st.etag, sizeof(node->open_etag));
+		node->open_size = s->size;
 	} else {
 		log_error("saving \"%s\" (%llu bytes) failed: %s; the data stays in %s", key,
 		          (unsigned long long)s->size, strerror(-ret), s->path);
@@ -310,6 +311,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct backend_stat st;
 	int from_store = 0;
+	uint64_t pinned_size = 0; /* with fh->etag: the version this handle reads */
 	struct fh *fh;
 	int ret = 0;
 
@@ -350,10 +352,12 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		pthread_mutex_lock(&node->lock);
 		if (ret == 0 && node->stage == NULL) {
-			if (st.etag[0] != '\0' && strcmp(st.etag, node->open_etag) == 0)
+			if (inode_opened_version(node, st.etag, st.size))
 				fi->keep_cache = 1;
 			memcpy(node->open_etag, st.etag, sizeof(node->open_etag));
+			node->open_size = st.size;
 			memcpy(fh->etag, st.etag, sizeof(fh->etag));
+			pinned_size = st.size;
 			node->st = st;
 			node->st_time = chunkfs_now();
 			from_store = fh->fd < 0 && st.etag[0] != '\0';
@@ -366,7 +370,7 @@ void file_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (ret == 0 && writable)
 		pagefill_cancel(fs, node);
 	else if (ret == 0)
-		pagefill_cancel_other(fs, node, fh->etag);
+		pagefill_cancel_other(fs, node, fh->etag, pinned_size);
 	if (ret < 0) {
 		fh_free(fh);
 		fuse_reply_err(req, -ret);

@@ -325,3 +325,8 @@ void inode_foreach(struct inode_table *t, inode_visit_fn fn, void *ctx)
 			fn(c, ctx);
 	}
 }
+
+int inode_opened_version(const struct node *node, const char *etag, uint64_t size)
+{
+	return etag[0] != '\0' && strcmp(etag, node->open_etag) == 0 && size == node->open_size;
+}

@@ -51,6 +51,7 @@ struct node {
 	struct backend_stat st;            /* [N] last known attributes */
 	struct timespec st_time;           /* [N] when st was fetched (CLOCK_MONOTONIC) */
 	char open_etag[BACKEND_ETAG_MAX];  /* [N] etag at the last open, for keep_cache */
+	uint64_t open_size;                /* [N] size at the last open, with open_etag */
 	char etag_was[BACKEND_ETAG_MAX];   /* [N] a rename gave the bytes of this etag */
 	char etag_moved[BACKEND_ETAG_MAX]; /* [N] this one: handles open on it follow */
 	struct stage *stage;               /* [N] local copy being written, or NULL */
@@ -60,6 +61,14 @@ struct node {
 };
 
 struct inode_table;
+
+/*
+ * Whether an object of this etag and size is the version the node's last
+ * open saw (open_etag, open_size), so the kernel's cached pages hold its
+ * bytes.  The size counts too: on a store with weak or constant ETags two
+ * objects can share one.  Caller holds node->lock.
+ */
+int inode_opened_version(const struct node *node, const char *etag, uint64_t size);
 
 /* Create a table with a root directory node.  NULL + errno on failure. */
 struct inode_table *inode_table_create(void);

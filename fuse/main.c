@@ -724,10 +724,11 @@ int main(int argc, char *argv[])
 	    fuse_opt_add_arg(&args, "-odefault_permissions") < 0)
 		goto out;
 
-	/* The port is taken before mounting, so a busy one fails the mount. */
+	/* The port is taken before mounting.  One that is not a port fails
+	 * the mount; one another process holds costs only the metrics. */
 	if (opts->metrics_port != 0) {
 		metrics = metrics_open(fs, opts->metrics_port);
-		if (metrics == NULL)
+		if (metrics == NULL && errno == EINVAL)
 			goto out; /* metrics_open() said why */
 	}
 	/* From here on signals are taken by the shutdown thread only. */

@@ -1,6 +1,7 @@
 /*
  * metrics.h - the statistics document in Prometheus' text format, served
- * on http://127.0.0.1:PORT/metrics by one thread (-o metrics_port=PORT).
+ * on http://127.0.0.1:PORT/metrics by one thread (-o metrics_port=PORT),
+ * to many clients at once, each within a short deadline.
  *
  * Every number of `chunkfs stats` becomes one line
  * "chunkfs_<group>_<name> <value>" (chunkfs_s3_get 12,
@@ -14,8 +15,11 @@ struct chunkfs;
 struct metrics;
 
 /*
- * Listen on 127.0.0.1:port.  Prints one sentence to stderr and returns
- * NULL when the port cannot be had.  Serves nothing before metrics_run().
+ * Listen on 127.0.0.1:port.  Serves nothing before metrics_run().  On
+ * failure prints one sentence to stderr and returns NULL with errno:
+ * EINVAL when port is no TCP port (a mistake in the options), another
+ * errno when the port cannot be had (taken by another process: the
+ * sentence is a warning, the mount goes on without metrics).
  */
 struct metrics *metrics_open(struct chunkfs *fs, unsigned port);
 

@@ -268,7 +268,7 @@ static void fill_entry(struct chunkfs *fs, struct node *node, struct fuse_entry_
 static void node_set_st(struct node *node, const struct backend_stat *st)
 {
 	int keep_meta = st->meta == 0 && node->st.meta != 0 && st->etag[0] != '\0' &&
-	                strcmp(st->etag, node->st.etag) == 0;
+	                strcmp(st->etag, node->st.etag) == 0 && st->size == node->st.size;
 	struct backend_stat old = node->st;
 
 	node->st = *st;
@@ -345,7 +345,7 @@ static int fetch_meta(struct chunkfs *fs, struct node *parent, const char *name,
 	if (node != NULL) {
 		pthread_mutex_lock(&node->lock);
 		known = node->type == S_IFREG && node->st.meta != 0 && st->etag[0] != '\0' &&
-		        strcmp(node->st.etag, st->etag) == 0;
+		        strcmp(node->st.etag, st->etag) == 0 && node->st.size == st->size;
 		pthread_mutex_unlock(&node->lock);
 		inode_forget(fs->inodes, node, 1);
 	}
@@ -498,7 +498,8 @@ static int refresh_file(struct chunkfs *fs, struct node *node)
 	               : DIRCACHE_UNKNOWN;
 	if (ret == S_IFREG && !have_meta && !fs->opts->metadata_refuse) {
 		pthread_mutex_lock(&node->lock);
-		have_meta = node->st.meta != 0 && strcmp(node->st.etag, st.etag) == 0;
+		have_meta = node->st.meta != 0 && strcmp(node->st.etag, st.etag) == 0 &&
+		            node->st.size == st.size;
 		pthread_mutex_unlock(&node->lock);
 	}
 	if (ret != S_IFREG || !(have_meta || fs->opts->metadata_refuse)) {

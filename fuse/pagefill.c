@@ -258,7 +258,7 @@ void pagefill_start(struct chunkfs *fs, struct fh *fh)
 		return;
 	pthread_mutex_lock(&node->lock);
 	size = node->st.size;
-	skip = node->stage != NULL || strcmp(node->open_etag, fh->etag) != 0;
+	skip = node->stage != NULL || !inode_opened_version(node, fh->etag, size);
 	pthread_mutex_unlock(&node->lock);
 	if (skip || size == 0 || size > limit || fs->se == NULL)
 		return;
@@ -311,15 +311,17 @@ void pagefill_start(struct chunkfs *fs, struct fh *fh)
 	          f->key, size);
 }
 
-/* Stop the node's fill if it is not of version keep (NULL: any). */
-static void cancel(struct chunkfs *fs, struct node *node, const char *keep)
+/* Stop the node's fill if it is not of version keep (NULL: any) and
+ * keep_size bytes. */
+static void cancel(struct chunkfs *fs, struct node *node, const char *keep, uint64_t keep_size)
 {
 	struct pagefill_set *set = &fs->fills;
 	struct pagefill *f;
 
 	pthread_mutex_lock(&set->lock);
 	f = node->fill;
-	if (f != NULL && !f->stop && (keep == NULL || strcmp(f->etag, keep) != 0)) {
+	if (f != NULL && !f->stop &&
+	    (keep == NULL || strcmp(f->etag, keep) != 0 || f->size != keep_size)) {
 		f->stop = 1;
 		set->cancelled++;
 	}
@@ -331,12 +333,12 @@ static void cancel(struct chunkfs *fs, struct node *node, const char *keep)
 
 void pagefill_cancel(struct chunkfs *fs, struct node *node)
 {
-	cancel(fs, node, NULL);
+	cancel(fs, node, NULL, 0);
 }
 
-void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag)
+void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag, uint64_t size)
 {
-	cancel(fs, node, etag);
+	cancel(fs, node, etag, size);
 }
 
 void pagefill_shutdown(struct chunkfs *fs)

@@ -41,8 +41,9 @@ void pagefill_start(struct chunkfs *fs, struct fh *fh);
  */
 void pagefill_cancel(struct chunkfs *fs, struct node *node);
 
-/* pagefill_cancel() if the node's fill is of another version than etag. */
-void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag);
+/* pagefill_cancel() if the node's fill is of another version than etag
+ * and size (two objects can share an ETag on some stores). */
+void pagefill_cancel_other(struct chunkfs *fs, struct node *node, const char *etag, uint64_t size);
 
 /* Stop every fill and wait for them; after the session is unmounted. */
 void pagefill_shutdown(struct chunkfs *fs);

@@ -53,36 +53,6 @@ int recovery_parse_action(const char *s, enum recovery_action *out)
 
 /* --- notes ------------------------------------------------------------ */
 
-static void put_escaped(FILE *f, const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p <= ' ' || *p == '%' || *p == 0x7f)
-			fprintf(f, "%%%02X", *p);
-		else
-			fputc(*p, f);
-	}
-}
-
-/* Undo put_escaped() in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r; r++) {
-		unsigned v;
-
-		if (*r == '%' && sscanf(r + 1, "%2X", &v) == 1 && v != 0) {
-			*w++ = (char)v;
-			r += 2;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-static const char *const state_names[] = {"clean", "dirty", "unlinked"};
-
 /* Create dfd/tmp anew for writing (safedir_create_fresh). */
 static FILE *note_tmp_create(int dfd, const char *tmp)
 {
@@ -110,16 +80,7 @@ int recovery_note_write(int dfd, const char *name, const struct recovery_note *n
 	f = note_tmp_create(dfd, tmp);
 	if (f == NULL)
 		return -errno;
-	fprintf(f, "chunkfs-stage 1\nsource=");
-	put_escaped(f, n->source);
-	fprintf(f, "\nkey=");
-	put_escaped(f, n->key);
-	fprintf(f, "\nstate=%s\ncomplete=%d\nmeta=%u\nmode=%u\nuid=%u\ngid=%u\nmtime=%lld.%09ld\n",
-	        state_names[n->state], n->complete, n->attrs.meta, (unsigned)n->attrs.mode,
-	        (unsigned)n->attrs.uid, (unsigned)n->attrs.gid, (long long)n->attrs.mtime.tv_sec,
-	        n->attrs.mtime.tv_nsec);
-	if (ferror(f))
-		ret = -EIO;
+	ret = recovery_note_format(f, n);
 	if (fclose(f) != 0 && ret == 0)
 		ret = -errno;
 	if (ret == 0 && renameat(dfd, tmp, dfd, name) < 0)
@@ -129,73 +90,20 @@ int recovery_note_write(int dfd, const char *name, const struct recovery_note *n
 	return ret;
 }
 
-void recovery_note_free(struct recovery_note *n)
-{
-	free(n->source);
-	free(n->key);
-	memset(n, 0, sizeof(*n));
-}
-
 int recovery_note_read(int dfd, const char *name, struct recovery_note *n)
 {
-	char line[8192];
-	int fd = safedir_open_own_file(dfd, name), ok = 0;
+	int fd = safedir_open_own_file(dfd, name), ret;
 	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 
-	memset(n, 0, sizeof(*n));
-	n->state = NOTE_DIRTY;
 	if (f == NULL) {
+		memset(n, 0, sizeof(*n));
 		if (fd >= 0)
 			close(fd);
 		return fd < 0 ? fd : -ENOMEM;
 	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char *eq, *val;
-		long long sec;
-		long nsec;
-
-		line[strcspn(line, "\n")] = '\0';
-		if (strcmp(line, "chunkfs-stage 1") == 0) {
-			ok = 1;
-			continue;
-		}
-		eq = strchr(line, '=');
-		if (eq == NULL)
-			continue;
-		*eq = '\0';
-		val = eq + 1;
-		if (strcmp(line, "source") == 0 || strcmp(line, "key") == 0) {
-			char **dst = line[0] == 's' ? &n->source : &n->key;
-
-			unescape(val);
-			free(*dst);
-			*dst = strdup(val);
-		} else if (strcmp(line, "state") == 0) {
-			for (int i = 0; i < 3; i++)
-				if (strcmp(val, state_names[i]) == 0)
-					n->state = (enum recovery_state)i;
-		} else if (strcmp(line, "complete") == 0) {
-			n->complete = atoi(val);
-		} else if (strcmp(line, "meta") == 0) {
-			n->attrs.meta = (unsigned)strtoul(val, NULL, 10);
-		} else if (strcmp(line, "mode") == 0) {
-			n->attrs.mode = (uint32_t)strtoul(val, NULL, 10);
-		} else if (strcmp(line, "uid") == 0) {
-			n->attrs.uid = (uint32_t)strtoul(val, NULL, 10);
-		} else if (strcmp(line, "gid") == 0) {
-			n->attrs.gid = (uint32_t)strtoul(val, NULL, 10);
-		} else if (strcmp(line, "mtime") == 0 &&
-		           sscanf(val, "%lld.%ld", &sec, &nsec) == 2) {
-			n->attrs.mtime.tv_sec = (time_t)sec;
-			n->attrs.mtime.tv_nsec = nsec;
-		}
-	}
+	ret = recovery_note_parse(f, n);
 	fclose(f);
-	if (!ok || n->source == NULL || n->key == NULL || !backend_key_valid(n->key)) {
-		recovery_note_free(n);
-		return -EINVAL;
-	}
-	return 0;
+	return ret;
 }
 
 /* --- sweeping dead sessions ------------------------------------------- */

@@ -16,6 +16,7 @@
 #define CHUNKFS_RECOVERY_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backend.h"
 
@@ -51,6 +52,15 @@ int recovery_note_write(int dfd, const char *name, const struct recovery_note *n
 int recovery_note_read(int dfd, const char *name, struct recovery_note *n);
 
 void recovery_note_free(struct recovery_note *n);
+
+/*
+ * The note's text (recovery_note.c): format writes n to f (0, or -EIO
+ * when f reports an error); parse reads f into *n as recovery_note_read()
+ * does (free with recovery_note_free): 0, -EINVAL for text that is not a
+ * note, -ENOMEM.
+ */
+int recovery_note_format(FILE *f, const struct recovery_note *n);
+int recovery_note_parse(FILE *f, struct recovery_note *n);
 
 /*
  * At mount: make this mount's session directory and lock it, move the

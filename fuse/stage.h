@@ -47,6 +47,7 @@ struct stage {
 	struct timespec mtime;
 	struct backend_save_attrs attrs; /* mode/owner to store with the next save */
 	char etag[BACKEND_ETAG_MAX];     /* version the original bytes come from */
+	uint64_t orig_size;              /* ... and its size (two objects may share an etag) */
 	uint64_t orig_limit;             /* bytes below it not held come from there */
 	uint8_t *have;                   /* bitmap of blocks held, below orig_limit */
 	int noted_complete, noted_dirty; /* what the note says */

@@ -66,7 +66,7 @@
  *   not fit makes ini_parse() report an error on the next line, which
  *   reaches the user as a parse error instead of a wrong token.
  */
-#include "creds.h"
+#include "creds_i.h"
 
 #include "iso8601.h"
 
@@ -108,7 +108,6 @@
 /* inih line buffer limit when it can be raised (see "Long lines"). */
 #define INI_LINE_MAX (64 * 1024)
 
-#define WHY_MAX   512
 #define TRIED_MAX 900
 
 /* What a from_*() source returns when it is not configured (> 0, so it
@@ -672,14 +671,14 @@ static void json_wipe(json_t *obj)
  * Parse {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"} (and,
  * for IMDS, "Code": "Success") into *out.  what names the source.
  */
-static int json_creds(const struct sbuf *body, const char *what, struct creds *out, char *why)
+int creds_parse_json(const char *body, size_t len, const char *what, struct creds *out, char *why)
 {
 	const char *id, *secret, *token, *exp, *code;
 	json_error_t jerr;
 	json_t *root;
 	int err;
 
-	root = json_loadb(body->data ? body->data : "", body->len, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL || !json_is_object(root)) {
 		why_set(why, "%s answered with something that is not a JSON object", what);
 		err = -EPROTO;
@@ -810,7 +809,7 @@ static int fetch_container(const struct creds_provider *p, struct creds *out, ch
 		err = status_to_errno(status);
 		goto out;
 	}
-	err = json_creds(&body, "the container endpoint", out, why);
+	err = creds_parse_json(body.data, body.len, "the container endpoint", out, why);
 out:
 	sbuf_free(&body);
 	sbuf_free(&line);
@@ -981,7 +980,7 @@ static int fetch_imds(const struct creds_provider *p, struct creds *out, char *w
 		err = status_to_errno(status);
 		goto out;
 	}
-	err = json_creds(&body, "IMDS", out, why);
+	err = creds_parse_json(body.data, body.len, "IMDS", out, why);
 	goto out;
 nomem:
 	url = NULL; /* asprintf leaves it undefined on failure */
@@ -1078,15 +1077,15 @@ static void xml_wipe_tree(xmlNode *n)
 }
 
 /* An STS error answer: "HTTP 403 AccessDenied: message" in why.  The
- * message is left out when it quotes the token. */
-static int sts_error(long status, const struct sbuf *body, const char *token, char *why)
+ * code and the message are each left out when they quote the token. */
+int creds_sts_error(long status, const char *body, size_t len, const char *token, char *why)
 {
 	xmlDoc *doc = NULL;
 	char *code = NULL, *msg = NULL;
 	int err = status_to_errno(status);
 
-	if (body->len > 0)
-		doc = xmlReadMemory(body->data, (int)body->len, "sts-error.xml", NULL,
+	if (len > 0)
+		doc = xmlReadMemory(body, (int)len, "sts-error.xml", NULL,
 		                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
 		                        XML_PARSE_NODICT);
 	if (doc != NULL) {
@@ -1098,6 +1097,10 @@ static int sts_error(long status, const struct sbuf *body, const char *token, ch
 	if (msg != NULL && token != NULL && strstr(msg, token) != NULL) {
 		wipe_xml(msg);
 		msg = NULL;
+	}
+	if (code != NULL && token != NULL && strstr(code, token) != NULL) {
+		wipe_xml(code);
+		code = NULL;
 	}
 	why_set(why, "STS answered HTTP %ld%s%.64s%s%.200s", status, code ? " " : "",
 	        code ? code : "", msg ? ": " : "", msg ? msg : "");
@@ -1114,14 +1117,14 @@ static int sts_error(long status, const struct sbuf *body, const char *token, ch
 	return err;
 }
 
-static int sts_parse(const struct sbuf *body, struct creds *out, char *why)
+int creds_parse_sts(const char *body, size_t len, struct creds *out, char *why)
 {
 	char *id = NULL, *secret = NULL, *token = NULL, *exp = NULL;
 	xmlNode *c;
 	xmlDoc *doc;
 	int err;
 
-	doc = xmlReadMemory(body->data ? body->data : "", (int)body->len, "sts.xml", NULL,
+	doc = xmlReadMemory(body ? body : "", (int)len, "sts.xml", NULL,
 	                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
 	                        XML_PARSE_NODICT);
 	c = xml_child(xml_child(xml_root(doc, "AssumeRoleWithWebIdentityResponse"),
@@ -1207,10 +1210,10 @@ static int fetch_web_identity(const struct creds_provider *p, struct creds *out,
 	if (err)
 		goto out;
 	if (status != 200) {
-		err = sts_error(status, &body, token.data, why);
+		err = creds_sts_error(status, body.data, body.len, token.data, why);
 		goto out;
 	}
-	err = sts_parse(&body, out, why);
+	err = creds_parse_sts(body.data, body.len, out, why);
 out:
 	sbuf_free(&body);
 	sbuf_free(&form);
@@ -1298,25 +1301,6 @@ static void inih_configure(void)
 	}
 }
 
-enum profile_key {
-	PK_ACCESS_KEY,
-	PK_SECRET,
-	PK_SESSION_TOKEN,
-	PK_SECURITY_TOKEN, /* the old name of aws_session_token */
-	PK_ROLE_ARN,
-	PK_WEB_IDENTITY_TOKEN_FILE,
-	PK_ROLE_SESSION_NAME,
-	PK_REGION,
-	/* Ways to get credentials chunkfs does not implement. */
-	PK_SOURCE_PROFILE,
-	PK_CREDENTIAL_SOURCE,
-	PK_CREDENTIAL_PROCESS,
-	PK_SSO_START_URL,
-	PK_SSO_SESSION,
-	PK_COUNT,
-	PK_UNSUPPORTED_FIRST = PK_SOURCE_PROFILE,
-};
-
 static const char *const profile_key_names[PK_COUNT] = {
     [PK_ACCESS_KEY] = "aws_access_key_id",
     [PK_SECRET] = "aws_secret_access_key",
@@ -1333,16 +1317,7 @@ static const char *const profile_key_names[PK_COUNT] = {
     [PK_SSO_SESSION] = "sso_session",
 };
 
-/* What one file says about one profile. */
-struct profile {
-	const char *name; /* the profile wanted */
-	int config;       /* config file syntax: [profile NAME], [default] */
-	int found;        /* a section of that name was seen */
-	int err;          /* -ENOMEM from the handler */
-	char *val[PK_COUNT];
-};
-
-static void profile_free(struct profile *pr)
+void creds_profile_free(struct profile *pr)
 {
 	for (int i = 0; i < PK_COUNT; i++)
 		wipe_free(pr->val[i]);
@@ -1384,6 +1359,12 @@ static int profile_ini_handler(void *user, const char *section, const char *name
 	return 1;
 }
 
+int creds_profile_parse(FILE *f, struct profile *pr)
+{
+	pthread_once(&inih_once, inih_configure);
+	return ini_parse_file(f, profile_ini_handler, pr);
+}
+
 /*
  * Parse path for profile pr.  0 when parsed, -ENOENT when the file does
  * not exist, other -errno with why set.  *mode gets the file's mode.
@@ -1394,7 +1375,6 @@ static int profile_read(const char *path, struct profile *pr, mode_t *mode, char
 	FILE *f;
 	int rc, err = 0;
 
-	pthread_once(&inih_once, inih_configure);
 	f = fopen(path, "re");
 	if (f == NULL) {
 		err = -errno;
@@ -1408,7 +1388,7 @@ static int profile_read(const char *path, struct profile *pr, mode_t *mode, char
 		goto out;
 	}
 	*mode = st.st_mode;
-	rc = ini_parse_file(f, profile_ini_handler, pr);
+	rc = creds_profile_parse(f, pr);
 	if (pr->err) {
 		err = pr->err;
 		why_set(why, "out of memory");
@@ -1541,8 +1521,8 @@ static int from_shared(struct creds_provider *p, const struct shared_ctx *c, int
 		err = -ENOMEM;
 	}
 out:
-	profile_free(&cred);
-	profile_free(&conf);
+	creds_profile_free(&cred);
+	creds_profile_free(&conf);
 	return err;
 }
 

@@ -13,7 +13,7 @@
  * When asked, the body's MD5 is computed as it is handed over, so a caller
  * can later recognise the object a lost answer had stored.
  */
-#include "http.h"
+#include "http_i.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -100,9 +100,8 @@ struct xfer {
 	const struct http_call *call;
 	struct http_result *res;
 	CURL *h;
-	uint64_t sent;     /* request body bytes handed to curl (its read position) */
-	uint64_t received; /* 2xx body bytes seen (before skipping) */
-	size_t body_cap;
+	uint64_t sent; /* request body bytes handed to curl (its read position) */
+	struct http_body_state body;
 	int read_error;
 	EVP_MD_CTX *md5;  /* call->want_md5: MD5 of the body as it is handed over */
 	uint64_t md5_len; /* bytes [0, md5_len) are in md5 */
@@ -174,12 +173,11 @@ static int seek_cb(void *opaque, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
-static int append_body(struct xfer *x, const char *data, size_t len)
+static int append_body(struct http_result *r, struct http_body_state *s, const char *data,
+                       size_t len)
 {
-	struct http_result *r = x->res;
-
-	if (r->body_len + len + 1 > x->body_cap) {
-		size_t cap = x->body_cap ? x->body_cap : 4096;
+	if (r->body_len + len + 1 > s->body_cap) {
+		size_t cap = s->body_cap ? s->body_cap : 4096;
 		char *b;
 
 		while (cap < r->body_len + len + 1)
@@ -190,7 +188,7 @@ static int append_body(struct xfer *x, const char *data, size_t len)
 		if (b == NULL)
 			return -1;
 		r->body = b;
-		x->body_cap = cap;
+		s->body_cap = cap;
 	}
 	memcpy(r->body + r->body_len, data, len);
 	r->body_len += len;
@@ -198,28 +196,23 @@ static int append_body(struct xfer *x, const char *data, size_t len)
 	return 0;
 }
 
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *opaque)
+size_t http_body_bytes(const struct http_call *c, struct http_result *res,
+                       struct http_body_state *s, long status, const char *data, size_t len)
 {
-	struct xfer *x = opaque;
-	const struct http_call *c = x->call;
-	size_t len = size * nmemb;
-	long status = 0;
-
-	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
 	if (c->dst == NULL || status < 200 || status > 299)
-		return append_body(x, data, len) == 0 ? len : 0;
+		return append_body(res, s, data, len) == 0 ? len : 0;
 	/* Data response into the caller's buffer. */
 	/* dst_skip applies to a whole-object answer (200), not to a 206. */
 	uint64_t skip_total = status == 200 ? c->dst_skip : 0;
 	for (size_t i = 0; i < len;) {
-		uint64_t pos = x->received;
+		uint64_t pos = s->received;
 		size_t n = len - i;
 
 		if (pos < skip_total) {
 			uint64_t skip = skip_total - pos;
 			if (skip > n)
 				skip = n;
-			x->received += skip;
+			s->received += skip;
 			i += (size_t)skip;
 			continue;
 		}
@@ -227,17 +220,26 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *opaque)
 		if (pos >= c->dst_cap) {
 			/* More than asked for: stop reading (an endless body
 			 * would hold the request for ever). */
-			x->res->dst_overflow = 1;
+			res->dst_overflow = 1;
 			return 0;
 		}
 		if (n > c->dst_cap - pos)
 			n = (size_t)(c->dst_cap - pos);
 		memcpy((char *)c->dst + pos, data + i, n);
-		x->res->dst_len = (size_t)(pos + n);
-		x->received += n;
+		res->dst_len = (size_t)(pos + n);
+		s->received += n;
 		i += n;
 	}
 	return len;
+}
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *opaque)
+{
+	struct xfer *x = opaque;
+	long status = 0;
+
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	return http_body_bytes(x->call, x->res, &x->body, status, data, size * nmemb);
 }
 
 /* Trim a header value in place; returns it. */
@@ -249,6 +251,20 @@ static char *trim(char *s, size_t len)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	return s;
+}
+
+/*
+ * Copy a header value that goes into request headers or log lines (an
+ * ETag, a request id, a region) into out[cap]; "" when it holds a control
+ * character, DEL or a quote, which no honest server sends there.
+ */
+static void copy_plain(char *out, size_t cap, const char *value)
+{
+	out[0] = '\0';
+	for (const char *p = value; *p != '\0'; p++)
+		if ((unsigned char)*p < ' ' || (unsigned char)*p == 0x7f || *p == '"')
+			return;
+	snprintf(out, cap, "%s", value);
 }
 
 /* The latest mtime taken from metadata: 9999-12-31T23:59:59Z. */
@@ -284,15 +300,12 @@ static int parse_uint32(const char *s, uint32_t *out)
 	return 0;
 }
 
-static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
+void http_header_line(struct http_result *r, const char *data, size_t len)
 {
-	struct xfer *x = opaque;
-	struct http_result *r = x->res;
-	size_t len = size * nmemb;
 	char line[1024], *colon, *name, *value;
 
 	if (len >= sizeof(line))
-		return len; /* not one we care about */
+		return; /* not one we care about */
 	memcpy(line, data, len);
 	line[len] = '\0';
 	if (strncmp(line, "HTTP/", 5) == 0) {
@@ -301,11 +314,11 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 		r->etag[0] = '\0';
 		r->meta = 0;
 		r->has_meta_mtime = 0;
-		return len;
+		return;
 	}
 	colon = strchr(line, ':');
 	if (colon == NULL)
-		return len;
+		return;
 	*colon = '\0';
 	name = line;
 	value = trim(colon + 1, strlen(colon + 1));
@@ -315,7 +328,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 			value[n - 1] = '\0';
 			value++;
 		}
-		snprintf(r->etag, sizeof(r->etag), "%s", value);
+		copy_plain(r->etag, sizeof(r->etag), value);
 	} else if (strcasecmp(name, "Content-Length") == 0) {
 		r->content_length = strtoull(value, NULL, 10);
 		r->has_content_length = 1;
@@ -336,9 +349,9 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 			r->last_modified.tv_nsec = 0;
 		}
 	} else if (strcasecmp(name, "x-amz-request-id") == 0) {
-		snprintf(r->request_id, sizeof(r->request_id), "%s", value);
+		copy_plain(r->request_id, sizeof(r->request_id), value);
 	} else if (strcasecmp(name, "x-amz-bucket-region") == 0) {
-		snprintf(r->bucket_region, sizeof(r->bucket_region), "%s", value);
+		copy_plain(r->bucket_region, sizeof(r->bucket_region), value);
 	} else if (strcasecmp(name, "x-amz-meta-mode") == 0) {
 		if (parse_uint32(value, &r->mode) == 0)
 			r->meta |= BACKEND_META_MODE;
@@ -351,7 +364,14 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
 	} else if (strcasecmp(name, "x-amz-meta-mtime") == 0) {
 		r->has_meta_mtime = parse_meta_mtime(value, &r->meta_mtime) == 0;
 	}
-	return len;
+}
+
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *opaque)
+{
+	struct xfer *x = opaque;
+
+	http_header_line(x->res, data, size * nmemb);
+	return size * nmemb;
 }
 
 int http_perform(struct http_pool *pool, const struct http_call *call, struct http_result *res)

@@ -44,15 +44,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fuzz.h"
 #include "s3/s3xml.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

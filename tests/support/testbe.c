@@ -2,7 +2,9 @@
 #include "testbe.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cache.h"
@@ -35,11 +37,21 @@ static int take_failure(struct testbe *t, uint64_t off)
 	return left > 0;
 }
 
+/* With const_etag set: the etag every object shows. */
+static void const_etag(struct testbe *t, struct backend_stat *st)
+{
+	if (st != NULL && __atomic_load_n(&t->const_etag, __ATOMIC_RELAXED) && st->etag[0] != '\0')
+		snprintf(st->etag, sizeof(st->etag), "%s", TESTBE_CONST_ETAG);
+}
+
 static int testbe_stat(struct backend *b, const char *key, struct backend_stat *st)
 {
 	struct backend *in = testbe_of(b)->inner;
+	int ret = in->ops->stat(in, key, st);
 
-	return in->ops->stat(in, key, st);
+	if (ret == 0)
+		const_etag(testbe_of(b), st);
+	return ret;
 }
 
 /*
@@ -62,7 +74,12 @@ static ssize_t testbe_read(struct backend *b, const char *key, uint64_t off, voi
 	if (take_failure(t, off) || (longer != 0 && len > longer)) {
 		n = -EIO;
 	} else {
+		if (__atomic_load_n(&t->const_etag, __ATOMIC_RELAXED) && etag != NULL &&
+		    strcmp(etag, TESTBE_CONST_ETAG) == 0)
+			etag = NULL; /* it matches whatever is stored */
 		n = t->inner->ops->read(t->inner, key, off, dst, len, etag, st);
+		if (n >= 0)
+			const_etag(t, st);
 		__atomic_add_fetch(&t->done_reads, 1, __ATOMIC_RELEASE);
 		if (n == 0 && len > 0)
 			__atomic_add_fetch(&t->empty_reads, 1, __ATOMIC_RELAXED);
@@ -92,8 +109,11 @@ static int testbe_list(struct backend *b, const char *prefix, char delimiter,
                        struct backend_list *out)
 {
 	struct backend *in = testbe_of(b)->inner;
+	int ret = in->ops->list(in, prefix, delimiter, start_after, token, max_keys, out);
 
-	return in->ops->list(in, prefix, delimiter, start_after, token, max_keys, out);
+	for (size_t i = 0; ret == 0 && i < out->n_entries; i++)
+		const_etag(testbe_of(b), &out->entries[i].st);
+	return ret;
 }
 
 static int testbe_copy(struct backend *b, const char *src, const char *dst, struct backend_stat *st)

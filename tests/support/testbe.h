@@ -29,6 +29,9 @@ enum {
 	TESTBE_RENAME = 1 << 2, /* offer rename: one key, copy then remove */
 };
 
+/* The etag of every object while const_etag is set. */
+#define TESTBE_CONST_ETAG "constant"
+
 /* fail_off that matches a read at any offset. */
 #define TESTBE_ANY_OFF UINT64_MAX
 
@@ -43,6 +46,8 @@ struct testbe {
 	uint64_t fail_off;  /* reads starting here (TESTBE_ANY_OFF: any read) ... */
 	int fail_count;     /* ... fail with -EIO, this many of them */
 	size_t fail_longer; /* reads longer than this fail with -EIO (0: none) */
+	int const_etag;     /* every object's etag is TESTBE_CONST_ETAG, as on a
+	                       store with constant ETags (a pin of it matches any) */
 
 	/* Counters, atomic. */
 	int reads;         /* read calls */

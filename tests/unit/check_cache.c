@@ -214,6 +214,51 @@ START_TEST(test_overwrite_invalidates)
 }
 END_TEST
 
+/* Read all of "k" pinned to the constant ETag: size bytes of pattern seed. */
+static void read_const(unsigned char *buf, size_t cap, size_t size, uint32_t seed)
+{
+	ck_assert_int_eq(backend_read_full(g_cache, "k", 0, buf, cap, TESTBE_CONST_ETAG),
+	                 (ssize_t)size);
+	ck_assert_uint_eq(tm_pattern_check(buf, 0, size, seed), size);
+}
+
+/*
+ * Two objects of one key and one ETag (a store with constant ETags, the
+ * object replaced behind the layer's back) but of other sizes share no
+ * block: once the store reports the new size (a stat, a listing), reads
+ * pinned to that ETag get the new object's bytes (finding 7 of issue 13).
+ */
+START_TEST(test_constant_etag_other_size)
+{
+	const size_t bs = 64 * KIB, s1 = 3 * bs + 100, s2 = 2 * bs + 7, s3 = bs / 2;
+	unsigned char *buf = malloc(s1);
+	struct backend_stat st;
+	struct backend_list l;
+
+	ck_assert_ptr_nonnull(buf);
+	stack(bs, 4 * MIB);
+	__atomic_store_n(&g_slow->const_etag, 1, __ATOMIC_RELAXED);
+	ck_assert_int_eq(testbe_put_pattern(g_mem, "k", s1, 1, NULL), 0);
+	ck_assert_int_eq(g_cache->ops->stat(g_cache, "k", &st), 0);
+	ck_assert_str_eq(st.etag, TESTBE_CONST_ETAG);
+	read_const(buf, s1, s1, 1);
+
+	/* Replaced behind the cache; its stat says so. */
+	ck_assert_int_eq(testbe_put_pattern(g_mem, "k", s2, 2, NULL), 0);
+	ck_assert_int_eq(g_cache->ops->stat(g_cache, "k", &st), 0);
+	ck_assert_uint_eq(st.size, s2);
+	read_const(buf, s1, s2, 2);
+
+	/* Replaced again; a listing says so. */
+	ck_assert_int_eq(testbe_put_pattern(g_mem, "k", s3, 3, NULL), 0);
+	ck_assert_int_eq(g_cache->ops->list(g_cache, "", '/', NULL, NULL, 1000, &l), 0);
+	backend_list_free(&l);
+	read_const(buf, s1, s3, 3);
+	cache_debug_check(g_cache);
+	free(buf);
+}
+END_TEST
+
 /* rename drops the blocks of both names. */
 START_TEST(test_rename_invalidates)
 {
@@ -758,6 +803,7 @@ int main(void)
 	tcase_add_test(tc, test_create_options);
 	tcase_add_test(tc, test_sequential_counts);
 	tcase_add_test(tc, test_overwrite_invalidates);
+	tcase_add_test(tc, test_constant_etag_other_size);
 	tcase_add_test(tc, test_rename_invalidates);
 	tcase_add_test(tc, test_single_flight);
 	tcase_add_test(tc, test_failure_not_cached);

@@ -52,7 +52,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "s3/creds.h"
+#include "s3/creds_i.h"
 #include "suites.h"
 
 extern char **environ;
@@ -1020,6 +1020,20 @@ START_TEST(test_web_identity_error_quoting_token)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_creds.c: the Code was printed even when it
+ * quoted the token. */
+START_TEST(test_sts_error_code_quoting_token)
+{
+	static const char body[] = "<ErrorResponse><Error><Code>Bad jwt-t0k3n</Code>"
+	                           "<Message>no</Message></Error></ErrorResponse>";
+	char why[WHY_MAX] = "";
+
+	ck_assert_int_eq(creds_sts_error(400, body, sizeof(body) - 1, "jwt-t0k3n", why), -EINVAL);
+	ck_assert_ptr_null(strstr(why, "jwt-t0k3n"));
+	ck_assert_str_eq(why, "STS answered HTTP 400: no");
+}
+END_TEST
+
 START_TEST(test_web_identity_missing_token_file)
 {
 	setenv("AWS_WEB_IDENTITY_TOKEN_FILE", path_in("missing-token"), 1);
@@ -1696,6 +1710,7 @@ static Suite *creds_suite(void)
 	tcase_add_test(tc, test_web_identity_profile);
 	tcase_add_test(tc, test_web_identity_denied);
 	tcase_add_test(tc, test_web_identity_error_quoting_token);
+	tcase_add_test(tc, test_sts_error_code_quoting_token);
 	tcase_add_test(tc, test_web_identity_missing_token_file);
 	tcase_add_test(tc, test_web_identity_half_configured);
 	suite_add_tcase(s, tc);

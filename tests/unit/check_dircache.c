@@ -19,6 +19,7 @@
 #include "listbe.h"
 #include "mem.h"
 #include "suites.h"
+#include "testbe.h"
 
 static struct backend *be;
 static struct dircache *dc;
@@ -407,6 +408,39 @@ START_TEST(test_lookup_through_endless_listing)
 }
 END_TEST
 
+/* On a store with constant ETags a new object of another size does not
+ * take the old one's attributes, its size among them (finding 7 of
+ * issue 13). */
+START_TEST(test_metadata_not_kept_for_same_etag_other_size)
+{
+	struct testbe *t = testbe_create(be, TESTBE_BORROW);
+	struct dircache_opts o = opts(0.2);
+	struct backend_stat st, full;
+	int have_meta;
+
+	ck_assert_ptr_nonnull(t);
+	t->const_etag = 1;
+	dircache_destroy(dc);
+	dc = dircache_create(&t->base, &o);
+	ck_assert_ptr_nonnull(dc);
+	put("d/f", "one");
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_str_eq(st.etag, TESTBE_CONST_ETAG);
+	full = st;
+	full.meta = BACKEND_META_MODE;
+	full.mode = 0600;
+	dircache_set_meta(dc, "d/f", &full);
+	put("d/f", "two!");
+	usleep(300 * 1000);
+	ck_assert_int_eq(dircache_lookup(dc, "d/f", 1, &st, &have_meta), S_IFREG);
+	ck_assert_str_eq(st.etag, TESTBE_CONST_ETAG);
+	ck_assert_int_eq(have_meta, 0);
+	ck_assert_uint_eq(st.size, 4);
+	recreate(opts(60)); /* over be again, before t goes */
+	backend_destroy(&t->base);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dircache");
@@ -417,6 +451,7 @@ int main(void)
 	tcase_add_test(tc, test_directory_wins);
 	tcase_add_test(tc, test_paging_and_big_directories);
 	tcase_add_test(tc, test_ttl_and_pin);
+	tcase_add_test(tc, test_metadata_not_kept_for_same_etag_other_size);
 	tcase_add_test(tc, test_lru_and_budget);
 	tcase_add_test(tc, test_changes_drop_listings);
 	tcase_add_test(tc, test_put_and_generation);

@@ -886,6 +886,38 @@ START_TEST(test_stats_op)
 }
 END_TEST
 
+/*
+ * A block kept for one object is not served after a remount for another
+ * object of the same key and ETag but another size (a store with constant
+ * ETags), once the store has reported that size (finding 7 of issue 13).
+ */
+START_TEST(test_constant_etag_other_size)
+{
+	const size_t s1 = 3 * BS + 100, s2 = 2 * BS + 7;
+	struct backend_stat st;
+
+	g_dc = open_dc(g_dir, 64 * BS, -1);
+	ck_assert_ptr_nonnull(g_dc);
+	__atomic_store_n(&g_borrow->const_etag, 1, __ATOMIC_RELAXED);
+	put_pat("k", s1, 1, 1, NULL);
+	ck_assert_int_eq(g_dc->ops->stat(g_dc, "k", &st), 0);
+	read_check("k", 0, s1, s1, 1, TESTBE_CONST_ETAG);
+	ck_assert_uint_eq(dstats().files, 4);
+
+	remount(64 * BS);
+	__atomic_store_n(&g_borrow->const_etag, 1, __ATOMIC_RELAXED);
+	put_pat("k", s2, 2, 1, NULL);
+	ck_assert_int_eq(g_dc->ops->stat(g_dc, "k", &st), 0);
+	ck_assert_str_eq(st.etag, TESTBE_CONST_ETAG);
+	read_check("k", 0, s1, s2, 2, TESTBE_CONST_ETAG);
+	/* The new object's blocks are what the tier keeps now. */
+	remount(64 * BS);
+	__atomic_store_n(&g_borrow->const_etag, 1, __ATOMIC_RELAXED);
+	ck_assert_int_eq(g_dc->ops->stat(g_dc, "k", &st), 0);
+	read_check("k", 0, s1, s2, 2, TESTBE_CONST_ETAG);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("diskcache");
@@ -906,6 +938,7 @@ int main(void)
 	tcase_add_test(tc, test_concurrent_runs);
 	tcase_add_test(tc, test_boundaries);
 	tcase_add_test(tc, test_stats_op);
+	tcase_add_test(tc, test_constant_etag_other_size);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }

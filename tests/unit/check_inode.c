@@ -168,6 +168,25 @@ START_TEST(test_concurrent_link_forget)
 }
 END_TEST
 
+/* The version an open saw is its ETag and its size: keep_cache and page
+ * fills never take one object's pages for another with the same ETag
+ * (finding 7 of issue 13). */
+START_TEST(test_opened_version_needs_size)
+{
+	struct node *n = inode_link(t, inode_from_ino(t, FUSE_ROOT_ID), "f", S_IFREG);
+
+	ck_assert_ptr_nonnull(n);
+	snprintf(n->open_etag, sizeof(n->open_etag), "constant");
+	n->open_size = 100;
+	ck_assert(inode_opened_version(n, "constant", 100));
+	ck_assert(!inode_opened_version(n, "constant", 101));
+	ck_assert(!inode_opened_version(n, "other", 100));
+	n->open_etag[0] = '\0';
+	ck_assert(!inode_opened_version(n, "", 100)); /* no ETag: never the same */
+	inode_forget(t, n, 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("inode");
@@ -181,6 +200,7 @@ int main(void)
 	tcase_add_test(tc, test_parent_outlives_children);
 	tcase_add_test(tc, test_many_nodes_rehash);
 	tcase_add_test(tc, test_concurrent_link_forget);
+	tcase_add_test(tc, test_opened_version_needs_size);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }

@@ -18,6 +18,7 @@
 #include "mount.h"
 #include "recovery.h"
 #include "suites.h"
+#include "testbe.h"
 
 static struct chunkfs fs;
 static struct chunkfs_opts opts;
@@ -128,24 +129,53 @@ START_TEST(test_lazy_blocks)
 }
 END_TEST
 
-/* A changed object is never mixed in: the fetch fails. */
-START_TEST(test_changed_object_fails_fetch)
+/* "g" holds 4096 bytes; open it for writing, replace it in the store with
+ * len bytes of newer: fetching its original bytes must fail. */
+static void assert_fetch_fails_after_replace(const void *newer, size_t len)
 {
 	struct node *root = inode_from_ino(fs.inodes, FUSE_ROOT_ID);
 	struct node *n = inode_link(fs.inodes, root, "g", S_IFREG);
-	char buf[4096];
 
-	fill(buf, sizeof(buf), 3);
-	ck_assert_int_eq(backend_save_buffer(fs.be, "g", buf, sizeof(buf), NULL), 0);
 	pthread_mutex_lock(&n->lock);
 	ck_assert_int_eq(stage_open(&fs, n, 1, NULL), 0);
-	ck_assert_int_eq(backend_save_buffer(fs.be, "g", "other", 5, NULL), 0);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "g", newer, len, NULL), 0);
 	ck_assert_int_eq(stage_write(&fs, n, "x", 1, 10), -EIO);
 	ck_assert_int_eq(stage_fill(&fs, n, "g"), -EIO);
 	stage_free(n->stage, 0);
 	n->stage = NULL;
 	pthread_mutex_unlock(&n->lock);
 	inode_forget(fs.inodes, n, 1);
+}
+
+/* A changed object is never mixed in: the fetch fails. */
+START_TEST(test_changed_object_fails_fetch)
+{
+	char buf[4096];
+
+	fill(buf, sizeof(buf), 3);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "g", buf, sizeof(buf), NULL), 0);
+	assert_fetch_fails_after_replace("other", 5);
+}
+END_TEST
+
+/* On a store with constant ETags, an object replaced by a longer one
+ * under the same ETag: the original bytes are not taken from the new
+ * object (finding 7 of issue 13). */
+START_TEST(test_replaced_same_etag_fails_fetch)
+{
+	struct testbe *t = testbe_create(fs.be, 0);
+	struct backend_stat st;
+	char buf[8192];
+
+	ck_assert_ptr_nonnull(t);
+	t->const_etag = 1;
+	fs.be = &t->base; /* the fixture's teardown destroys it, and mem under it */
+	fill(buf, 4096, 3);
+	ck_assert_int_eq(backend_save_buffer(fs.be, "g", buf, 4096, NULL), 0);
+	ck_assert_int_eq(fs.be->ops->stat(fs.be, "g", &st), 0);
+	ck_assert_str_eq(st.etag, TESTBE_CONST_ETAG);
+	fill(buf, sizeof(buf), 4);
+	assert_fetch_fails_after_replace(buf, sizeof(buf));
 }
 END_TEST
 
@@ -176,6 +206,44 @@ START_TEST(test_note_roundtrip)
 	/* Not a note. */
 	ck_assert_int_eq(tm_write_file(path, "junk\n", 5), 0);
 	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "x.note", &back), -EINVAL);
+}
+END_TEST
+
+/* A source longer than the old 8 KiB line buffer: its tail, which says
+ * "key=...", was read as a line of its own. */
+START_TEST(test_note_long_source)
+{
+	struct recovery_note n = {.key = "real/key", .state = NOTE_DIRTY};
+	struct recovery_note back;
+	char *source = malloc(9001);
+
+	ck_assert_ptr_nonnull(source);
+	memset(source, 'a', 9000);
+	source[9000] = '\0';
+	memcpy(source + 8191 - strlen("source="), "key=forged", 10);
+	n.source = source;
+	ck_assert_int_eq(recovery_note_write(fs.staging_fd, "long.note", &n), 0);
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "long.note", &back), 0);
+	ck_assert_str_eq(back.key, "real/key");
+	ck_assert_str_eq(back.source, source);
+	recovery_note_free(&back);
+	free(source);
+}
+END_TEST
+
+/* Only %XX with two hex digits is an escape ("%-1" and "% 41" were
+ * decoded by sscanf). */
+START_TEST(test_note_strict_escapes)
+{
+	static const char text[] = "chunkfs-stage 1\nsource=s\nkey=a%-1b% 41c%4G%41\n";
+	struct recovery_note back;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/esc.note", dir);
+	ck_assert_int_eq(tm_write_file(path, text, sizeof(text) - 1), 0);
+	ck_assert_int_eq(recovery_note_read(fs.staging_fd, "esc.note", &back), 0);
+	ck_assert_str_eq(back.key, "a%-1b% 41c%4GA");
+	recovery_note_free(&back);
 }
 END_TEST
 
@@ -370,7 +438,10 @@ static Suite *stage_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_lazy_blocks);
 	tcase_add_test(tc, test_changed_object_fails_fetch);
+	tcase_add_test(tc, test_replaced_same_etag_fails_fetch);
 	tcase_add_test(tc, test_note_roundtrip);
+	tcase_add_test(tc, test_note_long_source);
+	tcase_add_test(tc, test_note_strict_escapes);
 	tcase_add_test(tc, test_sweep_and_upload);
 	tcase_add_test(tc, test_sweep_skips_symlinked_session);
 	tcase_add_test(tc, test_upload_refuses_planted_files);
