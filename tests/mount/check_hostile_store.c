@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,42 @@ START_TEST(test_s3_rename_endless_listing_eio)
 }
 END_TEST
 
+/*
+ * A store whose ETags say nothing (one for every object): a key replaced by
+ * an object of another size reads back as the new object after a remount,
+ * although the disk cache holds the old one's blocks under the same key and
+ * ETag (finding 7 of issue 13).
+ */
+START_TEST(test_s3_constant_etag_other_size)
+{
+	const size_t one_len = 3u << 20, two_len = (2u << 20) + 5;
+	char *one = malloc(one_len), *two = malloc(two_len), *got, opts[PATH_MAX + 32];
+	size_t len;
+
+	ck_assert(one != NULL && two != NULL);
+	tm_pattern(one, 0, one_len, 71);
+	tm_pattern(two, 0, two_len, 72);
+	hostile("constant_etag", "ce");
+	ck_assert_int_eq(store_put(&st, "ce/f", one, one_len), 0);
+	snprintf(opts, sizeof(opts), "cache_dir=%s/dcache", m.root);
+	mount_with(opts);
+	got = tm_read_file(tm_path(m.mnt, "ce/f"), &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert(len == one_len && memcmp(got, one, len) == 0);
+	free(got);
+	tm_unmount(&m);
+	ck_assert_int_eq(store_put(&st, "ce/f", two, two_len), 0);
+	mount_with(opts);
+	got = tm_read_file(tm_path(m.mnt, "ce/f"), &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(len, two_len);
+	ck_assert_msg(memcmp(got, two, len) == 0, "the old object's bytes were read back");
+	free(got);
+	free(one);
+	free(two);
+}
+END_TEST
+
 static Suite *hostile_suite(enum store_kind kind)
 {
 	Suite *s = suite_create(kind == STORE_FS ? "hostile_fs" : "hostile_s3");
@@ -356,6 +393,7 @@ static Suite *hostile_suite(enum store_kind kind)
 	tcase_add_test(tc, test_junk_options_refused);
 	if (kind == STORE_S3) {
 		tcase_add_test(tc, test_s3_hostile_metadata);
+		tcase_add_test(tc, test_s3_constant_etag_other_size);
 		tcase_add_test(tc, test_s3_unusable_names_skipped);
 		tcase_add_test(tc, test_s3_repeated_token_eio);
 		tcase_add_test(tc, test_s3_endless_listing_eio);

@@ -309,6 +309,41 @@ START_TEST(test_warm_stops_at_sigterm)
 }
 END_TEST
 
+/*
+ * root's default staging is under /var/lib/chunkfs, made 0700, not under
+ * TMPDIR: the name another user squatted in a world-writable TMPDIR does
+ * not stop root's mount (finding 12 of issue 13).
+ */
+START_TEST(test_root_default_staging_private)
+{
+	char tmp[PATH_MAX], squat[PATH_MAX + 32];
+	struct stat sb;
+
+	if (geteuid() != 0) {
+		printf("SKIP root default staging: the test needs root\n");
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/tmp", m.root);
+	snprintf(squat, sizeof(squat), "%s/chunkfs-staging-0", tmp);
+	ck_assert_int_eq(mkdir(tmp, 0700), 0);
+	ck_assert_int_eq(chmod(tmp, 01777), 0);
+	ck_assert_int_eq(mkdir(squat, 0700), 0);
+	ck_assert_int_eq(chown(squat, 12345, 12345), 0);
+	ck_assert_msg(tm_sh("TMPDIR='%s' '%s' '%s' '%s' >'%s/daemon.log' 2>&1", tmp, bin(), m.src,
+	                    m.mnt, m.root) == 0,
+	              "the mount failed; see %s/daemon.log", m.root);
+	ck_assert_int_eq(stat("/var/lib/chunkfs", &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0700);
+	ck_assert_uint_eq(sb.st_uid, 0);
+	ck_assert_int_eq(stat("/var/lib/chunkfs/staging", &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 077, 0);
+	/* the mount's session directory is there, none in the squatted one */
+	ck_assert_int_eq(tm_sh("ls -d /var/lib/chunkfs/staging/mount-* >/dev/null 2>&1"), 0);
+	ck_assert_int_ne(tm_sh("ls -d '%s'/mount-* >/dev/null 2>&1", squat), 0);
+	ck_assert_int_eq(tm_sh("fusermount3 -u '%s'", m.mnt), 0);
+}
+END_TEST
+
 static Suite *local_attacker_suite(void)
 {
 	Suite *s = suite_create("local_attacker");
@@ -318,6 +353,7 @@ static Suite *local_attacker_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_staging_parent_writable_refused);
 	tcase_add_test(tc, test_staging_dir_checked);
+	tcase_add_test(tc, test_root_default_staging_private);
 	tcase_add_test(tc, test_sweep_ignores_session_symlink);
 	tcase_add_test(tc, test_recover_upload_skips_planted);
 	tcase_add_test(tc, test_dir_modes_stop_other_user);
