@@ -68,6 +68,10 @@ static const struct fuse_opt s3_opt_spec[] = {
     S3OPT("part_size_mb=%u", part_size_mb, 0),
     S3OPT("max_copy_mb=%u", max_copy_mb, 0),
     S3OPT("upload_concurrency=%u", upload_concurrency, 0),
+    S3OPT("storage_class=%s", storage_class, 0),
+    S3OPT("acl=%s", acl, 0),
+    S3OPT("expected_bucket_owner=%s", expected_owner, 0),
+    S3OPT("requester_pays", requester_pays, 1),
     FUSE_OPT_END,
 };
 
@@ -82,6 +86,64 @@ void s3_opts_init(struct s3_opts *o)
 	o->upload_concurrency = 8;
 }
 
+/* S3's canned ACLs (x-amz-acl). */
+static const char *const canned_acls[] = {
+    "private",       "public-read",       "public-read-write",         "authenticated-read",
+    "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control", NULL,
+};
+
+/* A storage class name as S3 spells them: upper case, digits and '_'.
+ * Not a fixed list: S3-compatible stores name classes of their own. */
+static int storage_class_valid(const char *v)
+{
+	size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+
+	return n > 0 && n <= 64 && v[n] == '\0';
+}
+
+static int acl_valid(const char *v)
+{
+	for (size_t i = 0; canned_acls[i] != NULL; i++) {
+		if (strcmp(v, canned_acls[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* An AWS account id: exactly 12 digits. */
+static int account_id_valid(const char *v)
+{
+	return strlen(v) == 12 && strspn(v, "0123456789") == 12;
+}
+
+/* Refuse -o values S3 would refuse, with one sentence each.  0 or -1. */
+static int check_header_opts(const struct s3_opts *o)
+{
+	const struct {
+		const char *name, *value;
+		int (*valid)(const char *v);
+		const char *what;
+	} checks[] = {
+	    {"storage_class", o->storage_class, storage_class_valid,
+	     "not a storage class name; give one such as STANDARD, STANDARD_IA, "
+	     "INTELLIGENT_TIERING, ONEZONE_IA or GLACIER_IR"},
+	    {"acl", o->acl, acl_valid,
+	     "not a canned ACL; give private, public-read, public-read-write, "
+	     "authenticated-read, aws-exec-read, bucket-owner-read or bucket-owner-full-control"},
+	    {"expected_bucket_owner", o->expected_owner, account_id_valid,
+	     "not an AWS account id; give the bucket owner's 12-digit account id"},
+	};
+
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+		if (checks[i].value != NULL && !checks[i].valid(checks[i].value)) {
+			fprintf(stderr, "chunkfs: -o %s=%s: %s\n", checks[i].name, checks[i].value,
+			        checks[i].what);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int s3_opts_parse(struct fuse_args *args, struct s3_opts *o)
 {
 	if (opts_parse(args, o, s3_opt_spec, NULL) < 0)
@@ -91,7 +153,7 @@ int s3_opts_parse(struct fuse_args *args, struct s3_opts *o)
 		        S3_MAX_RETRIES);
 		return -1;
 	}
-	return 0;
+	return check_header_opts(o);
 }
 
 void s3_opts_usage(FILE *out)
@@ -123,6 +185,12 @@ void s3_opts_usage(FILE *out)
 	    "    -o max_copy_mb=N       objects larger than this are copied (rename) in parts\n"
 	    "                           with UploadPartCopy (default 5120, S3's limit)\n"
 	    "    -o upload_concurrency=N  parts uploaded in parallel (default 8)\n"
+	    "    -o storage_class=CLASS storage class of the objects written (STANDARD,\n"
+	    "                           STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, ...)\n"
+	    "    -o acl=CANNED          canned ACL of the objects written (private,\n"
+	    "                           bucket-owner-full-control, ...)\n"
+	    "    -o requester_pays      accept the charges of a requester-pays bucket\n"
+	    "    -o expected_bucket_owner=ID  refuse the bucket unless account ID owns it\n"
 	    "  Credentials: environment, web identity, ~/.aws files, container and\n"
 	    "  instance metadata, in the AWS SDKs' order; never on the command line.\n");
 }
@@ -134,6 +202,9 @@ void s3_opts_free(struct s3_opts *o)
 	free(o->ca_bundle);
 	free(o->profile);
 	free(o->credentials_file);
+	free(o->storage_class);
+	free(o->acl);
+	free(o->expected_owner);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -378,10 +449,29 @@ static uint64_t *op_counter(struct s3 *s3, const char *op)
  * Build "Name: value" lines for every header of one attempt: Host, the
  * request's own, and what the signer adds.  The caller frees lines[0..n).
  */
+/* Headers every request carries: -o requester_pays, -o expected_bucket_owner.
+ * Fills at most MAX_BUCKET_HEADERS of h; returns how many. */
+static size_t bucket_headers(const struct s3 *s3, struct sigv4_header *h)
+{
+	size_t n = 0;
+
+	if (s3->requester_pays)
+		h[n++] = (struct sigv4_header){"x-amz-request-payer", "requester"};
+	if (s3->expected_owner != NULL)
+		h[n++] = (struct sigv4_header){"x-amz-expected-bucket-owner", s3->expected_owner};
+	return n;
+}
+
+/*
+ * Build "Name: value" lines for every header of one attempt: Host, the
+ * request's own, the bucket's, and what the signer adds (all signed).  The
+ * caller frees lines[0..n).
+ */
 static int sign_headers(struct s3 *s3, const struct s3_req *r, const char *path, const char *hash,
                         char **lines, size_t *n)
 {
-	struct sigv4_header hdrs[MAX_EXTRA_HEADERS + 1];
+	struct sigv4_header hdrs[1 + MAX_EXTRA_HEADERS + MAX_BUCKET_HEADERS];
+	size_t n_hdrs = 1 + r->n_headers;
 	struct sigv4_request sreq;
 	struct sigv4_result res;
 	struct creds c = {0};
@@ -390,8 +480,9 @@ static int sign_headers(struct s3 *s3, const struct s3_req *r, const char *path,
 	*n = 0;
 	hdrs[0] = (struct sigv4_header){"Host", s3->host};
 	memcpy(hdrs + 1, r->headers, r->n_headers * sizeof(hdrs[0]));
-	for (size_t i = 0; i < r->n_headers; i++) {
-		if (asprintf(&lines[(*n)++], "%s: %s", r->headers[i].name, r->headers[i].value) < 0)
+	n_hdrs += bucket_headers(s3, hdrs + n_hdrs);
+	for (size_t i = 1; i < n_hdrs; i++) {
+		if (asprintf(&lines[(*n)++], "%s: %s", hdrs[i].name, hdrs[i].value) < 0)
 			return -ENOMEM;
 	}
 	if (creds_anonymous(s3->creds))
@@ -405,7 +496,7 @@ static int sign_headers(struct s3 *s3, const struct s3_req *r, const char *path,
 	    .query = r->query,
 	    .n_query = r->n_query,
 	    .headers = hdrs,
-	    .n_headers = r->n_headers + 1,
+	    .n_headers = n_hdrs,
 	    .payload_hash = hash,
 	    .region = s3->region,
 	    .service = "s3",
@@ -462,7 +553,8 @@ static long request_deadline_ms(const struct s3 *s3, const struct s3_req *r)
 int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct s3_failure *fail)
 {
 	unsigned attempts = r->max_attempts ? r->max_attempts : s3->max_attempts;
-	char *path = request_path(s3, r->key), *url = NULL, *lines[MAX_EXTRA_HEADERS + 8];
+	char *path = request_path(s3, r->key), *url = NULL,
+	     *lines[MAX_EXTRA_HEADERS + MAX_BUCKET_HEADERS + 8];
 	char hash[65];
 	size_t n_lines = 0;
 	int ret = -ENOMEM, retry = 0, quick_retry_used = 0;
@@ -754,6 +846,15 @@ void s3_meta_headers(struct s3_req *r, const char *key, const struct backend_sav
 	}
 }
 
+void s3_create_headers(const struct s3 *s3, struct s3_req *r)
+{
+	if (s3->storage_class != NULL)
+		r->headers[r->n_headers++] =
+		    (struct sigv4_header){"x-amz-storage-class", s3->storage_class};
+	if (s3->acl != NULL)
+		r->headers[r->n_headers++] = (struct sigv4_header){"x-amz-acl", s3->acl};
+}
+
 void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,
                         struct backend_stat *st)
 {
@@ -817,6 +918,7 @@ int s3_put_object(struct s3 *s3, const char *key, const struct backend_source *s
 	int ret;
 
 	s3_meta_headers(&r, key, attrs, meta);
+	s3_create_headers(s3, &r);
 	ret = s3_do(s3, &r, &res, &fail);
 	if (ret == 0) {
 		s3_stat_after_save(src->size, res.etag, attrs, st);
@@ -1010,6 +1112,7 @@ static int copy_object(struct s3 *s3, const char *src, const char *dst,
 		    (struct sigv4_header){"x-amz-metadata-directive", "REPLACE"};
 		s3_meta_headers(&r, dst, attrs, meta);
 	}
+	s3_create_headers(s3, &r); /* else S3 gives the copy STANDARD and no ACL */
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == -ENOENT) {
 		/* The source was just there: a server that cannot copy this key
@@ -1125,6 +1228,9 @@ static void s3_destroy(struct backend *b)
 	free(s3->origin);
 	free(s3->host);
 	free(s3->endpoint);
+	free(s3->storage_class);
+	free(s3->acl);
+	free(s3->expected_owner);
 	free(s3);
 }
 
@@ -1323,6 +1429,15 @@ static void explain(struct s3 *s3, const struct s3_failure *f, char *err, size_t
 		snprintf(err, err_len,
 		         "the access key id %s (from %s) is not known to %s (InvalidAccessKeyId)",
 		         keyid, creds_source(s3->creds), s3->endpoint);
+	} else if ((strcmp(code, "AccessDenied") == 0 || f->status == 403) &&
+	           s3->expected_owner != NULL) {
+		snprintf(err, err_len,
+		         "access to bucket \"%s\" denied: either account %s "
+		         "(-o expected_bucket_owner) does not own it or %s%s (from %s) may not use "
+		         "it; check the owner's account id, the bucket policy and the credentials",
+		         s3->bucket, s3->expected_owner,
+		         creds_anonymous(s3->creds) ? "anonymous requests" : "key id ", keyid,
+		         creds_source(s3->creds));
 	} else if (strcmp(code, "AccessDenied") == 0 || f->status == 403) {
 		snprintf(err, err_len,
 		         "access to bucket \"%s\" denied for %s%s (from %s); check the bucket "
@@ -1385,6 +1500,19 @@ done:
 	return 0;
 }
 
+/* -o storage_class, acl, expected_bucket_owner into s3.  0 or -ENOMEM. */
+static int copy_header_opts(struct s3 *s3, const struct s3_opts *o)
+{
+	const char *from[] = {o->storage_class, o->acl, o->expected_owner};
+	char **to[] = {&s3->storage_class, &s3->acl, &s3->expected_owner};
+
+	for (size_t i = 0; i < 3; i++) {
+		if (from[i] != NULL && (*to[i] = strdup(from[i])) == NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char *err,
                                   size_t err_len)
 {
@@ -1416,6 +1544,9 @@ struct backend *s3_backend_create(const char *url, const struct s3_opts *o, char
 	s3->request_timeout_ms = (long)o->request_timeout * 1000;
 	s3->part_size = (uint64_t)(o->part_size_mb ? o->part_size_mb : 16) << 20;
 	s3->unsigned_payload = o->unsigned_payload;
+	s3->requester_pays = o->requester_pays;
+	if (copy_header_opts(s3, o) < 0)
+		goto fail;
 	s3->max_copy_size = o->max_copy_mb ? (uint64_t)o->max_copy_mb << 20 : MAX_PART_SIZE;
 	if (s3->part_size < (5u << 20))
 		s3->part_size = 5u << 20; /* S3's smallest part */

@@ -33,6 +33,10 @@ struct s3_opts {
 	unsigned max_copy_mb;     /* -o max_copy_mb=N: larger objects are copied in parts
 	                           * (UploadPartCopy); 0: 5120, S3's CopyObject limit */
 	unsigned upload_concurrency; /* -o upload_concurrency=N parts in flight (default 8) */
+	char *storage_class;         /* -o storage_class=CLASS of the objects written */
+	char *acl;                   /* -o acl=CANNED ACL of the objects written */
+	char *expected_owner;        /* -o expected_bucket_owner=ID (12-digit account id) */
+	int requester_pays;          /* -o requester_pays: the requester pays the bucket's bill */
 };
 
 /* Fill in the defaults. */

@@ -14,13 +14,14 @@
 #include "s3xml.h"
 #include "sigv4.h"
 
-#define MAX_EXTRA_HEADERS 8
-#define MAX_PARTS         10000
-#define MAX_PART_SIZE     (5ull << 30) /* UploadPart's and CopyObject's limit */
-#define MIN_PART_SIZE     (5ull << 20) /* every part but the last */
-#define COPY_PART_SIZE    (512ull << 20)
-#define MAX_KEY_BYTES     1024         /* S3's longest key, prefix included */
-#define MAX_OBJECT_SIZE   (5ull << 40) /* S3's largest object */
+#define MAX_EXTRA_HEADERS  10 /* a request's own: CopyObject uses 8 */
+#define MAX_BUCKET_HEADERS 2  /* what every request carries (s3_do adds them) */
+#define MAX_PARTS          10000
+#define MAX_PART_SIZE      (5ull << 30) /* UploadPart's and CopyObject's limit */
+#define MIN_PART_SIZE      (5ull << 20) /* every part but the last */
+#define COPY_PART_SIZE     (512ull << 20)
+#define MAX_KEY_BYTES      1024         /* S3's longest key, prefix included */
+#define MAX_OBJECT_SIZE    (5ull << 40) /* S3's largest object */
 
 struct s3 {
 	struct backend base;
@@ -34,6 +35,10 @@ struct s3 {
 	int path_style;
 	int tls;
 	int unsigned_payload; /* uploads over http skip the payload hash */
+	char *storage_class;  /* x-amz-storage-class of new objects, or NULL */
+	char *acl;            /* x-amz-acl of new objects, or NULL */
+	char *expected_owner; /* x-amz-expected-bucket-owner on every request, or NULL */
+	int requester_pays;   /* x-amz-request-payer: requester on every request */
 	unsigned max_attempts;
 	long request_timeout_ms; /* fixed part of a request's deadline */
 	uint64_t part_size;
@@ -91,6 +96,10 @@ int s3_do(struct s3 *s3, const struct s3_req *r, struct http_result *res, struct
 /* Metadata headers (x-amz-meta-*) as s3fs writes them, from save attrs. */
 void s3_meta_headers(struct s3_req *r, const char *key, const struct backend_save_attrs *a,
                      char buf[4][32]);
+
+/* Headers of a request that creates an object (PUT, CopyObject,
+ * CreateMultipartUpload): -o storage_class and -o acl. */
+void s3_create_headers(const struct s3 *s3, struct s3_req *r);
 
 /* *st for an object just stored (st may be NULL). */
 void s3_stat_after_save(uint64_t size, const char *etag, const struct backend_save_attrs *a,

@@ -205,6 +205,7 @@ static int create_upload(struct s3 *s3, const char *key, const struct backend_sa
 	int ret;
 
 	s3_meta_headers(&r, key, attrs, meta);
+	s3_create_headers(s3, &r);
 	ret = s3_do(s3, &r, &res, NULL);
 	if (ret == 0)
 		ret = s3xml_parse_upload_id(res.body, res.body_len, upload_id);

@@ -44,7 +44,7 @@ static void teardown(void)
 
 static void mount_with(const char *opts)
 {
-	ck_assert_msg(store_mount(&st, &m, opts) == 0, "mount failed; see %s/daemon.log", m.root);
+	store_mount_ok(&st, &m, opts);
 }
 
 /* Make the server hostile (modes, see tests/s3/README.md) for the keys
@@ -271,14 +271,7 @@ END_TEST
 /* The mount with opts fails before mounting, and its log names why. */
 static void refused(const char *opts, const char *why)
 {
-	size_t len;
-	char *log;
-
-	ck_assert_int_eq(store_mount(&st, &m, opts), -ECHILD);
-	log = tm_read_file(tm_path(m.root, "daemon.log"), &len);
-	ck_assert_ptr_nonnull(log);
-	ck_assert_msg(strstr(log, why) != NULL, "no \"%s\" in: %s", why, log);
-	free(log);
+	store_mount_refused(&st, &m, opts, why);
 }
 
 /* Junk and overflow in numeric options are refused with a sentence

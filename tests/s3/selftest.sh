@@ -699,6 +699,29 @@ else
     bad "second server with command-line faults starts"
 fi
 
+# ---------------------------------------------------------------- S3 option headers
+# chunkfs -o storage_class, acl, requester_pays, expected_bucket_owner: the
+# server stores the class, refuses a wrong owner and notes each header.
+ctl POST /counters/reset >/dev/null
+code=$(scurl "$EMPTY" -X PUT -H 'x-amz-storage-class: GLACIER_IR' -H 'x-amz-acl: bucket-owner-full-control' \
+    -H 'x-amz-request-payer: requester' -H 'x-amz-expected-bucket-owner: 123456789012' \
+    --data-binary @"$work/empty" -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/opts/a")
+check "PUT with GLACIER_IR, an ACL, requester pays and the right owner -> 200 ($code)" test "$code" = 200
+scurl "$EMPTY" -I "$S3_ENDPOINT/data/opts/a" | tr -d '\r' >"$work/hdr"
+check "HEAD returns x-amz-storage-class: GLACIER_IR" grep -qix 'x-amz-storage-class: GLACIER_IR' "$work/hdr"
+scurl "$EMPTY" -X PUT -H 'x-amz-copy-source: /data/opts/a' -H 'x-amz-storage-class: STANDARD_IA' -o /dev/null "$S3_ENDPOINT/data/opts/b"
+scurl "$EMPTY" -I "$S3_ENDPOINT/data/opts/b" | tr -d '\r' >"$work/hdr"
+check "CopyObject takes the storage class of its request" grep -qix 'x-amz-storage-class: STANDARD_IA' "$work/hdr"
+scurl "$EMPTY" -X PUT -H 'x-amz-copy-source: /data/opts/a' -o /dev/null "$S3_ENDPOINT/data/opts/c"
+scurl "$EMPTY" -I "$S3_ENDPOINT/data/opts/c" | tr -d '\r' >"$work/hdr"
+check "CopyObject naming no class makes a STANDARD copy" test "$(grep -ci 'x-amz-storage-class' "$work/hdr")" = 0
+code=$(scurl "$EMPTY" -H 'x-amz-expected-bucket-owner: 111111111111' -o "$work/x" -w '%{http_code}' "$S3_ENDPOINT/data/opts/a")
+check "GET expecting another bucket owner -> 403 AccessDenied ($code)" grep -q AccessDenied "$work/x"
+check "GET /amz-headers: the last PutObject's ACL" \
+    test "$(ctl GET /amz-headers | json_get 'j.by_op.PutObject["x-amz-acl"]')" = bucket-owner-full-control
+check "GET /amz-headers?header=...: one PutObject with requester pays, no other" \
+    test "$(ctl GET '/amz-headers?header=x-amz-request-payer&value=requester' | json_get '[j.PutObject.with, j.all.with]')" = '[1,1]'
+
 # ---------------------------------------------------------------- 10,000 keys
 # Listing speed: 10 pages of 1000 from one "directory" of 10,000 keys, first
 # with the key index cold (metadata read from disk), then warm.

@@ -64,6 +64,9 @@ const USAGE = `usage: node --openssl-legacy-provider server.js [options]
   --hostile-prefix P    only keys (and listing prefixes) starting with P
   --trickle-bps N       bytes a second of a trickled body (default 2)
   --region R            require credential scope region R (default: any)
+  --bucket-owner ID     account id owning every bucket: a request whose
+                        x-amz-expected-bucket-owner differs gets 403
+                        AccessDenied (default 123456789012)
   --max-skew-s N        allowed clock skew for header auth (default 900)
   --keep-alive-ms N     idle keep-alive timeout (default: node's 5000)
   --spool-mem-mb N      request bodies up to N MiB are held in memory, larger
@@ -81,7 +84,7 @@ function parseArgs(argv) {
     publicBuckets: [], latencyMs: 0, latencyJitterMs: 0, faults: {},
     region: null, maxSkewS: 900, keepAliveMs: null, spoolMemMb: 16,
     spoolDir: null, readyFile: null, silent: false, quiet: false,
-    stallMs: 120000, hostile: {},
+    stallMs: 120000, hostile: {}, bucketOwner: '123456789012',
   };
   const list = v => String(v).split(',').map(s => s.trim()).filter(Boolean);
   for (let i = 2; i < argv.length; i++) {
@@ -122,6 +125,7 @@ function parseArgs(argv) {
       case '--hostile-prefix': o.hostile.prefix = val(); break;
       case '--trickle-bps': o.hostile.trickle_bps = val(); break;
       case '--region': o.region = val(); break;
+      case '--bucket-owner': o.bucketOwner = val(); break;
       case '--max-skew-s': o.maxSkewS = num(val(), a); break;
       case '--keep-alive-ms': o.keepAliveMs = num(val(), a); break;
       case '--spool-mem-mb': o.spoolMemMb = num(val(), a); break;
@@ -295,8 +299,43 @@ let seq = 0;
 let inFlight = 0;
 const startTime = Date.now();
 
+// The request headers below, as they reached the server: the last value
+// seen per operation and per object, and how many requests of each
+// operation carried each value ('' for none), for GET /amz-headers.
+const AMZ_HEADERS = ['x-amz-storage-class', 'x-amz-acl', 'x-amz-request-payer',
+  'x-amz-expected-bucket-owner'];
+let amzHeaders;
+
+function resetAmzHeaders() {
+  amzHeaders = { by_op: {}, by_key: {}, counts: {} };
+}
+
+function noteAmzHeaders(info, headers) {
+  const seen = Object.fromEntries(AMZ_HEADERS.map(h => [h, headers[h] || null]));
+  amzHeaders.by_op[info.op] = seen;
+  if (info.key) amzHeaders.by_key[`${info.bucket}/${info.key}`] = seen;
+  for (const h of AMZ_HEADERS) {
+    const perOp = amzHeaders.counts[h] || (amzHeaders.counts[h] = {});
+    inc(perOp[info.op] || (perOp[info.op] = {}), seen[h] || '');
+  }
+}
+
+/** Per operation (and "all"): requests whose header h was v ("with") or not
+ *  ("other"). */
+function amzHeaderMatches(h, v) {
+  const out = { all: { with: 0, other: 0 } };
+  for (const [op, values] of Object.entries(amzHeaders.counts[h] || {})) {
+    const all = Object.values(values).reduce((a, b) => a + b, 0);
+    out[op] = { with: values[v] || 0, other: all - (values[v] || 0) };
+    out.all.with += out[op].with;
+    out.all.other += out[op].other;
+  }
+  return out;
+}
+
 function resetCounters() {
   const old = counters;
+  resetAmzHeaders();
   counters = {
     total: 0,
     ...Object.fromEntries(TYPES.map(t => [t, 0])),
@@ -1032,6 +1071,9 @@ FilesystemStore.prototype.putObject = async function putObject(object) {
 // Per part N in the upload's directory: N.md5 (its MD5, as s3rver keeps it)
 // and either N.at ({"offset", "size"} in the assembly) or the file N.
 const S3Error = require('s3rver/lib/models/error');
+const S3Object = require('s3rver/lib/models/object');
+// Storage classes S3 knows that s3rver 3.7.1 refuses as InvalidStorageClass.
+S3Object.STORAGE_CLASSES.push('GLACIER_IR', 'SNOW', 'EXPRESS_ONEZONE');
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 const uploadLayouts = new Map(); // upload dir -> { R, busy: Map(N -> promise) }
 
@@ -1721,6 +1763,7 @@ function beginRecord(ctx) {
     release: null,
     closed: false,
   };
+  noteAmzHeaders(info, req.headers);
   counters.total++;
   counters[info.type]++;
   inc(counters.ops, info.op);
@@ -1820,6 +1863,12 @@ function makeFront(app) {
           `${auth.payloadHash} (aws-chunked) uploads are not supported by this ` +
             'test server; send UNSIGNED-PAYLOAD or the hex SHA-256 of the body', {}];
       }
+    }
+    const owner = origReq.headers['x-amz-expected-bucket-owner'];
+    if (!authError && owner !== undefined && owner !== opts.bucketOwner) {
+      authError = [403, 'AccessDenied', 'Access Denied', {}];
+      log(`403 AccessDenied ${origReq.method} ${origReq.url}: expected bucket owner ` +
+        `${owner}, the owner is ${opts.bucketOwner}`);
     }
     if (authError) {
       if (authError[1] !== 'NotImplemented') counters.auth.rejected++;
@@ -1968,6 +2017,7 @@ function makeFront(app) {
       } else if (info.op === 'UploadPartCopy') {
         await uploadPartCopy(ctx, rec, app, next);
       } else await next();
+      if (info.op === 'CopyObject') await copyStorageClass(ctx, app, info);
       if (rec.firstByteOf !== undefined) trimToFirstByte(ctx, rec.firstByteOf);
       if (objectRead && !phantom && hostile.modes.size) await hostileAnswer(ctx, info);
 
@@ -1986,6 +2036,17 @@ function makeFront(app) {
       if (processed && WRITE_METHODS.has(origReq.method)) noteWrite(app, info, ctx.status);
     }
   };
+}
+
+/** S3 gives a copy the storage class its request names (STANDARD when
+ *  none), even when the metadata is copied; s3rver keeps the source's. */
+async function copyStorageClass(ctx, app, info) {
+  const cls = ctx.req.headers['x-amz-storage-class'];
+  if (ctx.status !== 200 || ctx.req.headers['x-amz-metadata-directive'] === 'REPLACE') return;
+  const meta = await app.store.getMetadata(info.bucket, info.key);
+  if (cls && cls !== 'STANDARD') meta['x-amz-storage-class'] = cls;
+  else delete meta['x-amz-storage-class'];
+  await app.store.putMetadata(info.bucket, info.key, meta);
 }
 
 /** UploadPartCopy, which s3rver lacks: the source range (read from s3rver's
@@ -2096,6 +2157,11 @@ async function control(req, res) {
         resetCounters();
         return send(200, v);
       }
+      case 'GET /amz-headers':
+        if (p.header !== undefined) {
+          return send(200, amzHeaderMatches(String(p.header), String(p.value || '')));
+        }
+        return send(200, amzHeaders);
       case 'GET /log': {
         const n = p.n !== undefined ? Number(p.n) : 1000;
         return send(200, requestLog.slice(-Math.max(0, n)));
@@ -2184,7 +2250,8 @@ async function control(req, res) {
           'GET /latency', 'POST /latency {ms,jitter_ms}', 'GET /public',
           'POST /public {bucket,public}', 'GET /list-index', 'POST /list-index/clear',
           'GET /phantom[?bucket=B]', 'POST /phantom {bucket,keys,size}',
-          'DELETE /phantom[?bucket=B] [{keys}]', 'GET /hostile',
+          'DELETE /phantom[?bucket=B] [{keys}]', 'GET /amz-headers[?header=H&value=V]',
+          'GET /hostile',
           'POST /hostile {modes,prefix,trickle_bps}', 'DELETE /hostile',
           'POST /shutdown'] });
     }

@@ -312,3 +312,33 @@ int store_mount(const struct store *s, struct test_mount *m, const char *opts)
 	         opts ? opts : "");
 	return tm_mount(m, s->source, all[0] ? all : NULL);
 }
+
+void store_fixture_begin(struct test_mount *m, struct store *s, enum store_kind kind)
+{
+	ck_assert_int_eq(tm_prepare(m), 0);
+	ck_assert_int_eq(store_open(s, kind, m->src), 0);
+}
+
+void store_fixture_end(struct test_mount *m, struct store *s)
+{
+	tm_stop(m);
+	store_close(s);
+}
+
+void store_mount_ok(const struct store *s, struct test_mount *m, const char *opts)
+{
+	ck_assert_msg(store_mount(s, m, opts) == 0, "mount failed; see %s/daemon.log", m->root);
+}
+
+void store_mount_refused(const struct store *s, struct test_mount *m, const char *opts,
+                         const char *why)
+{
+	size_t len;
+	char *log;
+
+	ck_assert_int_eq(store_mount(s, m, opts), -ECHILD);
+	log = tm_read_file(tm_path(m->root, "daemon.log"), &len);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, why) != NULL, "no \"%s\" in: %s", why, log);
+	free(log);
+}

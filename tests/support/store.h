@@ -79,6 +79,20 @@ struct test_mount;
  * tm_mount() does.  0 or -errno. */
 int store_mount(const struct store *s, struct test_mount *m, const char *opts);
 
+/* A mount test's fixture: m's scratch directories and a store of kind in
+ * m->src (the test fails if either cannot be had); the end unmounts and
+ * removes both. */
+void store_fixture_begin(struct test_mount *m, struct store *s, enum store_kind kind);
+void store_fixture_end(struct test_mount *m, struct store *s);
+
+/* Mount the store with opts, or fail the test naming the daemon's log. */
+void store_mount_ok(const struct store *s, struct test_mount *m, const char *opts);
+
+/* The mount with opts fails before mounting and the daemon's log holds why
+ * (one sentence); else the test fails. */
+void store_mount_refused(const struct store *s, struct test_mount *m, const char *opts,
+                         const char *why);
+
 struct Suite;
 
 /*

@@ -2,6 +2,8 @@
  * check_opts.c - numeric -o options parsed strictly (lib/opts.c): junk,
  * signs, overflow, infinities and NaN are refused with the option named;
  * good values, escaped commas and both "-o list" and "-olist" forms pass.
+ * The S3 header options (storage_class, acl, expected_bucket_owner) take
+ * only values S3 would.
  */
 #include <check.h>
 #include <limits.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "opts.h"
+#include "s3/s3.h"
 #include "suites.h"
 
 START_TEST(test_uint)
@@ -97,6 +100,50 @@ START_TEST(test_parse)
 }
 END_TEST
 
+/* s3_opts_parse() of "-o opt": its return; *o is freed. */
+static int parse_s3(const char *opt)
+{
+	const char *argv[] = {"prog", "-o", opt, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, (char **)argv);
+	struct s3_opts o;
+	int ret;
+
+	s3_opts_init(&o);
+	ret = s3_opts_parse(&args, &o);
+	fuse_opt_free_args(&args);
+	s3_opts_free(&o);
+	return ret;
+}
+
+START_TEST(test_s3_header_opts)
+{
+	static const char *const good[] = {"storage_class=STANDARD",
+	                                   "storage_class=GLACIER_IR",
+	                                   "storage_class=ONEZONE_IA",
+	                                   "acl=private",
+	                                   "acl=bucket-owner-full-control",
+	                                   "expected_bucket_owner=123456789012",
+	                                   "expected_bucket_owner=000000000000,requester_pays"};
+	static const char *const bad[] = {"storage_class=",
+	                                  "storage_class=standard",
+	                                  "storage_class=STANDARD IA",
+	                                  "storage_class=A;B",
+	                                  "acl=",
+	                                  "acl=Private",
+	                                  "acl=everyone",
+	                                  "expected_bucket_owner=",
+	                                  "expected_bucket_owner=12345678901",
+	                                  "expected_bucket_owner=1234567890123",
+	                                  "expected_bucket_owner=12345678901x",
+	                                  "expected_bucket_owner=-12345678901"};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+		ck_assert_msg(parse_s3(good[i]) == 0, "\"%s\" refused", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		ck_assert_msg(parse_s3(bad[i]) == -1, "\"%s\" taken", bad[i]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("opts");
@@ -105,6 +152,7 @@ int main(void)
 	tcase_add_test(tc, test_uint);
 	tcase_add_test(tc, test_double);
 	tcase_add_test(tc, test_parse);
+	tcase_add_test(tc, test_s3_header_opts);
 	suite_add_tcase(s, tc);
 	return suites_run(s);
 }
