@@ -3,8 +3,10 @@
  * dircache_list() (what opendir and lookups load a directory with) and
  * backend_list_keep(), over listings a store could answer anything in.
  *
- * fuzz-sources: fuse/dircache.c backends/backend.c lib/log.c lib/io.c lib/safedir.c
- * tests/support/listbe.c fuzz-pkgs: jansson
+ * fuzz-pkgs: jansson
+ *
+ * fuzz-sources: fuse/dircache.c backends/backend.c lib/log.c lib/io.c
+ * fuzz-sources: lib/safedir.c tests/support/listbe.c
  *
  * The input is lines ('\n'): the first is the prefix listed (a '/' is
  * added when missing and it is not empty), then one item a line: "K..." a

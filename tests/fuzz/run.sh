@@ -8,6 +8,10 @@
 #     fuzz-sources: backends/s3/sigv4.c lib/log.c    (compiled in)
 #     fuzz-pkgs: openssl                            (pkg-config packages)
 #
+# A key may be given on several lines; their values are joined.  Keep each
+# on a line of its own, apart from prose, so clang-format does not join it
+# into the text around it.
+#
 # Output goes to $BUILD/fuzz (default build/fuzz): the binary, its log, a
 # corpus kept between runs (seeded from tests/fuzz/corpus/<target>/ when
 # that exists) and, after a crash, the input that caused it.
@@ -45,8 +49,9 @@ fi
 
 # The value of a "fuzz-<key>:" line in the header comment of $1.
 field() {
-	sed -n "s/^[ /*]*fuzz-$2:[[:space:]]*//p" "$1" | head -n 1 |
-		sed 's/[[:space:]]*\*\/[[:space:]]*$//; s/[[:space:]]*$//'
+	sed -n "s/^[ /*]*fuzz-$2:[[:space:]]*//p" "$1" |
+		sed 's/[[:space:]]*\*\/[[:space:]]*$//' | tr '\n' ' ' |
+		sed 's/[[:space:]]*$//'
 }
 
 status=0
